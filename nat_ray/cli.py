@@ -1,0 +1,170 @@
+"""The ``nat-ray`` command.
+
+    nat-ray calc "EXPR"                       the calculator observation for one expression
+    nat-ray calc < exprs.jsonl                lines {"expression"} -> lines {"expression", "observation"}
+    nat-ray grade --task TASK < preds.jsonl   lines {"gt", "pred"} -> lines {"reward"[, "em", "f1"]}
+    nat-ray import-nat --task TASK --questions FILE --out DIR TRAJ.json [TRAJ.json ...]
+    nat-ray build --trajectories DIR --prompts FILE --mode MODE [--template NAME] --pos-num N --neg-num M
+                  [--seed 42] --out PATH
+
+Errors in the input are reported as one line naming the file, line, id or key, with exit status 2, and leave no
+partial output behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from nat_ray.errors import InputError, NatRayError
+from nat_ray.storage import parse_jsonl
+
+
+def _count(value: str) -> int:
+    if value == "all":
+        return -1
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number or 'all', got {value}")
+    return n
+
+
+def _stdin_records(required: Sequence[str]) -> list[dict]:
+    records = []
+    for lineno, rec in parse_jsonl(sys.stdin, "<stdin>"):
+        if not isinstance(rec, dict):
+            raise InputError(f"<stdin>:{lineno}: expected a JSON object")
+        for key in required:
+            if key not in rec:
+                raise InputError(f"<stdin>:{lineno}: missing key {key!r}")
+        records.append(rec)
+    return records
+
+
+def cmd_calc(args: argparse.Namespace) -> int:
+    from nat_ray.tools.calculator import Calculator
+
+    if args.expression is None:
+        records = _stdin_records(["expression"])
+        for i, rec in enumerate(records, 1):
+            if not isinstance(rec["expression"], str):
+                raise InputError(f"<stdin> record {i}: 'expression' must be a string")
+    with Calculator(timeout_s=args.timeout) as calc:
+        if args.expression is not None:
+            print(calc(args.expression))
+            return 0
+        for rec in records:
+            print(json.dumps({"expression": rec["expression"], "observation": calc(rec["expression"])}))
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from nat_ray.tasks import get_task
+
+    task = get_task(args.task)
+    records = _stdin_records(["gt", "pred"])
+    rows = []
+    for i, rec in enumerate(records, 1):
+        pred = rec["pred"]
+        if pred is not None and not isinstance(pred, str):
+            pred = str(pred)
+        try:
+            grade = task.grade(rec["gt"], pred, numeric=args.numeric)
+        except ValueError as exc:
+            raise InputError(f"<stdin> record {i}: field 'gt': {exc}") from None
+        row: dict = {"reward": grade.reward}
+        if task.family == "qa":
+            row |= {"em": grade.em, "f1": grade.f1}
+        rows.append(row)
+    for row in rows:
+        print(json.dumps(row))
+    return 0
+
+
+def cmd_import_nat(args: argparse.Namespace) -> int:
+    from nat_ray.nat_import import ImportConfig, import_nat
+
+    config = ImportConfig(task=args.task, questions=args.questions, out=args.out, files=args.files, model=args.model)
+    meta = import_nat(config, overwrite=args.overwrite)
+    print(json.dumps({"out": args.out, **meta["counts"]}))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from nat_ray.reformat import BuildConfig, build
+
+    config = BuildConfig(
+        trajectories=args.trajectories,
+        prompts=args.prompts,
+        mode=args.mode,
+        template=args.template,
+        pos_num=args.pos_num,
+        neg_num=args.neg_num,
+        seed=args.seed,
+        out=args.out,
+    )
+    meta = build(config)
+    print(json.dumps({"out": args.out, "template": meta["config"]["template"], **meta["counts"]}))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from nat_ray.reformat import MODES
+
+    parser = argparse.ArgumentParser(prog="nat-ray", description="Negative-Aware Training for LLM agents on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("calc", help="the safe SymPy calculator")
+    p.add_argument("expression", nargs="?", help="an expression; without it, JSON lines on stdin")
+    p.add_argument("--timeout", type=float, default=5.0, help="hard limit per expression, seconds (default 5)")
+    p.set_defaults(func=cmd_calc)
+
+    p = sub.add_parser("grade", help="grade predictions against ground truths (JSON lines on stdin)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--numeric", action="store_true", help="math: compare as numbers (18.0 == $18); not the paper's")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("import-nat", help="the paper's trajectory files -> a trajectories dataset")
+    p.add_argument("--task", required=True)
+    p.add_argument("--questions", required=True, help="the task's question file (.json or .jsonl)")
+    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--model", default=None, help="policy that made the files (default: from the file name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("files", nargs="+", metavar="TRAJ.json")
+    p.set_defaults(func=cmd_import_nat)
+
+    p = sub.add_parser("build", help="a training set (vanilla / nut / nat / nat-graded) from trajectories")
+    p.add_argument("--trajectories", required=True, help="trajectories dataset folder")
+    p.add_argument("--prompts", required=True, help="the paper's prompt templates file")
+    p.add_argument("--mode", required=True, choices=MODES)
+    p.add_argument("--template", default=None, help="template name (default by mode)")
+    p.add_argument("--pos-num", required=True, type=_count, help="first N positives (or 'all')")
+    p.add_argument("--neg-num", required=True, type=_count, help="M negatives sampled with --seed (or 'all')")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", required=True, help="PATH.jsonl, or a folder for a Parquet dataset")
+    p.set_defaults(func=cmd_build)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NatRayError as exc:
+        print(f"nat-ray {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        print(f"nat-ray {args.command}: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Reading and writing: JSON/JSONL with errors that name file and line, atomic outputs, trajectory datasets.
+
+A trajectories dataset is a folder of Parquet files (``part-*.parquet``, schema
+:data:`nat_ray.types.TRAJECTORY_ARROW_SCHEMA`) plus ``_manifest.json`` (schema version, the config that made it,
+counts). Parquet readers, Ray Data's included, skip the ``_``-prefixed manifest. Every output is written to a
+temporary sibling first and renamed into place, so a crash leaves either the old output or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from nat_ray.errors import InputError
+from nat_ray.types import EXAMPLE_ARROW_SCHEMA, SCHEMA_VERSION, TRAJECTORY_ARROW_SCHEMA, Example, Trajectory
+
+if TYPE_CHECKING:
+    import ray.data
+
+MANIFEST = "_manifest.json"
+
+
+# ---------------------------------------------------------------- JSON input
+
+
+def parse_jsonl(lines: Iterable[str], name: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, value)`` for each non-blank line; a malformed line raises naming ``name:line``."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{name}:{lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from None
+
+
+def read_json_file(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from None
+
+
+def read_records(path: str | Path) -> list[tuple[str, dict]]:
+    """Records of a ``.json`` list or a ``.jsonl`` file, each with its location (``file:line`` or ``file[i]``)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        try:
+            with path.open(encoding="utf-8") as f:
+                items = [(f"{path}:{n}", v) for n, v in parse_jsonl(f, str(path))]
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read: {exc}") from None
+    else:
+        data = read_json_file(path)
+        if not isinstance(data, list):
+            raise InputError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(data)]
+    for where, value in items:
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return items
+
+
+# ---------------------------------------------------------------- atomic output
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path; on success it replaces ``path`` atomically, on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``path`` on success. An existing ``path`` is an error unless
+    ``overwrite``; then it is swapped out only once the new one is complete."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: output already exists (pass --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the output should get ordinary permissions
+    try:
+        yield tmp
+        if path.exists():
+            old = _tmp_sibling(path)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    n = 0
+    with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def manifest(kind: str, config: dict, counts: dict[str, int]) -> dict:
+    return {"kind": kind, "schema_version": SCHEMA_VERSION, "config": config, "counts": counts}
+
+
+# ---------------------------------------------------------------- trajectories
+
+
+def trajectories_table(trajectories: Iterable[Trajectory]) -> pa.Table:
+    return pa.Table.from_pylist([t.to_row() for t in trajectories], schema=TRAJECTORY_ARROW_SCHEMA)
+
+
+def write_trajectories(
+    trajectories: list[Trajectory], out_dir: str | Path, meta: dict, overwrite: bool = False
+) -> None:
+    """Write a trajectories dataset folder (one Parquet part, input order kept) and its manifest, atomically."""
+    with atomic_dir(out_dir, overwrite) as tmp:
+        pq.write_table(trajectories_table(trajectories), tmp / "part-00000.parquet")
+        (tmp / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def parquet_parts(path: str | Path) -> list[Path]:
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InputError(f"{path}: no such dataset folder")
+    parts = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
+    if not parts:
+        raise InputError(f"{path}: no Parquet files in this folder")
+    return parts
+
+
+def read_trajectories(path: str | Path) -> list[Trajectory]:
+    """All trajectories of a dataset folder, in order (parts sorted by name), each validated."""
+    out: list[Trajectory] = []
+    for part in parquet_parts(path):
+        try:
+            rows = pq.read_table(part).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{part}: not a readable Parquet file: {exc}") from None
+        for i, row in enumerate(rows):
+            out.append(_trajectory(row, f"{part} row {i}"))
+    return out
+
+
+def _trajectory(row: dict, where: str) -> Trajectory:
+    try:
+        return Trajectory.from_row(row)
+    except (ValidationError, ValueError) as exc:
+        raise InputError(f"{where}: not a valid trajectory: {_first_error(exc)}") from None
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return str(exc)
+
+
+def read_trajectories_jsonl(path: str | Path) -> list[Trajectory]:
+    return [_trajectory(row, where) for where, row in read_records(path)]
+
+
+def write_trajectories_jsonl(trajectories: Iterable[Trajectory], path: str | Path) -> int:
+    return write_jsonl(path, (t.to_row() for t in trajectories))
+
+
+def read_trajectories_ray(path: str | Path) -> ray.data.Dataset:
+    """The dataset folder as a Ray Dataset (rows in the flat trajectory layout)."""
+    import ray.data
+
+    parts = parquet_parts(path)
+    return ray.data.read_parquet([str(p) for p in parts], schema=TRAJECTORY_ARROW_SCHEMA)
+
+
+def write_trajectories_ray(ds: ray.data.Dataset, out_dir: str | Path, meta: dict, overwrite: bool = False) -> None:
+    """Write a Ray Dataset of trajectory rows as a trajectories dataset folder, atomically."""
+    with atomic_dir(out_dir, overwrite) as tmp:
+        ds.write_parquet(str(tmp), schema=TRAJECTORY_ARROW_SCHEMA)
+        (tmp / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- training examples
+
+
+def write_examples(examples: list[Example], out: str | Path, meta: dict, overwrite: bool = True) -> None:
+    """``out`` ending ``.jsonl``: one JSON line per example (manifest at ``out.manifest.json``); else a Parquet
+    dataset folder with the manifest inside."""
+    out = Path(out)
+    if out.suffix == ".jsonl":
+        write_jsonl(out, (e.to_row() for e in examples))
+        write_json(out.with_name(out.name + ".manifest.json"), meta)
+        return
+    table = pa.Table.from_pylist([e.to_row() for e in examples], schema=EXAMPLE_ARROW_SCHEMA)
+    with atomic_dir(out, overwrite) as tmp:
+        pq.write_table(table, tmp / "part-00000.parquet")
+        (tmp / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def read_examples(path: str | Path) -> list[Example]:
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        rows = read_records(path)
+    else:
+        rows = [(f"{p} row {i}", r) for p in parquet_parts(path) for i, r in enumerate(pq.read_table(p).to_pylist())]
+    out = []
+    for where, row in rows:
+        try:
+            out.append(Example.model_validate(row))
+        except ValidationError as exc:
+            raise InputError(f"{where}: not a valid training example: {_first_error(exc)}") from None
+    return out
