@@ -28,8 +28,9 @@ class CalcError(ValueError):
 @dataclass(frozen=True)
 class Limits:
     max_chars: int = 2000
-    max_nodes: int = 400
-    max_depth: int = 48
+    max_nodes: int = 1000
+    # A flat sum is a left-leaning chain as deep as it is long, so depth must allow long sums of numbers.
+    max_depth: int = 200
     # ~3,000 decimal digits: far beyond arithmetic word problems, small enough to stay fast.
     max_bits: int = 10_000
     max_symbolic_exponent: int = 1000
@@ -146,9 +147,7 @@ class _Builder:
         self.nodes = 0
 
     def build(self, node: ast.AST, depth: int = 0) -> sp.Basic:
-        self.nodes += 1
-        if self.nodes > self.limits.max_nodes:
-            raise CalcError(f"expression too large (more than {self.limits.max_nodes} nodes)")
+        self._count()
         if depth > self.limits.max_depth:
             raise CalcError(f"expression nested too deeply (more than {self.limits.max_depth} levels)")
         if isinstance(node, ast.Constant):
@@ -156,14 +155,7 @@ class _Builder:
         if isinstance(node, ast.Name):
             return self._name(node.id)
         if isinstance(node, ast.BinOp):
-            op = _BINOPS.get(type(node.op))
-            if op is None:
-                raise CalcError(f"unsupported operator: {type(node.op).__name__}")
-            left = self.build(node.left, depth + 1)
-            right = self.build(node.right, depth + 1)
-            if isinstance(node.op, ast.Pow):
-                self._check_pow(left, right)
-            return self._checked(op(left, right))
+            return self._binop_chain(node, depth)
         if isinstance(node, ast.UnaryOp):
             op = _UNARY.get(type(node.op))
             if op is None:
@@ -172,6 +164,32 @@ class _Builder:
         if isinstance(node, ast.Call):
             return self._call(node, depth)
         raise CalcError(f"unsupported syntax: {type(node).__name__}")
+
+    def _binop_chain(self, node: ast.BinOp, depth: int) -> sp.Basic:
+        if isinstance(node.op, ast.Pow):  # right-associative: depth applies as usual
+            base, exp = self.build(node.left, depth + 1), self.build(node.right, depth + 1)
+            self._check_pow(base, exp)
+            return self._checked(base**exp)
+        # `1 + 2 + … + n` parses as a left-leaning chain as deep as it is long. Walk that spine iteratively so a
+        # long flat sum costs neither depth budget nor Python recursion; the node count still bounds it.
+        spine: list[ast.BinOp] = []
+        cur: ast.expr = node
+        while isinstance(cur, ast.BinOp) and not isinstance(cur.op, ast.Pow):
+            spine.append(cur)
+            cur = cur.left
+        self._count(len(spine) - 1)  # the chain's head was counted by build()
+        acc = self.build(cur, depth + 1)
+        for link in reversed(spine):
+            op = _BINOPS.get(type(link.op))
+            if op is None:
+                raise CalcError(f"unsupported operator: {type(link.op).__name__}")
+            acc = self._checked(op(acc, self.build(link.right, depth + 1)))
+        return acc
+
+    def _count(self, n: int = 1) -> None:
+        self.nodes += n
+        if self.nodes > self.limits.max_nodes:
+            raise CalcError(f"expression too large (more than {self.limits.max_nodes} nodes)")
 
     def _constant(self, node: ast.Constant) -> sp.Basic:
         value = node.value

@@ -1,0 +1,49 @@
+"""Shared fixtures. The data folder is ../shared/data (or $NAT_RAY_DATA_DIR); it is never copied into the repo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nat_ray.tasks import resolve_data_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return resolve_data_dir()
+
+
+@pytest.fixture(scope="session")
+def strategyqa_files(data_dir: Path) -> dict[str, Path]:
+    d = data_dir / "nat/dataset/strategyqa"
+    return {
+        "questions": d / "train.jsonl",
+        "positive": d / "strategyqa_gpt-3.5_positive.json",
+        "negative": d / "strategyqa_gpt-3.5_negative.json",
+        "prompts": data_dir / "nat/prompts/StrategyQA/StrategyQA_conversation.json",
+    }
+
+
+def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `nat-ray` console script (falls back to `python -m nat_ray.cli`)."""
+    exe = Path(sys.executable).with_name("nat-ray")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nat_ray.cli"]
+    return subprocess.run(
+        [*cmd, *args], input=stdin, capture_output=True, text=True, cwd=cwd or REPO, env=os.environ.copy(), timeout=300
+    )
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray cluster (embedded), shared by the tests that need one."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
