@@ -36,6 +36,9 @@ class TaskSpec:
     prompts: str  # the paper's prompt templates file under the data folder
 
     def ground_truth(self, answer: object) -> str:
+        if self.family != "yesno" and isinstance(answer, bool):
+            # A bool answer is StrategyQA's: trajectories or questions of another task were passed.
+            raise ValueError(f"a yes/no answer ({answer}), but task {self.name} expects text")
         if self.family == "math":
             return extract_math_answer(str(answer))
         if self.family == "yesno":

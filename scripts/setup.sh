@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install nat_ray with everything it needs, from the project's own files.
+# torch goes first and pinned: on these machines torch==2.13.0 resolves to the local CPU wheel, while an unpinned
+# torch (or one pulled in by another package) would download several GB of CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${NAT_RAY_VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+"${PIP[@]}" "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
+"${PIP[@]}" -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+"$VENV/bin/python" -c "import nat_ray, ray, deepspeed, transformers, torch; print('nat_ray', nat_ray.__version__, '| ray', ray.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__, '| deepspeed', deepspeed.__version__)" 2>&1 | grep -v "real_accelerator"

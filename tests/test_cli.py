@@ -1,0 +1,232 @@
+"""The `nat-ray` command contract (DESIGN.md), through the installed console script."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_calc_one_expression() -> None:
+    r = run_cli("calc", "6 * 2/3")
+    assert (r.returncode, r.stdout) == (0, "4\n")
+    r = run_cli("calc", "1/3 * 2")
+    assert r.stdout == "2/3\n"
+    r = run_cli("calc", "__import__('os').system('echo pwned')")
+    assert r.returncode == 0 and r.stdout.startswith("Error: ") and "pwned" not in r.stdout
+
+
+def test_calc_json_lines() -> None:
+    lines = [{"expression": "2^10"}, {"expression": "sqrt(2)"}, {"expression": "9**9**9**9"}]
+    r = run_cli("calc", stdin="".join(json.dumps(x) + "\n" for x in lines))
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["expression"] for o in out] == ["2^10", "sqrt(2)", "9**9**9**9"]
+    assert [o["observation"] for o in out[:2]] == ["1024", "1.41421"]
+    assert out[2]["observation"].startswith("Error: ")
+
+
+def test_calc_bad_input_names_the_line() -> None:
+    r = run_cli("calc", stdin='{"expression": "1+1"}\n{"expr": "2"}\n')
+    assert r.returncode == 2 and "<stdin>:2: missing key 'expression'" in r.stderr and r.stdout == ""
+    r = run_cli("calc", stdin='{"expression": "1+1"}\nnot json\n')
+    assert r.returncode == 2 and "<stdin>:2: malformed JSON" in r.stderr and r.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("task", "lines", "expected"),
+    [
+        (
+            "gsm8k",
+            [{"gt": "x\n#### 1,000", "pred": "1000"}, {"gt": "#### 18", "pred": "18.0"}],
+            [{"reward": True}, {"reward": False}],
+        ),
+        ("ASDiv", [{"gt": "9", "pred": "9"}], [{"reward": True}]),
+        ("SVAMP", [{"gt": "#### 51", "pred": "51"}], [{"reward": True}]),
+        ("MultiArith", [{"gt": "#### 39", "pred": "38"}], [{"reward": False}]),
+        (
+            "StrategyQA",
+            [{"gt": True, "pred": "Yes"}, {"gt": False, "pred": "yes"}],
+            [{"reward": True}, {"reward": False}],
+        ),
+        (
+            "hotpotqa",
+            [{"gt": "Richard Strauss", "pred": "richard strauss"}, {"gt": "yes", "pred": "no"}],
+            [{"reward": True, "em": True, "f1": 1.0}, {"reward": False, "em": False, "f1": 0.0}],
+        ),
+    ],
+)
+def test_grade(task: str, lines: list, expected: list) -> None:
+    r = run_cli("grade", "--task", task, stdin="".join(json.dumps(x) + "\n" for x in lines))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x) for x in r.stdout.splitlines()] == expected
+
+
+def test_grade_numeric_mode_and_errors() -> None:
+    r = run_cli("grade", "--task", "gsm8k", "--numeric", stdin='{"gt": "#### 18", "pred": "$18"}\n')
+    assert json.loads(r.stdout) == {"reward": True}
+    r = run_cli("grade", "--task", "mmlu", stdin="")
+    assert r.returncode == 2 and "unknown task 'mmlu'" in r.stderr
+    r = run_cli("grade", "--task", "gsm8k", stdin='{"gt": "1"}\n')
+    assert r.returncode == 2 and "<stdin>:1: missing key 'pred'" in r.stderr
+
+
+def test_import_then_build(tmp_path: Path, strategyqa_files) -> None:
+    f = strategyqa_files
+    r = run_cli(
+        "import-nat",
+        "--task",
+        "StrategyQA",
+        "--questions",
+        str(f["questions"]),
+        "--out",
+        str(tmp_path / "traj"),
+        str(f["positive"]),
+        str(f["negative"]),
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) | {"out": None} == {
+        "out": None,
+        "trajectories": 2333,
+        "positive": 1070,
+        "negative": 1263,
+        "error": 0,
+    }
+    out = tmp_path / "nat.jsonl"
+    r = run_cli(
+        "build",
+        "--trajectories",
+        str(tmp_path / "traj"),
+        "--prompts",
+        str(f["prompts"]),
+        "--mode",
+        "nat",
+        "--pos-num",
+        "1070",
+        "--neg-num",
+        "1263",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 2333 and set(rows[0]) == {"id", "label", "messages"}
+    assert set(rows[0]["messages"][0]) == {"role", "content", "loss"}
+    manifest = json.loads(out.with_name("nat.jsonl.manifest.json").read_text())
+    assert manifest["config"]["template"] == "zero-shot-target-aware" and manifest["config"]["seed"] == 42
+    # the same again with another seed samples other negatives
+    r = run_cli(
+        "build",
+        "--trajectories",
+        str(tmp_path / "traj"),
+        "--prompts",
+        str(f["prompts"]),
+        "--mode",
+        "nat",
+        "--pos-num",
+        "0",
+        "--neg-num",
+        "5",
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path / "s1.jsonl"),
+    )
+    r2 = run_cli(
+        "build",
+        "--trajectories",
+        str(tmp_path / "traj"),
+        "--prompts",
+        str(f["prompts"]),
+        "--mode",
+        "nat",
+        "--pos-num",
+        "0",
+        "--neg-num",
+        "5",
+        "--out",
+        str(tmp_path / "s42.jsonl"),
+    )
+    assert r.returncode == r2.returncode == 0
+    assert (tmp_path / "s1.jsonl").read_text() != (tmp_path / "s42.jsonl").read_text()
+    # import refuses to clobber an existing dataset
+    r = run_cli(
+        "import-nat",
+        "--task",
+        "strategyqa",
+        "--questions",
+        str(f["questions"]),
+        "--out",
+        str(tmp_path / "traj"),
+        str(f["positive"]),
+    )
+    assert r.returncode == 2 and "already exists" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mode", "best"], "invalid choice: 'best'"),
+        (["--template", "zero-shot-target-aware-nope"], "unknown template 'zero-shot-target-aware-nope'"),
+        (["--pos-num", "-3"], "non-negative"),
+        (["--neg-num", "99999"], "only 1263 negatives"),
+    ],
+)
+def test_build_errors_leave_no_output(tmp_path: Path, strategyqa_files, args: list[str], message: str) -> None:
+    f = strategyqa_files
+    assert (
+        run_cli(
+            "import-nat",
+            "--task",
+            "strategyqa",
+            "--questions",
+            str(f["questions"]),
+            "--out",
+            str(tmp_path / "traj"),
+            str(f["negative"]),
+            str(f["positive"]),
+        ).returncode
+        == 0
+    )
+    base = {
+        "--trajectories": str(tmp_path / "traj"),
+        "--prompts": str(f["prompts"]),
+        "--mode": "nat",
+        "--pos-num": "1",
+        "--neg-num": "1",
+        "--out": str(tmp_path / "o.jsonl"),
+    }
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    r = run_cli("build", *[x for kv in base.items() for x in kv])
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_import_errors(tmp_path: Path, strategyqa_files) -> None:
+    f = strategyqa_files
+    r = run_cli(
+        "import-nat",
+        "--task",
+        "hotpotqa",
+        "--questions",
+        str(f["questions"]),
+        "--out",
+        str(tmp_path / "o"),
+        str(f["positive"]),
+    )
+    # StrategyQA files under another task: the yes/no ground truths give it away
+    assert r.returncode == 2 and "train.jsonl:1: field 'answer': a yes/no answer (True), but task hotpotqa" in r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2")
+    r = run_cli(
+        "import-nat", "--task", "strategyqa", "--questions", str(f["questions"]), "--out", str(tmp_path / "o"), str(bad)
+    )
+    assert r.returncode == 2 and f"{bad}:1: malformed JSON" in r.stderr
+    assert not (tmp_path / "o").exists()
+    r = run_cli(
+        "import-nat", "--task", "chess", "--questions", str(f["questions"]), "--out", str(tmp_path / "o"), str(bad)
+    )
+    assert r.returncode == 2 and "unknown task 'chess'" in r.stderr
