@@ -36,6 +36,7 @@ from nat_ray.tools.safe_sympy import evaluate
 
 
 def plain_sympy(expression: str) -> str:
+    """The paper's calculator (unsafe: sympify evaluates Python). Only for trusted input: comparisons."""
     try:
         result = sp.simplify(sp.sympify(expression))
         if result.is_number:

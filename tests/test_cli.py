@@ -74,159 +74,67 @@ def test_grade_numeric_mode_and_errors() -> None:
     assert r.returncode == 2 and "<stdin>:1: missing key 'pred'" in r.stderr
 
 
+def _import(tmp_path: Path, f: dict, *files: str, task: str = "StrategyQA", out: str = "traj"):
+    return run_cli(
+        "import-nat", "--task", task, "--questions", str(f["questions"]), "--out", str(tmp_path / out), *files
+    )
+
+
+def _build(tmp_path: Path, f: dict, out: str, **opts: str):
+    args = {"trajectories": str(tmp_path / "traj"), "prompts": str(f["prompts"]), "mode": "nat", "pos-num": "1"}
+    args |= {"neg-num": "1", "out": str(tmp_path / out)} | {k.replace("_", "-"): v for k, v in opts.items()}
+    return run_cli("build", *[x for k, v in args.items() for x in (f"--{k}", v)])
+
+
 def test_import_then_build(tmp_path: Path, strategyqa_files) -> None:
     f = strategyqa_files
-    r = run_cli(
-        "import-nat",
-        "--task",
-        "StrategyQA",
-        "--questions",
-        str(f["questions"]),
-        "--out",
-        str(tmp_path / "traj"),
-        str(f["positive"]),
-        str(f["negative"]),
-    )
+    r = _import(tmp_path, f, str(f["positive"]), str(f["negative"]))
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) | {"out": None} == {
-        "out": None,
-        "trajectories": 2333,
-        "positive": 1070,
-        "negative": 1263,
-        "error": 0,
-    }
-    out = tmp_path / "nat.jsonl"
-    r = run_cli(
-        "build",
-        "--trajectories",
-        str(tmp_path / "traj"),
-        "--prompts",
-        str(f["prompts"]),
-        "--mode",
-        "nat",
-        "--pos-num",
-        "1070",
-        "--neg-num",
-        "1263",
-        "--out",
-        str(out),
-    )
+    counts = {"trajectories": 2333, "positive": 1070, "negative": 1263, "error": 0}
+    assert json.loads(r.stdout) == {"out": str(tmp_path / "traj"), **counts}
+    r = _build(tmp_path, f, "nat.jsonl", pos_num="1070", neg_num="1263")
     assert r.returncode == 0, r.stderr
-    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    rows = [json.loads(x) for x in (tmp_path / "nat.jsonl").read_text().splitlines()]
     assert len(rows) == 2333 and set(rows[0]) == {"id", "label", "messages"}
     assert set(rows[0]["messages"][0]) == {"role", "content", "loss"}
-    manifest = json.loads(out.with_name("nat.jsonl.manifest.json").read_text())
+    manifest = json.loads((tmp_path / "nat.jsonl.manifest.json").read_text())
     assert manifest["config"]["template"] == "zero-shot-target-aware" and manifest["config"]["seed"] == 42
-    # the same again with another seed samples other negatives
-    r = run_cli(
-        "build",
-        "--trajectories",
-        str(tmp_path / "traj"),
-        "--prompts",
-        str(f["prompts"]),
-        "--mode",
-        "nat",
-        "--pos-num",
-        "0",
-        "--neg-num",
-        "5",
-        "--seed",
-        "1",
-        "--out",
-        str(tmp_path / "s1.jsonl"),
-    )
-    r2 = run_cli(
-        "build",
-        "--trajectories",
-        str(tmp_path / "traj"),
-        "--prompts",
-        str(f["prompts"]),
-        "--mode",
-        "nat",
-        "--pos-num",
-        "0",
-        "--neg-num",
-        "5",
-        "--out",
-        str(tmp_path / "s42.jsonl"),
-    )
-    assert r.returncode == r2.returncode == 0
+    # another seed samples other negatives
+    r1 = _build(tmp_path, f, "s1.jsonl", pos_num="0", neg_num="5", seed="1")
+    r42 = _build(tmp_path, f, "s42.jsonl", pos_num="0", neg_num="5")
+    assert r1.returncode == r42.returncode == 0
     assert (tmp_path / "s1.jsonl").read_text() != (tmp_path / "s42.jsonl").read_text()
     # import refuses to clobber an existing dataset
-    r = run_cli(
-        "import-nat",
-        "--task",
-        "strategyqa",
-        "--questions",
-        str(f["questions"]),
-        "--out",
-        str(tmp_path / "traj"),
-        str(f["positive"]),
-    )
+    r = _import(tmp_path, f, str(f["positive"]))
     assert r.returncode == 2 and "already exists" in r.stderr
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("opts", "message"),
     [
-        (["--mode", "best"], "invalid choice: 'best'"),
-        (["--template", "zero-shot-target-aware-nope"], "unknown template 'zero-shot-target-aware-nope'"),
-        (["--pos-num", "-3"], "non-negative"),
-        (["--neg-num", "99999"], "only 1263 negatives"),
+        ({"mode": "best"}, "invalid choice: 'best'"),
+        ({"template": "zero-shot-target-aware-nope"}, "unknown template 'zero-shot-target-aware-nope'"),
+        ({"pos_num": "-3"}, "non-negative"),
+        ({"neg_num": "99999"}, "only 1263 negatives"),
     ],
 )
-def test_build_errors_leave_no_output(tmp_path: Path, strategyqa_files, args: list[str], message: str) -> None:
+def test_build_errors_leave_no_output(tmp_path: Path, strategyqa_files, opts: dict, message: str) -> None:
     f = strategyqa_files
-    assert (
-        run_cli(
-            "import-nat",
-            "--task",
-            "strategyqa",
-            "--questions",
-            str(f["questions"]),
-            "--out",
-            str(tmp_path / "traj"),
-            str(f["negative"]),
-            str(f["positive"]),
-        ).returncode
-        == 0
-    )
-    base = {
-        "--trajectories": str(tmp_path / "traj"),
-        "--prompts": str(f["prompts"]),
-        "--mode": "nat",
-        "--pos-num": "1",
-        "--neg-num": "1",
-        "--out": str(tmp_path / "o.jsonl"),
-    }
-    base.update(dict(zip(args[::2], args[1::2], strict=True)))
-    r = run_cli("build", *[x for kv in base.items() for x in kv])
+    assert _import(tmp_path, f, str(f["negative"]), str(f["positive"])).returncode == 0
+    r = _build(tmp_path, f, "o.jsonl", **opts)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_import_errors(tmp_path: Path, strategyqa_files) -> None:
     f = strategyqa_files
-    r = run_cli(
-        "import-nat",
-        "--task",
-        "hotpotqa",
-        "--questions",
-        str(f["questions"]),
-        "--out",
-        str(tmp_path / "o"),
-        str(f["positive"]),
-    )
+    r = _import(tmp_path, f, str(f["positive"]), task="hotpotqa", out="o")
     # StrategyQA files under another task: the yes/no ground truths give it away
     assert r.returncode == 2 and "train.jsonl:1: field 'answer': a yes/no answer (True), but task hotpotqa" in r.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2")
-    r = run_cli(
-        "import-nat", "--task", "strategyqa", "--questions", str(f["questions"]), "--out", str(tmp_path / "o"), str(bad)
-    )
+    r = _import(tmp_path, f, str(bad), out="o")
     assert r.returncode == 2 and f"{bad}:1: malformed JSON" in r.stderr
     assert not (tmp_path / "o").exists()
-    r = run_cli(
-        "import-nat", "--task", "chess", "--questions", str(f["questions"]), "--out", str(tmp_path / "o"), str(bad)
-    )
+    r = _import(tmp_path, f, str(bad), task="chess", out="o")
     assert r.returncode == 2 and "unknown task 'chess'" in r.stderr

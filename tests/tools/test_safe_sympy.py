@@ -7,20 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-import sympy as sp
 
+from benchmarks.calculator import plain_sympy as paper_calculator
 from nat_ray.tools.safe_sympy import CalcError, evaluate, parse
-
-
-def paper_calculator(expression: str) -> str:
-    """The paper's calculator (sympify + simplify), for comparison on trusted input only."""
-    try:
-        result = sp.simplify(sp.sympify(expression))
-        if result.is_number:
-            return str(result) if isinstance(result, sp.Rational) else f"{float(result):g}"
-        return str(result)
-    except Exception as exc:
-        return f"Error: {exc}"
 
 
 @pytest.mark.parametrize(
