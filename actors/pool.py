@@ -1,0 +1,134 @@
+"""An elastic pool of tool actors, and the client env workers use to call it.
+
+The pool manager is a small async actor. Every ``check_every_s`` it asks each member for its in-flight calls: when the
+average is above ``target_inflight`` and the pool is below ``max`` it adds a member; when the pool has been idle for
+``idle_s`` and is above ``min`` it removes one; a member that does not answer (killed, node lost) is replaced. On a
+cluster, the members' resource requests are what the autoscaler adds nodes for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayError
+
+from nat_ray.tools.base import ToolError
+
+
+class ElasticPool:
+    def __init__(
+        self,
+        actor_cls: type,
+        actor_kwargs: dict,
+        min_size: int,
+        max_size: int,
+        target_inflight: int = 8,
+        num_cpus: float = 0.25,
+        check_every_s: float = 1.0,
+        idle_s: float = 30.0,
+    ) -> None:
+        self._remote = ray.remote(num_cpus=num_cpus, max_concurrency=1000)(actor_cls)
+        self.actor_kwargs = actor_kwargs
+        self.min_size, self.max_size = min_size, max_size
+        self.target_inflight = target_inflight
+        self.check_every_s, self.idle_s = check_every_s, idle_s
+        self.members: list[Any] = [self._new() for _ in range(min_size)]
+        self.version = 0
+        self.replaced = 0
+        self.peak = min_size
+        self._idle_since = time.monotonic()
+        self._loop: asyncio.Task | None = None
+
+    def _new(self) -> Any:
+        return self._remote.remote(**self.actor_kwargs)
+
+    async def members_list(self) -> tuple[int, list[Any]]:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop().create_task(self._autoscale())
+        return self.version, list(self.members)
+
+    async def report_dead(self, member: Any) -> None:
+        ids = [m._actor_id for m in self.members]
+        if member._actor_id in ids:
+            self.members[ids.index(member._actor_id)] = self._new()
+            self.replaced += 1
+            self.version += 1
+
+    async def stats(self) -> dict:
+        return {"size": len(self.members), "peak": self.peak, "replaced": self.replaced, "version": self.version}
+
+    async def _loads(self) -> list[int | None]:
+        async def load(m: Any) -> int | None:
+            try:
+                return await asyncio.wait_for(m.inflight.remote(), timeout=max(5.0, 5 * self.check_every_s))
+            except (RayError, asyncio.TimeoutError, GetTimeoutError):
+                return None
+
+        return list(await asyncio.gather(*(load(m) for m in self.members)))
+
+    async def _autoscale(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_every_s)
+            loads = await self._loads()
+            for i, load in enumerate(loads):
+                if load is None:  # dead or unresponsive: replace it
+                    self.members[i] = self._new()
+                    self.replaced += 1
+                    self.version += 1
+            alive = [x for x in loads if x is not None]
+            busy = sum(alive)
+            if busy:
+                self._idle_since = time.monotonic()
+            if alive and busy / len(alive) > self.target_inflight and len(self.members) < self.max_size:
+                self.members.append(self._new())
+                self.version += 1
+                self.peak = max(self.peak, len(self.members))
+            elif not busy and len(self.members) > self.min_size and time.monotonic() - self._idle_since > self.idle_s:
+                victim = self.members.pop()
+                self.version += 1
+                with contextlib.suppress(Exception):
+                    ray.kill(victim)
+
+    async def shutdown(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+        for m in self.members:
+            with contextlib.suppress(Exception):
+                ray.kill(m)
+
+
+class PoolClient:
+    """Calls a pool member (least recently used first); a dead member is reported, and the call goes to another."""
+
+    def __init__(self, manager: Any, method: str = "run", attempts: int = 3, refresh_s: float = 2.0) -> None:
+        self.manager = manager
+        self.method = method
+        self.attempts = attempts
+        self.refresh_s = refresh_s
+        self._members: list[Any] = []
+        self._next = 0
+        self._fetched = 0.0
+
+    async def _refresh(self, force: bool = False) -> None:
+        if force or not self._members or time.monotonic() - self._fetched > self.refresh_s:
+            _, self._members = await self.manager.members_list.remote()
+            self._fetched = time.monotonic()
+
+    async def __call__(self, argument: str) -> str:
+        last: Exception | None = None
+        for _ in range(self.attempts):
+            await self._refresh(force=last is not None)
+            member = self._members[self._next % len(self._members)]
+            self._next += 1
+            try:
+                return await getattr(member, self.method).remote(argument)
+            except RayActorError as exc:
+                last = exc
+                await self.manager.report_dead.remote(member)
+            except RayError as exc:
+                last = exc
+        raise ToolError(f"tool pool call failed after {self.attempts} attempts: {type(last).__name__}")

@@ -1,0 +1,154 @@
+"""Typed, validated experiment config: a YAML file plus ``key=value`` overrides. Unknown keys are errors.
+
+    nat-ray rollout --config configs/rollout_gsm8k_smollm2.yaml rollout.limit=16 policy.temperature=0.2
+
+Override values are parsed as YAML (``rollout.temperatures=[0.2,0.7]``, ``rollout.env_workers=[1,4]``). The full,
+resolved config is saved beside every output (the ``_manifest.json`` of the dataset it made).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from nat_ray.errors import InputError
+from nat_ray.types import StrictModel
+
+
+class PolicyConfig(StrictModel):
+    """Who answers: an OpenAI-compatible endpoint, in-cluster engine actors, or a scripted policy (tests)."""
+
+    kind: Literal["openai", "transformers", "vllm", "scripted"]
+    model: str = ""  # endpoint model name (openai); model folder or prepared name (transformers, vllm)
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
+    max_tokens: int = Field(512, gt=0)
+    max_concurrency: int = Field(64, gt=0)  # in-flight requests per env worker (openai)
+    max_retries: int = Field(5, ge=0)
+    timeout_s: float = Field(300.0, gt=0)
+    replicas: int = Field(1, gt=0)  # engine actors (transformers, vllm)
+    num_cpus: float = Field(1.0, gt=0)
+    num_gpus: float = Field(0.0, ge=0)
+    max_batch_size: int = Field(16, gt=0)
+    script: Literal["replay", "arithmetic"] | None = None  # scripted
+    replay_from: str | None = None
+    latency_s: float = Field(0.0, ge=0)
+    source: str | None = None  # provenance tag for the trajectories, e.g. "regenerated:nat-smollm2-ckpt"
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> PolicyConfig:
+        if self.kind == "openai" and not (self.base_url and self.model):
+            raise ValueError("policy kind 'openai' needs base_url and model")
+        if self.kind in ("transformers", "vllm") and not self.model:
+            raise ValueError(f"policy kind {self.kind!r} needs model (a model folder or a prepared model name)")
+        if self.kind == "scripted" and self.script is None:
+            raise ValueError("policy kind 'scripted' needs script (replay or arithmetic)")
+        if self.script == "replay" and not self.replay_from:
+            raise ValueError("script 'replay' needs replay_from (a trajectories dataset)")
+        return self
+
+
+class PoolConfig(StrictModel):
+    min: int = Field(1, ge=1)
+    max: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> PoolConfig:
+        if self.max < self.min:
+            raise ValueError(f"pool max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class CalculatorConfig(StrictModel):
+    pool: PoolConfig = PoolConfig(min=1, max=2)
+    timeout_s: float = Field(5.0, gt=0)
+    target_inflight: int = Field(8, ge=1)  # calls in flight per actor above which the pool grows
+
+
+class ToolsConfig(StrictModel):
+    calculator: CalculatorConfig = CalculatorConfig()
+
+
+class RolloutConfig(StrictModel):
+    task: str
+    split: str = "train"
+    questions: str | None = None  # a question file instead of the task's split file
+    offset: int = Field(0, ge=0)
+    limit: int | None = Field(None, gt=0)
+    template: str = "one-shot"  # prompt template; zero-shot-target-aware for a NAT-trained policy
+    prompts: str | None = None  # prompt templates file (default: the task's)
+    temperatures: list[float] = Field(default_factory=lambda: [0.2, 0.5, 0.7], min_length=1)
+    samples: int = Field(1, ge=1)  # per question and temperature
+    max_turns: int = Field(6, ge=1)
+    env_workers: PoolConfig = PoolConfig(min=1, max=2)
+    episodes_per_worker: int = Field(64, ge=1)  # concurrent episodes in one env-worker actor
+    batch_size: int = Field(4, ge=1)  # episodes per Ray Data batch
+    max_episode_attempts: int = Field(2, ge=1)  # an episode lost to infrastructure runs again, up to this
+    out: str | None = None  # default: <out>/trajectories
+    flush_every: int = Field(256, ge=1)  # trajectories per Parquet part
+
+
+class RunConfig(StrictModel):
+    out: str = "runs/default"
+    data_dir: str | None = None
+    ray_address: str | None = None  # default: $RAY_ADDRESS, else an embedded local cluster
+    seed: int = 0
+    rollout: RolloutConfig | None = None
+    policy: PolicyConfig | None = None
+    tools: ToolsConfig = ToolsConfig()
+
+    def trajectories_dir(self) -> Path:
+        assert self.rollout is not None
+        return Path(self.rollout.out or Path(self.out) / "trajectories")
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise InputError(f"override {dotted}: {k} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
+    tree: dict = {}
+    where = str(path) if path else "<overrides>"
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read config: {exc}") from None
+        try:
+            tree = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise InputError(f"{path}{line}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(tree, dict):
+            raise InputError(f"{path}: a config is a mapping of sections")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"override {item!r}: expected key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _set(tree, key.strip(), value)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].replace("Extra inputs are not permitted", "unknown key")
+        raise InputError(f"{where}: {loc}: {msg}") from None
+
+
+def dump_config(config: RunConfig) -> dict:
+    return config.model_dump(mode="json")

@@ -1,0 +1,50 @@
+"""The policy interface: chat messages in, one completion out (async), cut at the ReAct stop string."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from nat_ray.react import STOP
+
+
+class PolicyError(Exception):
+    """The policy could not answer (endpoint down, engine crashed) after retries: an infrastructure failure."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float
+    max_tokens: int = 512
+    stop: tuple[str, ...] = field(default_factory=lambda: tuple(STOP))
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def trim_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """Cut at the first stop string (servers do; this makes every engine agree)."""
+    for s in stop:
+        i = text.find(s)
+        if i >= 0:
+            text = text[:i]
+    return text
+
+
+class Policy(ABC):
+    model: str  # what produced the replies: recorded in every trajectory
+
+    @abstractmethod
+    async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion: ...
+
+    async def check(self) -> None:  # noqa: B027 - optional hook
+        """Fail fast (PolicyError) when the policy cannot work at all, before any episode starts."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,1 @@
+"""The rollout stage: (question x temperature x sample) episodes -> graded, labelled trajectories."""

@@ -1,0 +1,158 @@
+"""The rollout driver: episodes stream through a Ray Data pipeline of env-worker actors into a trajectories dataset.
+
+    nat-ray rollout --config configs/rollout_gsm8k_smollm2.yaml
+    ray job submit --working-dir . -- nat-ray rollout --config configs/rollout_gsm8k_openai.yaml
+
+Plan (question x temperature x sample) -> skip what the output folder already holds (resume) -> Ray Data
+``map_batches(EnvWorker)`` on an autoscaling actor pool (``rollout.env_workers: {min, max}``) -> the driver writes
+each result once, atomically, as it arrives. Env-worker actors that die are restarted by Ray Data and their batches
+run again; the writer drops any episode it has already written, so the output holds each episode exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+
+from nat_ray.config import RunConfig, dump_config
+from nat_ray.errors import InputError
+from nat_ray.policy.base import PolicyError
+from nat_ray.prompts import get_template
+from nat_ray.rollout.plan import identity, plan_episodes, prompts_path
+from nat_ray.rollout.writer import TrajectoryWriter
+from nat_ray.tasks import get_task
+
+# Env workers mostly wait on the policy; a quarter CPU each lets many share a node with the engines and tools.
+ENV_WORKER_CPUS = 0.25
+TOOL_ACTOR_CPUS = 0.25
+
+
+def validate(cfg: RunConfig) -> None:
+    """Everything that can be checked before any work starts."""
+    if cfg.rollout is None or cfg.policy is None:
+        raise InputError("a rollout needs the 'rollout' and 'policy' sections")
+    task = get_task(cfg.rollout.task)
+    get_template(prompts_path(cfg), cfg.rollout.template).inference_messages("?")
+    if task.tool != "calculate":
+        raise InputError(f"task {task.name} needs the search tool, which this build does not have yet")
+    if cfg.policy.kind in ("transformers", "vllm"):
+        from nat_ray.models import resolve_model_path
+
+        resolve_model_path(cfg.policy.model)
+
+
+def _check_endpoint(cfg: RunConfig) -> None:
+    from nat_ray.policy import build_policy
+
+    assert cfg.policy is not None and cfg.rollout is not None
+    if cfg.policy.kind != "openai":
+        return
+    template = get_template(prompts_path(cfg), cfg.rollout.template)
+
+    async def check() -> None:
+        policy = build_policy(cfg.policy, template)  # type: ignore[arg-type]
+        try:
+            await policy.check()
+        finally:
+            await policy.aclose()
+
+    try:
+        asyncio.run(check())
+    except PolicyError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _init_ray(cfg: RunConfig) -> None:
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        ray.init(address=cfg.ray_address, log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the rollout has its own bar with episode counts
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
+    validate(cfg)
+    rc, pc = cfg.rollout, cfg.policy
+    assert rc is not None and pc is not None
+    specs = plan_episodes(cfg)
+    writer = TrajectoryWriter(cfg.trajectories_dir(), dump_config(cfg), identity(cfg), rc.flush_every)
+    todo = [s for s in specs if s.key not in writer.done]
+    if not todo:
+        return writer.close(complete=True)
+    _check_endpoint(cfg)
+    _init_ray(cfg)
+
+    import ray
+    import ray.data
+    from tqdm import tqdm
+
+    from actors.engine import start_engines
+    from actors.env_worker import EnvWorker
+    from actors.pool import ElasticPool
+    from actors.tools import CalculatorActor
+
+    run_id = uuid.uuid4().hex[:8]
+    calc = cfg.tools.calculator
+    pool_name = f"nat-ray-calculator-{run_id}"
+    pool = (
+        ray.remote(num_cpus=0, max_concurrency=1000)(ElasticPool)
+        .options(name=pool_name)
+        .remote(
+            CalculatorActor,
+            {"timeout_s": calc.timeout_s},
+            calc.pool.min,
+            calc.pool.max,
+            target_inflight=calc.target_inflight,
+            num_cpus=TOOL_ACTOR_CPUS,
+        )
+    )
+    engines = start_engines(pc, run_id) if pc.kind in ("transformers", "vllm") else []
+    engine_names = [f"nat-ray-engine-{run_id}-{i}" for i in range(len(engines))]
+    # Enough batches per actor that its episode semaphore always has a backlog; twice that may be queued, which is
+    # what Ray Data's autoscaler reads as "this pool needs more actors" (utilisation above 100%).
+    concurrent = max(2, -(-2 * rc.episodes_per_worker // rc.batch_size))
+    rows = [s.__dict__ for s in todo]
+    kwargs = {"config": dump_config(cfg), "tool_pools": {"calculate": pool_name}, "engines": engine_names}
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // rc.batch_size)).map_batches(
+        EnvWorker,
+        fn_constructor_kwargs=kwargs,
+        batch_size=rc.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(
+            min_size=rc.env_workers.min,
+            max_size=rc.env_workers.max,
+            max_tasks_in_flight_per_actor=2 * concurrent,
+            max_concurrent_calls_per_actor=concurrent,
+        ),
+        num_cpus=ENV_WORKER_CPUS,
+    )
+    bar = tqdm(total=len(specs), initial=writer.resumed, unit="ep", disable=not progress, desc="rollout", mininterval=2)
+    started = time.monotonic()
+    complete = False
+    try:
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            bar.update(writer.add(batch))
+            bar.set_postfix(pos=writer.counts["positive"], neg=writer.counts["negative"], err=writer.counts["error"])
+        complete = True
+    finally:
+        bar.close()
+        meta = writer.close(complete=complete and len(writer.done) >= len(specs))
+        stats = ray.get(pool.stats.remote())
+        ray.get(pool.shutdown.remote())
+        for h in [pool, *engines]:
+            ray.kill(h)
+    meta["run"] = {
+        "episodes_run": len(writer.done) - writer.resumed,
+        "resumed_from": writer.resumed,
+        "seconds": round(time.monotonic() - started, 3),
+        "calculator_pool": stats,
+        "out": str(Path(cfg.trajectories_dir())),
+    }
+    return meta

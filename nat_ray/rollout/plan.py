@@ -1,0 +1,52 @@
+"""What a rollout will run: one episode spec per (question, temperature, sample)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nat_ray.config import RunConfig
+from nat_ray.rollout.episode import EpisodeSpec
+from nat_ray.tasks import get_task, load_questions_file, prompts_file, task_file
+
+
+def prompts_path(cfg: RunConfig) -> Path:
+    assert cfg.rollout is not None
+    if cfg.rollout.prompts:
+        return Path(cfg.rollout.prompts)
+    return prompts_file(get_task(cfg.rollout.task), cfg.data_dir)
+
+
+def source_tag(cfg: RunConfig) -> str:
+    assert cfg.policy is not None
+    return cfg.policy.source or f"rollout:{cfg.policy.kind}"
+
+
+def plan_episodes(cfg: RunConfig) -> list[EpisodeSpec]:
+    rc = cfg.rollout
+    assert rc is not None
+    task = get_task(rc.task)
+    path = Path(rc.questions) if rc.questions else task_file(task, rc.split, cfg.data_dir)
+    questions = load_questions_file(task, path)[rc.offset :]
+    if rc.limit is not None:
+        questions = questions[: rc.limit]
+    return [
+        EpisodeSpec(task.name, q.id, q.question, q.ground_truth, float(t), s)
+        for q in questions
+        for t in rc.temperatures
+        for s in range(rc.samples)
+    ]
+
+
+def identity(cfg: RunConfig) -> dict:
+    """The settings that define a rollout's episodes; resuming into an output made with others is refused."""
+    rc, pc = cfg.rollout, cfg.policy
+    assert rc is not None and pc is not None
+    return {
+        "task": get_task(rc.task).name,
+        "split": rc.split,
+        "questions": rc.questions,
+        "template": rc.template,
+        "max_turns": rc.max_turns,
+        "policy": {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens},
+        "source": source_tag(cfg),
+    }
