@@ -40,6 +40,18 @@ class OpenAIPolicy(Policy):
             base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", max_retries=0, timeout=timeout_s
         )
         self._sem: asyncio.Semaphore | None = None
+        self._auto = model == "auto"  # ask the server: for local servers that serve one model under its path
+
+    async def _model(self) -> str:
+        if self._auto:
+            try:
+                models = await self._client.models.list()
+            except Exception as exc:
+                raise PolicyError(f"{self.base_url}: cannot list models for model 'auto': {_short(exc)}") from None
+            if not models.data:
+                raise PolicyError(f"{self.base_url}: serves no models")
+            self.model, self._auto = models.data[0].id, False
+        return self.model
 
     def _semaphore(self) -> asyncio.Semaphore:
         if self._sem is None:  # created lazily: it belongs to the event loop that runs the episodes
@@ -50,9 +62,10 @@ class OpenAIPolicy(Policy):
         last: Exception | None = None
         for attempt in range(self.max_retries + 1):
             try:
+                model = await self._model()
                 async with self._semaphore():
                     r = await self._client.chat.completions.create(
-                        model=self.model,
+                        model=model,
                         messages=messages,  # type: ignore[arg-type]
                         temperature=params.temperature,
                         top_p=params.top_p,
@@ -81,6 +94,7 @@ class OpenAIPolicy(Policy):
     async def check(self) -> None:
         try:
             await self._client.with_options(timeout=15.0).models.list()
+            await self._model()
         except openai.APIStatusError as exc:
             if exc.status_code in (401, 403):
                 raise PolicyError(

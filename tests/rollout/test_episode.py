@@ -1,0 +1,90 @@
+"""The episode runner as plain async Python: real calculator, scripted or failing policies."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from nat_ray.policy.base import Completion, Policy, PolicyError, SamplingParams
+from nat_ray.policy.scripted import ArithmeticPolicy, ReplayPolicy
+from nat_ray.prompts import get_template
+from nat_ray.rollout.episode import EpisodeRunner, EpisodeSpec
+from nat_ray.tasks import get_task
+from nat_ray.tools.base import ToolError
+from nat_ray.tools.calculator import Calculator
+from nat_ray.types import FinishReason, Label
+
+SPEC = EpisodeSpec("gsm8k", "1", "Tom has 2 apples and buys 3 more. How many?", "5", 0.7, 2)
+
+
+def _template(data_dir: Path, name: str = "zero-shot"):
+    return get_template(data_dir / "nat/prompts/gsm8k/gsm8k_conversation.json", name)
+
+
+def _calc_tool():
+    calc = Calculator(isolate=False)
+
+    async def tool(arg: str) -> str:
+        return calc(arg)
+
+    return tool
+
+
+def test_arithmetic_policy_with_the_real_calculator(data_dir: Path) -> None:
+    template = _template(data_dir)
+    runner = EpisodeRunner(get_task("gsm8k"), template, ArithmeticPolicy(template), {"calculate": _calc_tool()}, "test")
+    t = asyncio.run(runner.run(SPEC))
+    assert t.label == Label.POSITIVE and t.prediction == "5"
+    assert t.turns[1].content == "Observation: 5"
+    assert (t.temperature, t.sample_index, t.model, t.source) == (0.7, 2, "scripted:arithmetic", "test")
+
+
+class Flaky(Policy):
+    model = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def complete(self, messages, params: SamplingParams) -> Completion:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise PolicyError("endpoint down")
+        return Completion("Action: finish[5]")
+
+
+def test_infrastructure_failures_are_retried_then_labelled_error(data_dir: Path) -> None:
+    template = _template(data_dir)
+    task = get_task("gsm8k")
+    ok = EpisodeRunner(task, template, Flaky(1), {}, "t", max_attempts=2)
+    assert asyncio.run(ok.run(SPEC)).label == Label.POSITIVE
+    bad = EpisodeRunner(task, template, Flaky(5), {}, "t", max_attempts=2)
+    t = asyncio.run(bad.run(SPEC))
+    assert t.label == Label.ERROR and t.reward is None and t.finish_reason == FinishReason.ERROR
+    assert "endpoint down" in (t.error or "")
+
+
+def test_a_dead_tool_is_an_error_not_a_negative(data_dir: Path) -> None:
+    async def dead(arg: str) -> str:
+        raise ToolError("pool gone")
+
+    template = _template(data_dir)
+    runner = EpisodeRunner(get_task("gsm8k"), template, ArithmeticPolicy(template), {"calculate": dead}, "t")
+    t = asyncio.run(runner.run(SPEC))
+    assert t.label == Label.ERROR and "pool gone" in (t.error or "")
+
+
+def test_replay_policy_replays_recorded_turns(tmp_path: Path, data_dir: Path) -> None:
+    from nat_ray.storage import write_trajectories
+    from tests.test_types import make_trajectory
+
+    template = _template(data_dir, "zero-shot-target-aware")
+    write_trajectories([make_trajectory(question=SPEC.question)], tmp_path / "ds", {})
+    policy = ReplayPolicy(tmp_path / "ds", template, latency_s=0.01)
+    runner = EpisodeRunner(get_task("gsm8k"), template, policy, {"calculate": _calc_tool()}, "t")
+    t = asyncio.run(runner.run(SPEC))
+    assert [x.content for x in t.turns if x.role == "assistant"] == [
+        "Thought: add.\nAction: calculate[2+2]",
+        "Action: finish[4]",
+    ]
+    assert t.label == Label.NEGATIVE  # the recorded answer (4) is wrong for this question (5)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nat_ray.config import load_config
+from nat_ray.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.rollout is not None and cfg.policy is not None
+
+
+def test_shipped_configs_exist() -> None:
+    assert len(SHIPPED) >= 3
+
+
+def test_overrides_are_yaml_values() -> None:
+    cfg = load_config(
+        REPO / "configs/ci_rollout_gsm8k_scripted.yaml",
+        ["rollout.limit=3", "rollout.temperatures=[0.1, 0.9]", "rollout.env_workers={min: 2, max: 4}", "out=/tmp/x"],
+    )
+    assert cfg.rollout.limit == 3 and cfg.rollout.temperatures == [0.1, 0.9]
+    assert (cfg.rollout.env_workers.min, cfg.rollout.env_workers.max) == (2, 4)
+    assert str(cfg.trajectories_dir()) == "/tmp/x/trajectories"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["rollout.bogus=1"], "rollout.bogus: unknown key"),
+        (["policy.kind=gpt"], "policy.kind"),
+        (["rollout.samples=0"], "rollout.samples"),
+        (["rollout.env_workers={min: 3, max: 2}"], "below min"),
+        (["policy.kind=openai"], "needs base_url"),
+        (["policy.script=null"], "needs script"),
+        (["nonsense"], "expected key=value"),
+    ],
+)
+def test_bad_config_names_the_field(overrides: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_config(REPO / "configs/ci_rollout_gsm8k_scripted.yaml", overrides)
+
+
+def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("out: x\nrollout:\n  task: gsm8k\n  limit: [1, 2\n")
+    with pytest.raises(InputError, match=r"c\.yaml:\d+: malformed YAML"):
+        load_config(bad)
