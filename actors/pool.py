@@ -32,6 +32,8 @@ class ElasticPool:
         idle_s: float = 30.0,
     ) -> None:
         self._remote = ray.remote(num_cpus=num_cpus, max_concurrency=1000)(actor_cls)
+        self.name = ray.get_runtime_context().get_actor_name() or "pool"
+        self._created = 0
         self.actor_kwargs = actor_kwargs
         self.min_size, self.max_size = min_size, max_size
         self.target_inflight = target_inflight
@@ -44,7 +46,9 @@ class ElasticPool:
         self._loop: asyncio.Task | None = None
 
     def _new(self) -> Any:
-        return self._remote.remote(**self.actor_kwargs)
+        # named "<pool>/<n>" so an operator (or a test) can find a member with ray.get_actor
+        self._created += 1
+        return self._remote.options(name=f"{self.name}/{self._created}").remote(**self.actor_kwargs)
 
     async def members_list(self) -> tuple[int, list[Any]]:
         if self._loop is None:

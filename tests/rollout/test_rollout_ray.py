@@ -1,0 +1,173 @@
+"""The rollout on a real local Ray cluster: exactly-once output under real kills, resume, errors, bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from nat_ray.config import load_config
+from nat_ray.errors import InputError
+from nat_ray.rollout.driver import run_rollout
+from nat_ray.storage import read_trajectories
+from nat_ray.types import Label
+from tests.policy.fake_openai import FakeOpenAI
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs/ci_rollout_gsm8k_scripted.yaml"
+pytestmark = pytest.mark.slow
+
+
+def _cfg(tmp_path: Path, *overrides: str):
+    return load_config(CONFIG, [f"out={tmp_path}", *overrides])
+
+
+def _assert_exactly_once(out: Path, n: int) -> list:
+    trajs = read_trajectories(out)
+    keys = Counter(t.episode_key for t in trajs)
+    assert len(trajs) == n and len(keys) == n and max(keys.values()) == 1
+    return trajs
+
+
+def test_scripted_rollout_writes_each_episode_once(tmp_path: Path, ray_local) -> None:
+    meta = run_rollout(_cfg(tmp_path, "rollout.limit=8"), progress=False)
+    trajs = _assert_exactly_once(tmp_path / "trajectories", 24)
+    assert meta["complete"] and meta["counts"]["trajectories"] == 24 and meta["counts"]["error"] == 0
+    assert {t.label for t in trajs} <= {Label.POSITIVE, Label.NEGATIVE}
+    assert {t.temperature for t in trajs} == {0.2, 0.5, 0.7}
+    assert all(t.turns[1].content.startswith("Observation: ") for t in trajs)  # real calculator observations
+    saved = json.loads((tmp_path / "trajectories/_manifest.json").read_text())
+    assert saved["config"]["rollout"]["limit"] == 8 and saved["complete"] is True
+    # a second run over the same output has nothing left to do
+    again = run_rollout(_cfg(tmp_path, "rollout.limit=8"), progress=False)
+    assert again["counts"]["trajectories"] == 24 and "run" not in again
+
+
+def _kill_when(predicate, action, timeout: float = 60.0) -> threading.Thread:
+    def loop() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                action()
+                return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+def _parts(out: Path) -> int:
+    return len(list(out.glob("part-*.parquet")))
+
+
+def test_killed_env_worker_process_loses_and_duplicates_nothing(tmp_path: Path, ray_local) -> None:
+    import psutil
+
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        # Ray titles an actor's worker process "ray::<class name>"
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            if "EnvWorker" in " ".join(p.info["cmdline"] or []) and p.info["pid"] != os.getpid():
+                os.kill(p.info["pid"], signal.SIGKILL)
+                killed.append(p.info["pid"])
+                return
+
+    out = tmp_path / "trajectories"
+    cfg = _cfg(tmp_path, "rollout.limit=24", "policy.latency_s=0.3", "rollout.flush_every=4", "rollout.batch_size=2")
+    killer = _kill_when(lambda: _parts(out) >= 2, kill_a_worker)
+    meta = run_rollout(cfg, progress=False)
+    killer.join()
+    assert killed, "no env worker was killed"
+    _assert_exactly_once(out, 72)
+    assert meta["complete"] and meta["counts"]["error"] == 0
+
+
+def test_ray_killed_calculator_actor_is_replaced(tmp_path: Path, ray_local) -> None:
+    import ray
+
+    killed: list[str] = []
+
+    def kill_a_calculator() -> None:
+        for name in ray.util.list_named_actors():
+            if name.startswith("nat-ray-calculator-") and "/" in name:  # pool members are "<pool>/<n>"
+                ray.kill(ray.get_actor(name))
+                killed.append(name)
+                return
+
+    out = tmp_path / "trajectories"
+    cfg = _cfg(tmp_path, "rollout.limit=24", "policy.latency_s=0.3", "rollout.flush_every=4")
+    killer = _kill_when(lambda: _parts(out) >= 1, kill_a_calculator)
+    meta = run_rollout(cfg, progress=False)
+    killer.join()
+    assert killed
+    _assert_exactly_once(out, 72)
+    assert meta["counts"]["error"] == 0
+    assert meta["run"]["calculator_pool"]["replaced"] >= 1
+
+
+def test_driver_killed_and_restarted_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "trajectories"
+    args = [str(CONFIG), f"out={tmp_path}", "rollout.limit=40", "policy.latency_s=0.5", "rollout.flush_every=4"]
+    args += ["rollout.episodes_per_worker=4", "rollout.env_workers={min: 1, max: 1}", "ray_address=local"]
+    cmd = [sys.executable, "-m", "nat_ray.cli", "rollout", "--no-progress", "--config", *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _parts(out) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(read_trajectories(out))
+    assert 0 < done_before < 120
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["resumed_from"] == done_before and summary["episodes_run"] == 120 - done_before
+    _assert_exactly_once(out, 120)
+
+
+def test_infrastructure_failures_are_labelled_error_and_reported(tmp_path: Path, ray_local) -> None:
+    with FakeOpenAI() as srv:
+        srv.script = [500] * 1000
+        cfg = _cfg(
+            tmp_path,
+            "rollout.limit=4",
+            "policy={kind: openai, model: fake-model, max_retries: 1, base_url: " + srv.base_url + "}",
+        )
+        meta = run_rollout(cfg, progress=False)
+    trajs = _assert_exactly_once(tmp_path / "trajectories", 12)
+    assert meta["counts"] == {"trajectories": 12, "positive": 0, "negative": 0, "error": 12}
+    assert all(t.label == Label.ERROR and t.reward is None for t in trajs)
+    assert all("no answer after 2 attempts" in (t.error or "") for t in trajs)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["policy={kind: llama}"], "policy.kind"),
+        (["policy={kind: openai, model: m, base_url: 'http://127.0.0.1:9/v1'}"], "unreachable"),
+        (["policy={kind: transformers, model: /nonexistent/model}"], "does not exist"),
+        (["rollout.task=hotpotqa"], "search tool"),
+        (["rollout.template=nope"], "unknown template 'nope'"),
+    ],
+)
+def test_bad_config_fails_before_work_starts(tmp_path: Path, overrides: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        run_rollout(_cfg(tmp_path, *overrides), progress=False)
+    assert not list(tmp_path.glob("trajectories/part-*"))
+
+
+def test_resume_refuses_an_output_made_with_other_settings(tmp_path: Path, ray_local) -> None:
+    run_rollout(_cfg(tmp_path, "rollout.limit=2"), progress=False)
+    with pytest.raises(InputError, match="other settings"):
+        run_rollout(_cfg(tmp_path, "rollout.limit=2", "rollout.max_turns=3"), progress=False)
