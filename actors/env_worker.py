@@ -19,6 +19,7 @@ from nat_ray.rollout.episode import EpisodeRunner, EpisodeSpec
 from nat_ray.rollout.plan import prompts_path, source_tag
 from nat_ray.storage import trajectories_table
 from nat_ray.tasks import get_task
+from nat_ray.tools.replay import ReplaySearch
 
 
 class EnvWorker:
@@ -29,6 +30,8 @@ class EnvWorker:
         template = get_template(prompts_path(cfg), cfg.rollout.template)
         policy = build_policy(cfg.policy, template, [ray.get_actor(name) for name in engines])
         tools = {name: PoolClient(ray.get_actor(pool)) for name, pool in tool_pools.items()}
+        if cfg.tools.search is not None:  # kind 'replay' (scripted environment); real backends join with search
+            tools["search"] = ReplaySearch(cfg.tools.search.replay_from)
         self.runner = EpisodeRunner(
             task=task,
             template=template,

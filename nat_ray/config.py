@@ -68,8 +68,17 @@ class CalculatorConfig(StrictModel):
     target_inflight: int = Field(8, ge=1)  # calls in flight per actor above which the pool grows
 
 
+class SearchConfig(StrictModel):
+    """``replay``: answer each query with the observation recorded for it in a trajectories dataset — an environment
+    for orchestration tests and benchmarks, the counterpart of the replay policy. Real backends: the search issue."""
+
+    kind: Literal["replay"]
+    replay_from: str
+
+
 class ToolsConfig(StrictModel):
     calculator: CalculatorConfig = CalculatorConfig()
+    search: SearchConfig | None = None
 
 
 class RolloutConfig(StrictModel):

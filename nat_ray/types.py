@@ -72,6 +72,8 @@ class Trajectory(StrictModel):
     finish_reason: FinishReason | None = None
     action_errors: int = 0
     error: str | None = None  # what went wrong, for error episodes
+    prompt_tokens: int = 0  # summed over the episode's policy calls, as the policy reported them
+    completion_tokens: int = 0
     model: str = "unknown"
     temperature: float | None = None
     sample_index: int = 0
@@ -121,6 +123,8 @@ TRAJECTORY_ARROW_SCHEMA = pa.schema(
         ("finish_reason", pa.string()),
         ("action_errors", pa.int32()),
         ("error", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
         ("model", pa.string()),
         ("temperature", pa.float64()),
         ("sample_index", pa.int32()),

