@@ -7,6 +7,7 @@
     nat-ray build --trajectories DIR --prompts FILE --mode MODE [--template NAME] --pos-num N --neg-num M
                   [--seed 42] --out PATH
     nat-ray rollout --config FILE [key=value ...]
+    nat-ray train --config FILE [key=value ...]
     nat-ray models prepare NAME
 
 On a cluster: ray job submit --working-dir . -- nat-ray rollout --config configs/rollout_gsm8k_openai.yaml
@@ -129,6 +130,14 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from nat_ray.config import load_config
+    from nat_ray.training.trainer import run_train
+
+    print(json.dumps(run_train(load_config(args.config, args.overrides))))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from nat_ray.models import prepare
 
@@ -177,6 +186,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("train", help="fine-tune on a training set (Ray Train + DeepSpeed ZeRO-3)")
+    p.add_argument("--config", required=True)
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("models", help="local model folders from PyPI-shipped models")
     msub = p.add_subparsers(dest="action", required=True)

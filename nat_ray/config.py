@@ -100,6 +100,48 @@ class RolloutConfig(StrictModel):
     flush_every: int = Field(256, ge=1)  # trajectories per Parquet part
 
 
+class TrainConfig(StrictModel):
+    """Fine-tuning, the paper's defaults: 2 epochs, global batch 64, cosine schedule, 3% warm-up, peak LR 5e-5."""
+
+    model: str  # a model folder, or a prepared model name (smollm2)
+    data: str  # a training set from `nat-ray build` (.jsonl, or a Parquet folder)
+    dev: str | None = None  # held-out positives (a training set): perplexity on their assistant tokens
+    out: str | None = None  # default: <out>/checkpoint
+    max_length: int = Field(4096, gt=8)
+    epochs: float = Field(2.0, gt=0)
+    global_batch_size: int = Field(64, gt=0)  # micro_batch_size x gradient accumulation x workers
+    micro_batch_size: int = Field(1, gt=0)
+    num_workers: int = Field(2, gt=0)
+    use_gpu: bool = False
+    lr: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    bf16: Literal["auto", "on", "off"] = "auto"  # auto: where the hardware has it (CUDA with bf16)
+    offload_params: bool = False  # ZeRO-3 CPU offload, as the paper did for 13B
+    offload_optimizer: bool = False
+    group_by_length: bool = True
+    max_steps: int | None = Field(None, gt=0)  # stop after this many optimizer steps (smoke runs)
+    log_every: int = Field(1, gt=0)
+    checkpoint_every: int = Field(0, ge=0)  # optimizer steps between resumable checkpoints (0: none before the end)
+    max_failures: int = Field(2, ge=0)  # worker failures Ray Train recovers from (restarting at the last checkpoint)
+    deepspeed_config: str = "cluster/deepspeed_zero3.json"
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _divides(self) -> TrainConfig:
+        per_step = self.micro_batch_size * self.num_workers
+        if self.global_batch_size % per_step:
+            raise ValueError(
+                f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size x num_workers "
+                f"({self.micro_batch_size} x {self.num_workers})"
+            )
+        return self
+
+    @property
+    def accumulation(self) -> int:
+        return self.global_batch_size // (self.micro_batch_size * self.num_workers)
+
+
 class RunConfig(StrictModel):
     out: str = "runs/default"
     data_dir: str | None = None
@@ -108,6 +150,11 @@ class RunConfig(StrictModel):
     rollout: RolloutConfig | None = None
     policy: PolicyConfig | None = None
     tools: ToolsConfig = ToolsConfig()
+    train: TrainConfig | None = None
+
+    def checkpoint_dir(self) -> Path:
+        assert self.train is not None
+        return Path(self.train.out or Path(self.out) / "checkpoint")
 
     def trajectories_dir(self) -> Path:
         assert self.rollout is not None

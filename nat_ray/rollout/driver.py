@@ -77,14 +77,22 @@ def _init_ray(cfg: RunConfig) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def steady_rate(arrivals: list[tuple[float, int]], lo: float = 0.1, hi: float = 0.9) -> float | None:
-    """Episodes/s between 10% and 90% of the results: the pool at speed, without actor start-up or the tail."""
+def steady_rate(arrivals: list[tuple[float, int]], lo: float = 0.2, hi: float = 0.9) -> float | None:
+    """Units/s between 20% and 90% of the total: the pool at speed, without actor start-up, first wave or tail."""
     if len(arrivals) < 3:
         return None
     total = arrivals[-1][1]
     start = next(a for a in arrivals if a[1] >= lo * total)
     end = next(a for a in arrivals if a[1] >= hi * total)
     return (end[1] - start[1]) / (end[0] - start[0]) if end[0] > start[0] else None
+
+
+def _policy_calls(table) -> int:
+    # one call per assistant turn kept, plus the malformed replies (not kept in the turns)
+    turns = table.column("turns").to_pylist()
+    return sum(sum(1 for t in ts if t["role"] == "assistant") for ts in turns) + sum(
+        table.column("action_errors").to_pylist()
+    )
 
 
 def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
@@ -146,11 +154,13 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
     bar = tqdm(total=len(specs), initial=writer.resumed, unit="ep", disable=not progress, desc="rollout", mininterval=2)
     started = time.monotonic()
     complete = False
-    arrivals: list[tuple[float, int]] = []  # (seconds since start, episodes so far)
+    episodes_at: list[tuple[float, int]] = []  # (seconds since start, episodes so far)
+    calls_at: list[tuple[float, int]] = []  # (seconds since start, policy calls so far)
     try:
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            new = writer.add(batch)
-            arrivals.append((time.monotonic() - started, (arrivals[-1][1] if arrivals else 0) + new))
+            new, now = writer.add(batch), time.monotonic() - started
+            episodes_at.append((now, (episodes_at[-1][1] if episodes_at else 0) + new))
+            calls_at.append((now, (calls_at[-1][1] if calls_at else 0) + _policy_calls(batch)))
             bar.update(new)
             bar.set_postfix(pos=writer.counts["positive"], neg=writer.counts["negative"], err=writer.counts["error"])
         complete = True
@@ -165,7 +175,8 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
         "episodes_run": len(writer.done) - writer.resumed,
         "resumed_from": writer.resumed,
         "seconds": round(time.monotonic() - started, 3),
-        "steady_episodes_per_s": steady_rate(arrivals),
+        "steady_episodes_per_s": steady_rate(episodes_at),
+        "steady_policy_calls_per_s": steady_rate(calls_at),
         "calculator_pool": stats,
         "out": str(Path(cfg.trajectories_dir())),
     }

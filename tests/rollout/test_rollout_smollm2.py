@@ -20,13 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def smollm2() -> Path:
-    from nat_ray.models import prepare
-
-    return prepare("smollm2")
-
-
 @pytest.fixture(scope="module")
 def served(smollm2: Path):
     with socket.socket() as s:

@@ -1,0 +1,62 @@
+"""The elastic tool pool on a real local Ray cluster: grows under load, shrinks when idle, replaces the dead."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+class SlowTool:
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self._inflight = 0
+
+    async def run(self, arg: str) -> str:
+        self._inflight += 1
+        try:
+            await asyncio.sleep(self.delay_s)
+            return arg.upper()
+        finally:
+            self._inflight -= 1
+
+    def inflight(self) -> int:
+        return self._inflight
+
+
+def test_pool_grows_under_load_shrinks_when_idle_and_replaces_the_dead(ray_local) -> None:
+    ray = ray_local
+    from actors.pool import ElasticPool, PoolClient
+
+    manager = (
+        ray.remote(num_cpus=0, max_concurrency=100)(ElasticPool)
+        .options(name="test-pool")
+        .remote(SlowTool, {"delay_s": 0.5}, 1, 3, target_inflight=2, num_cpus=0.1, check_every_s=0.2, idle_s=1.0)
+    )
+    client = PoolClient(manager, refresh_s=0.2)
+
+    async def load(rounds: int) -> list[str]:
+        out: list[str] = []
+        for _ in range(rounds):
+            out += await asyncio.gather(*(client(f"q{i}") for i in range(12)))
+        return out
+
+    results = asyncio.run(load(8))
+    assert results == [f"Q{i}" for i in range(12)] * 8
+    stats = ray.get(manager.stats.remote())
+    assert stats["peak"] == 3, stats  # grew to max under 12 concurrent calls with target 2 per member
+
+    deadline = time.monotonic() + 20
+    while ray.get(manager.stats.remote())["size"] > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.get(manager.stats.remote())["size"] == 1  # back to min once idle
+
+    member = ray.get_actor("test-pool/1")
+    ray.kill(member)
+    assert asyncio.run(load(1)) == [f"Q{i}" for i in range(12)]  # calls go to a replacement
+    assert ray.get(manager.stats.remote())["replaced"] >= 1
+    ray.get(manager.shutdown.remote())
+    ray.kill(manager)

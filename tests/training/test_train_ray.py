@@ -1,0 +1,219 @@
+"""Fine-tuning with Ray Train + DeepSpeed ZeRO-3 on CPU (2 workers, gloo) on a real local Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nat_ray.config import load_config
+from nat_ray.errors import InputError
+from nat_ray.storage import write_jsonl
+from nat_ray.training.trainer import run_train
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory, smollm2: Path) -> Path:
+    """A random-initialised 2-layer Llama with SmolLM2's tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _toy_set(path: Path, n: int = 64) -> Path:
+    """Learnable: the answer is always the question's number plus nothing but a fixed pattern."""
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "id": str(i),
+                "label": "positive",
+                "messages": [
+                    {"role": "user", "content": f"Question: what is {i % 7}?", "loss": False},
+                    {"role": "assistant", "content": f"Thought: it is {i % 7}.\nAction: finish[{i % 7}]", "loss": True},
+                    {"role": "user", "content": "Observation: Episode finished", "loss": False},
+                ],
+            }
+        )
+    write_jsonl(path, rows)
+    return path
+
+
+def _cfg(tmp_path: Path, model: Path, data: Path, *overrides: str):
+    base = [
+        f"out={tmp_path}",
+        f"train.model={model}",
+        f"train.data={data}",
+        "train.max_length=128",
+        "train.global_batch_size=8",
+        "train.micro_batch_size=2",
+        "train.num_workers=2",
+        "train.checkpoint_every=0",
+    ]
+    return load_config(REPO / "configs/train_smollm2_strategyqa_nat.yaml", [*base, *overrides])
+
+
+def _metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_zero3_two_workers_learns_a_toy_set(tmp_path: Path, tiny_llama: Path, ray_local) -> None:
+    data = _toy_set(tmp_path / "toy.jsonl")
+    summary = run_train(_cfg(tmp_path, tiny_llama, data, "train.epochs=6", "train.lr=3e-3", "train.warmup_ratio=0.1"))
+    out = Path(summary["out"])
+    steps = [m for m in _metrics(out) if "loss" in m and m.get("loss") == m.get("loss")]
+    assert summary["step"] == summary["total_steps"] == 48  # 64 examples / 8 per step x 6 epochs
+    assert steps[-1]["loss"] < 0.5 * steps[0]["loss"], (steps[0]["loss"], steps[-1]["loss"])
+    assert all(0 < m["padding_efficiency"] <= 1 and m["tokens_per_s"] > 0 for m in steps)
+    lrs = [m["lr"] for m in steps]
+    assert max(lrs) <= 3e-3 and lrs[-1] < max(lrs)  # warm-up then cosine decay
+
+    # the checkpoint is a Hugging Face folder that loads and generates
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "Question: what is 3?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    generated = model.generate(**prompt, max_new_tokens=12, do_sample=False)
+    text = tok.decode(generated[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert text.startswith("Thought: it is"), text
+    saved = json.loads((out / "nat_ray_train.json").read_text())
+    assert saved["config"]["train"]["lr"] == 3e-3 and saved["data"]["examples"] == 64
+
+
+def test_resumes_after_a_killed_worker_with_the_same_final_step(tmp_path: Path, tiny_llama: Path, ray_local) -> None:
+    import psutil
+
+    data = _toy_set(tmp_path / "toy.jsonl", 96)
+    cfg = _cfg(tmp_path, tiny_llama, data, "train.epochs=2", "train.checkpoint_every=3", "train.max_failures=2")
+    storage = tmp_path / "ray_train"
+    killed: list[int] = []
+
+    def kill_after_checkpoint() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            if list(storage.rglob("checkpoint_*/latest")):
+                for p in psutil.process_iter(["pid", "cmdline"]):
+                    if "RayTrainWorker" in " ".join(p.info["cmdline"] or []):
+                        os.kill(p.info["pid"], signal.SIGKILL)
+                        killed.append(p.info["pid"])
+                        return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_after_checkpoint, daemon=True)
+    killer.start()
+    summary = run_train(cfg)
+    killer.join()
+    assert killed, "no training worker was killed"
+    assert summary["step"] == summary["total_steps"] == 24  # 96 / 8 x 2, as without the failure
+    final = json.loads((Path(summary["out"]) / "nat_ray_train.json").read_text())
+    assert final["resumed_from_step"] >= 3
+
+
+def test_smollm2_few_steps_on_real_strategyqa_nat_examples(
+    tmp_path: Path, smollm2: Path, strategyqa_files, ray_local
+) -> None:
+    from nat_ray.nat_import import ImportConfig, import_nat
+    from nat_ray.reformat import BuildConfig, build
+
+    f = strategyqa_files
+    import_nat(
+        ImportConfig(
+            task="strategyqa",
+            questions=str(f["questions"]),
+            out=str(tmp_path / "t"),
+            files=[str(f["positive"]), str(f["negative"])],
+        )
+    )
+    build(
+        BuildConfig(
+            trajectories=str(tmp_path / "t"),
+            prompts=str(f["prompts"]),
+            mode="nat",
+            pos_num=8,
+            neg_num=8,
+            out=str(tmp_path / "nat.jsonl"),
+        )
+    )
+    build(
+        BuildConfig(
+            trajectories=str(tmp_path / "t"),
+            prompts=str(f["prompts"]),
+            mode="nat",
+            pos_num=4,
+            neg_num=0,
+            seed=1,
+            out=str(tmp_path / "dev.jsonl"),
+        )
+    )
+    cfg = _cfg(
+        tmp_path,
+        smollm2,
+        tmp_path / "nat.jsonl",
+        "train.max_length=768",
+        "train.global_batch_size=4",
+        "train.micro_batch_size=1",
+        "train.max_steps=2",
+        f"train.dev={tmp_path / 'dev.jsonl'}",
+    )
+    summary = run_train(cfg)
+    assert summary["step"] == 2
+    assert 1.0 < summary["dev_perplexity"] < 1000
+    losses = [m["loss"] for m in _metrics(Path(summary["out"])) if m.get("loss") == m.get("loss") and "loss" in m]
+    assert losses and all(0 < x < 20 for x in losses)
+
+
+def test_bad_input_fails_before_training(tmp_path: Path, tiny_llama: Path) -> None:
+    data = _toy_set(tmp_path / "toy.jsonl", 8)
+    with pytest.raises(InputError, match="less than one optimizer step"):
+        run_train(_cfg(tmp_path, tiny_llama, data, "train.global_batch_size=16"))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty"):
+        run_train(_cfg(tmp_path, tiny_llama, empty))
+    no_loss = tmp_path / "noloss.jsonl"
+    write_jsonl(
+        no_loss, [{"id": "1", "label": "positive", "messages": [{"role": "user", "content": "hi", "loss": False}]}]
+    )
+    with pytest.raises(InputError, match="no loss tokens"):
+        run_train(_cfg(tmp_path, tiny_llama, no_loss))
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    (encoder / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    with pytest.raises(InputError, match="not a causal LM"):
+        run_train(_cfg(tmp_path, encoder, data))
+    with pytest.raises(InputError, match="does not exist"):
+        run_train(_cfg(tmp_path, tmp_path / "missing", data))
+    assert not (tmp_path / "checkpoint").exists()
