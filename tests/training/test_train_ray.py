@@ -121,22 +121,28 @@ def test_resumes_after_a_killed_worker_with_the_same_final_step(tmp_path: Path, 
     storage = tmp_path / "ray_train"
     killed: list[int] = []
 
+    def registered_steps() -> list[int]:
+        log = storage / "metrics.live.jsonl"  # written by the controller once it has taken in a report
+        return [json.loads(x)["step"] for x in log.read_text().splitlines()] if log.exists() else []
+
     def kill_after_checkpoint() -> None:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
-            if list(storage.rglob("checkpoint_*/latest")):
+            if max(registered_steps(), default=0) >= 4:  # the step-3 checkpoint is registered
                 for p in psutil.process_iter(["pid", "cmdline"]):
                     if "RayTrainWorker" in " ".join(p.info["cmdline"] or []):
                         os.kill(p.info["pid"], signal.SIGKILL)
                         killed.append(p.info["pid"])
                         return
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     killer = threading.Thread(target=kill_after_checkpoint, daemon=True)
     killer.start()
     summary = run_train(cfg)
     killer.join()
     assert killed, "no training worker was killed"
+    steps = [json.loads(x)["step"] for x in (Path(summary["out"]) / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 24 and len(steps) > 24  # some steps ran twice: the restart went back to the checkpoint
     assert summary["step"] == summary["total_steps"] == 24  # 96 / 8 x 2, as without the failure
     final = json.loads((Path(summary["out"]) / "nat_ray_train.json").read_text())
     assert final["resumed_from_step"] >= 3
