@@ -159,6 +159,8 @@ def train_loop_per_worker(config: dict) -> None:
             "epoch": epoch + (within + 1) / (steps_per_epoch * cfg.accumulation),
             "loss": loss_total / n,
             "lr": scheduler.get_last_lr()[0],
+            "tokens": int(real_g),  # non-pad tokens over all workers since the last log
+            "seconds": elapsed,
             "tokens_per_s": real_g / elapsed,
             "padding_efficiency": real_g / padded_g,
             "resumed_from_step": resumed_from,

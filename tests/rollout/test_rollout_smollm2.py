@@ -77,7 +77,7 @@ def _check_trajectories(out: Path, model: str) -> list:
 
 
 def test_rollout_through_transformers_serve(tmp_path: Path, served: str, smollm2: Path, ray_local) -> None:
-    policy = f"policy={{kind: openai, base_url: '{served}', model: auto, max_tokens: 64, max_concurrency: 16}}"
+    policy = f"policy={{kind: openai, base_url: '{served}', model: auto, max_tokens: 48, max_concurrency: 16}}"
     meta = run_rollout(load_config(REPO / "configs/rollout_gsm8k_smollm2.yaml", [f"out={tmp_path}", policy, *COMMON]))
     assert meta["complete"] and meta["counts"]["error"] == 0
     _check_trajectories(tmp_path / "trajectories", model=str(smollm2))
