@@ -40,7 +40,7 @@ def main() -> None:
 
     world = int(__import__("os").environ.get("WORLD_SIZE", "1"))
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    encoded, _ = encode_all(tokenizer, read_examples(args.data), args.max_length)
+    encoded, _ = encode_all(tokenizer, read_examples(args.data), args.max_length, drop_no_loss=True)
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     cfg = TrainConfig(

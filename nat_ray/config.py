@@ -108,6 +108,7 @@ class TrainConfig(StrictModel):
     dev: str | None = None  # held-out positives (a training set): perplexity on their assistant tokens
     out: str | None = None  # default: <out>/checkpoint
     max_length: int = Field(4096, gt=8)
+    drop_no_loss: bool = False  # drop (and count) examples with no loss token instead of stopping
     epochs: float = Field(2.0, gt=0)
     global_batch_size: int = Field(64, gt=0)  # micro_batch_size x gradient accumulation x workers
     micro_batch_size: int = Field(1, gt=0)

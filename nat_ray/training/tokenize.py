@@ -68,17 +68,27 @@ def encode(tokenizer: Any, example: Example, max_length: int = 4096) -> Encoded:
     return Encoded(example.id, ids[:max_length], labels[:max_length], cut)
 
 
-def encode_all(tokenizer: Any, examples: list[Example], max_length: int = 4096) -> tuple[list[Encoded], dict]:
-    """Encode a training set; examples with no loss token left (none to begin with, or all cut) are an error."""
+def encode_all(
+    tokenizer: Any, examples: list[Example], max_length: int = 4096, drop_no_loss: bool = False
+) -> tuple[list[Encoded], dict]:
+    """Encode a training set. Examples with no loss token left (no assistant turn, or all cut by ``max_length``) are
+    an error, or, with ``drop_no_loss``, dropped and counted."""
     if not examples:
         raise InputError("the training set is empty")
     if not getattr(tokenizer, "is_fast", False):
         raise InputError("a fast tokenizer is needed (character offsets for the loss mask)")
     encoded = [encode(tokenizer, e, max_length) for e in examples]
     empty = [e.id for e in encoded if e.loss_tokens == 0]
-    if empty:
-        raise InputError(f"{len(empty)} examples have no loss tokens (e.g. id {empty[0]!r}): no assistant turn, or cut")
+    if empty and not drop_no_loss:
+        raise InputError(
+            f"{len(empty)} examples have no loss tokens (e.g. id {empty[0]!r}): no assistant turn, or cut by "
+            f"max_length; set train.drop_no_loss=true to train without them"
+        )
+    encoded = [e for e in encoded if e.loss_tokens > 0]
+    if not encoded:
+        raise InputError("no example has a loss token")
     stats = {
+        "dropped_no_loss": len(empty),
         "examples": len(encoded),
         "tokens": sum(len(e.input_ids) for e in encoded),
         "loss_tokens": sum(e.loss_tokens for e in encoded),

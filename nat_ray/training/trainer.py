@@ -83,7 +83,7 @@ def prepare_data(cfg: RunConfig) -> tuple[Path, list[dict], list[dict], dict]:
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
         raise InputError(f"{model_path}: the tokenizer has no chat template")
-    encoded, stats = encode_all(tokenizer, read_examples(tc.data), tc.max_length)
+    encoded, stats = encode_all(tokenizer, read_examples(tc.data), tc.max_length, tc.drop_no_loss)
     per_worker = len(encoded) // tc.num_workers
     if per_worker < tc.micro_batch_size * tc.accumulation:
         raise InputError(
@@ -92,7 +92,7 @@ def prepare_data(cfg: RunConfig) -> tuple[Path, list[dict], list[dict], dict]:
         )
     dev: list[dict] = []
     if tc.dev:
-        dev_encoded, _ = encode_all(tokenizer, read_examples(tc.dev), tc.max_length)
+        dev_encoded, _ = encode_all(tokenizer, read_examples(tc.dev), tc.max_length, tc.drop_no_loss)
         dev = [{"input_ids": e.input_ids, "labels": e.labels} for e in dev_encoded]
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
     return model_path, rows, dev, stats

@@ -97,8 +97,10 @@ def test_examples_without_loss_tokens_are_an_error(tokenizer) -> None:
     no_loss = Example(
         id="n", label="positive", messages=[Turn(role="user", content="hi"), Turn(role="assistant", content="yo")]
     )
-    with pytest.raises(InputError, match="no loss tokens"):
+    with pytest.raises(InputError, match=r"no loss tokens.*drop_no_loss"):
         encode_all(tokenizer, [_example(), no_loss])
+    kept, stats = encode_all(tokenizer, [_example(), no_loss], drop_no_loss=True)
+    assert len(kept) == 1 and stats["dropped_no_loss"] == 1 and stats["examples"] == 1
     with pytest.raises(InputError, match="no loss tokens"):
         encode_all(tokenizer, [_example(2)], max_length=20)  # all assistant tokens cut
     with pytest.raises(InputError, match="empty"):
