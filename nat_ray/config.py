@@ -122,7 +122,7 @@ class TrainConfig(StrictModel):
     offload_optimizer: bool = False
     group_by_length: bool = True
     max_steps: int | None = Field(None, gt=0)  # stop after this many optimizer steps (smoke runs)
-    log_every: int = Field(1, gt=0)
+    log_every: int = Field(10, gt=0)  # each Ray Train report synchronises all workers: not every step
     checkpoint_every: int = Field(0, ge=0)  # optimizer steps between resumable checkpoints (0: none before the end)
     max_failures: int = Field(2, ge=0)  # worker failures Ray Train recovers from (restarting at the last checkpoint)
     deepspeed_config: str = "cluster/deepspeed_zero3.json"

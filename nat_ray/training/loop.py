@@ -149,7 +149,9 @@ def train_loop_per_worker(config: dict) -> None:
         if (m + 1) % cfg.accumulation:
             continue
         step += 1
-        if step % cfg.log_every and step != total and not (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+        checkpoint_now = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total)
+        # Step 1 is always logged (it carries the start-up); every report is a sync point of all workers.
+        if step != 1 and step % cfg.log_every and step != total and not checkpoint_now:
             continue
         loss_total, real_g, padded_g, n = _all_reduce([loss_sum, real, padded, micro_in_step])
         elapsed = time.monotonic() - t_log
@@ -167,7 +169,7 @@ def train_loop_per_worker(config: dict) -> None:
         }
         real = padded = 0
         loss_sum, micro_in_step = 0.0, 0
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+        if checkpoint_now:
             with tempfile.TemporaryDirectory() as d:
                 engine.save_checkpoint(d, tag=f"step{step}", client_state={"step": step})
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
