@@ -117,7 +117,15 @@ def test_resumes_after_a_killed_worker_with_the_same_final_step(tmp_path: Path, 
     import psutil
 
     data = _toy_set(tmp_path / "toy.jsonl", 96)
-    cfg = _cfg(tmp_path, tiny_llama, data, "train.epochs=2", "train.checkpoint_every=3", "train.max_failures=2")
+    cfg = _cfg(
+        tmp_path,
+        tiny_llama,
+        data,
+        "train.epochs=2",
+        "train.checkpoint_every=3",
+        "train.max_failures=2",
+        "train.log_every=1",
+    )
     storage = tmp_path / "ray_train"
     killed: list[int] = []
 
@@ -214,7 +222,9 @@ def test_bad_input_fails_before_training(tmp_path: Path, tiny_llama: Path) -> No
         no_loss, [{"id": "1", "label": "positive", "messages": [{"role": "user", "content": "hi", "loss": False}]}]
     )
     with pytest.raises(InputError, match="no loss tokens"):
-        run_train(_cfg(tmp_path, tiny_llama, no_loss))
+        run_train(_cfg(tmp_path, tiny_llama, no_loss, "train.drop_no_loss=false"))
+    with pytest.raises(InputError, match="no example has a loss token"):
+        run_train(_cfg(tmp_path, tiny_llama, no_loss, "train.drop_no_loss=true"))
     encoder = tmp_path / "encoder"
     encoder.mkdir()
     (encoder / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
