@@ -58,9 +58,12 @@ class ElasticPool:
     async def report_dead(self, member: Any) -> None:
         ids = [m._actor_id for m in self.members]
         if member._actor_id in ids:
-            self.members[ids.index(member._actor_id)] = self._new()
-            self.replaced += 1
-            self.version += 1
+            self._replace(ids.index(member._actor_id))
+
+    def _replace(self, index: int) -> None:
+        self.members[index] = self._new()
+        self.replaced += 1
+        self.version += 1
 
     async def stats(self) -> dict:
         return {"size": len(self.members), "peak": self.peak, "replaced": self.replaced, "version": self.version}
@@ -80,9 +83,7 @@ class ElasticPool:
             loads = await self._loads()
             for i, load in enumerate(loads):
                 if load is None:  # dead or unresponsive: replace it
-                    self.members[i] = self._new()
-                    self.replaced += 1
-                    self.version += 1
+                    self._replace(i)
             alive = [x for x in loads if x is not None]
             busy = sum(alive)
             if busy:

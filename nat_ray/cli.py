@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from nat_ray.errors import InputError, NatRayError
+from nat_ray.errors import InputError, NatRayError, first_validation_error
 from nat_ray.storage import parse_jsonl
 
 
@@ -209,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nat-ray {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        err = exc.errors()[0]
-        print(f"nat-ray {args.command}: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+        loc, msg = first_validation_error(exc)
+        print(f"nat-ray {args.command}: error: {loc}: {msg}", file=sys.stderr)
         return 2
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from nat_ray.errors import InputError
+from nat_ray.errors import InputError, first_validation_error
 from nat_ray.types import StrictModel
 
 
@@ -201,10 +201,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].replace("Extra inputs are not permitted", "unknown key")
-        raise InputError(f"{where}: {loc}: {msg}") from None
+        loc, msg = first_validation_error(exc)
+        msg = msg.replace("Extra inputs are not permitted", "unknown key")
+        raise InputError(f"{where}: {loc or '(top level)'}: {msg}") from None
 
 
 def dump_config(config: RunConfig) -> dict:

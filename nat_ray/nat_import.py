@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from nat_ray.errors import InputError
+from nat_ray.errors import InputError, first_validation_error
 from nat_ray.storage import manifest, read_records, write_trajectories
 from nat_ray.tasks import TaskSpec, get_task, load_questions_file
 from nat_ray.types import Label, StrictModel, Trajectory, Turn
@@ -98,8 +98,8 @@ def import_nat(config: ImportConfig, overwrite: bool = False) -> dict:
             try:
                 trajectories.append(_record_to_trajectory(task, rec, where, questions, model, source, samples))
             except ValidationError as exc:
-                err = exc.errors()[0]
-                raise InputError(f"{where}: field {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+                loc, msg = first_validation_error(exc)
+                raise InputError(f"{where}: field {loc}: {msg}") from None
     counts = Counter(t.label.value for t in trajectories)
     meta = manifest(
         "trajectories",

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from nat_ray.errors import InputError
+from nat_ray.errors import InputError, first_validation_error
 from nat_ray.types import EXAMPLE_ARROW_SCHEMA, SCHEMA_VERSION, TRAJECTORY_ARROW_SCHEMA, Example, Trajectory
 
 if TYPE_CHECKING:
@@ -140,6 +140,11 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     return n
 
 
+def _write_manifest(folder: Path, meta: dict) -> None:
+    # inside a folder that atomic_dir() is about to rename into place: a plain write is enough
+    (folder / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
 def manifest(kind: str, config: dict, counts: dict[str, int]) -> dict:
     return {"kind": kind, "schema_version": SCHEMA_VERSION, "config": config, "counts": counts}
 
@@ -157,7 +162,7 @@ def write_trajectories(
     """Write a trajectories dataset folder (one Parquet part, input order kept) and its manifest, atomically."""
     with atomic_dir(out_dir, overwrite) as tmp:
         pq.write_table(trajectories_table(trajectories), tmp / "part-00000.parquet")
-        (tmp / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _write_manifest(tmp, meta)
 
 
 def parquet_parts(path: str | Path) -> list[Path]:
@@ -193,10 +198,8 @@ def _trajectory(row: dict, where: str) -> Trajectory:
 
 
 def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        return f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-    return str(exc)
+    loc, msg = first_validation_error(exc)
+    return f"field {loc}: {msg}" if isinstance(exc, ValidationError) else msg
 
 
 def read_trajectories_jsonl(path: str | Path) -> list[Trajectory]:
@@ -219,7 +222,7 @@ def write_trajectories_ray(ds: ray.data.Dataset, out_dir: str | Path, meta: dict
     """Write a Ray Dataset of trajectory rows as a trajectories dataset folder, atomically."""
     with atomic_dir(out_dir, overwrite) as tmp:
         ds.write_parquet(str(tmp), schema=TRAJECTORY_ARROW_SCHEMA)
-        (tmp / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _write_manifest(tmp, meta)
 
 
 # ---------------------------------------------------------------- training examples
@@ -236,7 +239,7 @@ def write_examples(examples: list[Example], out: str | Path, meta: dict, overwri
     table = pa.Table.from_pylist([e.to_row() for e in examples], schema=EXAMPLE_ARROW_SCHEMA)
     with atomic_dir(out, overwrite) as tmp:
         pq.write_table(table, tmp / "part-00000.parquet")
-        (tmp / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _write_manifest(tmp, meta)
 
 
 def read_examples(path: str | Path) -> list[Example]:

@@ -39,6 +39,34 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> su
     )
 
 
+def strategyqa_nat_set(
+    files: dict[str, Path], work: Path, out: Path, pos: int, neg: int, seed: int = 42, sides=("positive", "negative")
+) -> Path:
+    """Import the shipped StrategyQA trajectories (once per ``work`` folder) and build a NAT training set at ``out``."""
+    from nat_ray.nat_import import ImportConfig, import_nat
+    from nat_ray.reformat import BuildConfig, build
+
+    trajectories = work / "trajectories"
+    if not trajectories.exists():
+        paths = [str(files[s]) for s in sides]
+        import_nat(
+            ImportConfig(task="strategyqa", questions=str(files["questions"]), out=str(trajectories), files=paths)
+        )
+    prompts = str(files["prompts"])
+    build(
+        BuildConfig(
+            trajectories=str(trajectories),
+            prompts=prompts,
+            mode="nat",
+            pos_num=pos,
+            neg_num=neg,
+            seed=seed,
+            out=str(out),
+        )
+    )
+    return out
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray cluster (embedded), shared by the tests that need one."""

@@ -60,26 +60,10 @@ def test_loss_tokens_are_exactly_the_assistant_turns(tokenizer) -> None:
 
 
 def test_on_a_shipped_strategyqa_nat_example(tokenizer, tmp_path: Path, strategyqa_files) -> None:
-    from nat_ray.nat_import import ImportConfig, import_nat
-    from nat_ray.reformat import BuildConfig, build
     from nat_ray.storage import read_examples
+    from tests.conftest import strategyqa_nat_set
 
-    f = strategyqa_files
-    import_nat(
-        ImportConfig(
-            task="strategyqa", questions=str(f["questions"]), out=str(tmp_path / "t"), files=[str(f["negative"])]
-        )
-    )
-    build(
-        BuildConfig(
-            trajectories=str(tmp_path / "t"),
-            prompts=str(f["prompts"]),
-            mode="nat",
-            pos_num=0,
-            neg_num=20,
-            out=str(tmp_path / "x.jsonl"),
-        )
-    )
+    strategyqa_nat_set(strategyqa_files, tmp_path, tmp_path / "x.jsonl", pos=0, neg=20, sides=("negative",))
     for ex in read_examples(tmp_path / "x.jsonl"):
         e = encode(tokenizer, ex)
         decoded = [tokenizer.decode(r) for r in _runs(e.input_ids, e.labels)]

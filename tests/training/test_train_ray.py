@@ -159,39 +159,10 @@ def test_resumes_after_a_killed_worker_with_the_same_final_step(tmp_path: Path, 
 def test_smollm2_few_steps_on_real_strategyqa_nat_examples(
     tmp_path: Path, smollm2: Path, strategyqa_files, ray_local
 ) -> None:
-    from nat_ray.nat_import import ImportConfig, import_nat
-    from nat_ray.reformat import BuildConfig, build
+    from tests.conftest import strategyqa_nat_set
 
-    f = strategyqa_files
-    import_nat(
-        ImportConfig(
-            task="strategyqa",
-            questions=str(f["questions"]),
-            out=str(tmp_path / "t"),
-            files=[str(f["positive"]), str(f["negative"])],
-        )
-    )
-    build(
-        BuildConfig(
-            trajectories=str(tmp_path / "t"),
-            prompts=str(f["prompts"]),
-            mode="nat",
-            pos_num=8,
-            neg_num=8,
-            out=str(tmp_path / "nat.jsonl"),
-        )
-    )
-    build(
-        BuildConfig(
-            trajectories=str(tmp_path / "t"),
-            prompts=str(f["prompts"]),
-            mode="nat",
-            pos_num=4,
-            neg_num=0,
-            seed=1,
-            out=str(tmp_path / "dev.jsonl"),
-        )
-    )
+    strategyqa_nat_set(strategyqa_files, tmp_path, tmp_path / "nat.jsonl", pos=8, neg=8)
+    strategyqa_nat_set(strategyqa_files, tmp_path, tmp_path / "dev.jsonl", pos=4, neg=0, seed=1)
     cfg = _cfg(
         tmp_path,
         smollm2,
