@@ -30,8 +30,10 @@ class EnvWorker:
         template = get_template(prompts_path(cfg), cfg.rollout.template)
         policy = build_policy(cfg.policy, template, [ray.get_actor(name) for name in engines])
         tools = {name: PoolClient(ray.get_actor(pool)) for name, pool in tool_pools.items()}
-        if cfg.tools.search is not None:  # kind 'replay' (scripted environment); real backends join with search
-            tools["search"] = ReplaySearch(cfg.tools.search.replay_from)
+        search = cfg.tools.search
+        if search is not None and search.kind == "replay":  # a scripted environment, local to each worker
+            assert search.replay_from is not None
+            tools["search"] = ReplaySearch(search.replay_from)
         self.runner = EpisodeRunner(
             task=task,
             template=template,

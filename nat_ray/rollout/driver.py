@@ -38,10 +38,73 @@ def validate(cfg: RunConfig) -> None:
     get_template(prompts_path(cfg), cfg.rollout.template).inference_messages("?")
     if task.tool == "search" and cfg.tools.search is None:
         raise InputError(f"task {task.name} needs the search tool: configure tools.search")
+    if task.tool == "search":
+        _validate_search(cfg)
     if cfg.policy.kind in ("transformers", "vllm"):
         from nat_ray.models import resolve_model_path
 
         resolve_model_path(cfg.policy.model)
+
+
+def _validate_search(cfg: RunConfig) -> None:
+    """The search actors would fail in their constructors; say what is missing before any work starts."""
+    import os
+
+    from nat_ray.models import resolve_model_path
+    from nat_ray.tools.search.local import read_index_manifest
+
+    search = cfg.tools.search
+    assert search is not None
+    if search.kind == "replay":
+        return
+    if search.kind == "local":
+        assert search.index is not None
+        read_index_manifest(search.index.path)
+    if search.kind == "serper" and not os.environ.get(search.serper.api_key_env):
+        raise InputError(f"the serper search backend needs an API key: set ${search.serper.api_key_env}")
+    for field, model in (("embed_model", search.embed_model), ("rerank_model", search.rerank_model)):
+        if model:
+            try:
+                resolve_model_path(model)
+            except InputError as exc:
+                raise InputError(f"tools.search.{field}: {exc}") from None
+
+
+def _start_tool_pools(cfg: RunConfig, tool: str, run_id: str) -> dict[str, tuple[str, object]]:
+    """The elastic actor pool of the tool the task uses: {tool name: (pool actor name, pool handle)}."""
+    import ray
+
+    from actors.pool import ElasticPool
+    from actors.tools import CalculatorActor, SearchActor
+
+    manager = ray.remote(num_cpus=0, max_concurrency=1000)(ElasticPool)
+    if tool == "calculate":
+        calc = cfg.tools.calculator
+        name = f"nat-ray-calculator-{run_id}"
+        handle = manager.options(name=name).remote(
+            CalculatorActor,
+            {"timeout_s": calc.timeout_s},
+            calc.pool.min,
+            calc.pool.max,
+            target_inflight=calc.target_inflight,
+            num_cpus=TOOL_ACTOR_CPUS,
+        )
+        return {"calculate": (name, handle)}
+    search = cfg.tools.search
+    if search is None or search.kind == "replay":  # the replay tool lives inside each env worker
+        return {}
+    cache = cfg.search_cache_path()
+    name = f"nat-ray-search-{run_id}"
+    handle = manager.options(name=name).remote(
+        SearchActor,
+        {"config": search.model_dump(mode="json"), "cache_path": str(cache) if cache else None},
+        search.pool.min,
+        search.pool.max,
+        target_inflight=search.target_inflight,
+        num_cpus=search.num_cpus,
+        num_gpus=search.num_gpus,
+    )
+    return {"search": (name, handle)}
 
 
 def _check_endpoint(cfg: RunConfig) -> None:
@@ -113,31 +176,20 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
 
     from actors.engine import start_engines
     from actors.env_worker import EnvWorker
-    from actors.pool import ElasticPool
-    from actors.tools import CalculatorActor
 
     run_id = uuid.uuid4().hex[:8]
-    calc = cfg.tools.calculator
-    pool_name = f"nat-ray-calculator-{run_id}"
-    pool = (
-        ray.remote(num_cpus=0, max_concurrency=1000)(ElasticPool)
-        .options(name=pool_name)
-        .remote(
-            CalculatorActor,
-            {"timeout_s": calc.timeout_s},
-            calc.pool.min,
-            calc.pool.max,
-            target_inflight=calc.target_inflight,
-            num_cpus=TOOL_ACTOR_CPUS,
-        )
-    )
+    pools = _start_tool_pools(cfg, get_task(rc.task).tool, run_id)
     engines = start_engines(pc, run_id) if pc.kind in ("transformers", "vllm") else []
     engine_names = [f"nat-ray-engine-{run_id}-{i}" for i in range(len(engines))]
     # Enough batches per actor that its episode semaphore always has a backlog; twice that may be queued, which is
     # what Ray Data's autoscaler reads as "this pool needs more actors" (utilisation above 100%).
     concurrent = max(2, -(-2 * rc.episodes_per_worker // rc.batch_size))
     rows = [s.__dict__ for s in todo]
-    kwargs = {"config": dump_config(cfg), "tool_pools": {"calculate": pool_name}, "engines": engine_names}
+    kwargs = {
+        "config": dump_config(cfg),
+        "tool_pools": {tool: name for tool, (name, _) in pools.items()},
+        "engines": engine_names,
+    }
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // rc.batch_size)).map_batches(
         EnvWorker,
         fn_constructor_kwargs=kwargs,
@@ -167,9 +219,12 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
     finally:
         bar.close()
         meta = writer.close(complete=complete and len(writer.done) >= len(specs))
-        stats = ray.get(pool.stats.remote())
-        ray.get(pool.shutdown.remote())
-        for h in [pool, *engines]:
+        stats = {tool: ray.get(h.stats.remote()) for tool, (_, h) in pools.items()}
+        if "search" in pools:
+            stats["search"]["members"] = ray.get(pools["search"][1].member_stats.remote())
+        for _, h in pools.values():
+            ray.get(h.shutdown.remote())
+        for h in [*(h for _, h in pools.values()), *engines]:
             ray.kill(h)
     meta["run"] = {
         "episodes_run": len(writer.done) - writer.resumed,
@@ -177,7 +232,7 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
         "seconds": round(time.monotonic() - started, 3),
         "steady_episodes_per_s": steady_rate(episodes_at),
         "steady_policy_calls_per_s": steady_rate(calls_at),
-        "calculator_pool": stats,
+        "tool_pools": stats,
         "out": str(Path(cfg.trajectories_dir())),
     }
     return meta

@@ -112,7 +112,7 @@ def test_ray_killed_calculator_actor_is_replaced(tmp_path: Path, ray_local) -> N
     assert killed
     _assert_exactly_once(out, 72)
     assert meta["counts"]["error"] == 0
-    assert meta["run"]["calculator_pool"]["replaced"] >= 1
+    assert meta["run"]["tool_pools"]["calculate"]["replaced"] >= 1
 
 
 def test_driver_killed_and_restarted_resumes(tmp_path: Path) -> None:
