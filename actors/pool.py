@@ -62,6 +62,8 @@ class ElasticPool:
             self._replace(ids.index(member._actor_id))
 
     def _replace(self, index: int) -> None:
+        with contextlib.suppress(Exception):  # it may be half-alive (unreachable node): make sure it is gone
+            ray.kill(self.members[index])
         self.members[index] = self._new()
         self.replaced += 1
         self.version += 1
@@ -80,12 +82,17 @@ class ElasticPool:
 
         return [s for s in await asyncio.gather(*(one(m) for m in self.members)) if s is not None]
 
-    async def _loads(self) -> list[int | None]:
-        async def load(m: Any) -> int | None:
+    async def _loads(self) -> list[int | str]:
+        """Each member's in-flight calls, or "dead" (its actor died), or "slow" (no answer in time: still starting,
+        e.g. loading models, or too busy to answer — not replaced for that)."""
+
+        async def load(m: Any) -> int | str:
             try:
                 return await asyncio.wait_for(m.inflight.remote(), timeout=max(5.0, 5 * self.check_every_s))
+            except RayActorError:
+                return "dead"
             except (RayError, asyncio.TimeoutError, GetTimeoutError):
-                return None
+                return "slow"
 
         return list(await asyncio.gather(*(load(m) for m in self.members)))
 
@@ -94,10 +101,10 @@ class ElasticPool:
             await asyncio.sleep(self.check_every_s)
             loads = await self._loads()
             for i, load in enumerate(loads):
-                if load is None:  # dead or unresponsive: replace it
+                if load == "dead":
                     self._replace(i)
-            alive = [x for x in loads if x is not None]
-            busy = sum(alive)
+            alive = [x for x in loads if isinstance(x, int)]
+            busy = sum(alive) + self.target_inflight * loads.count("slow")
             if busy:
                 self._idle_since = time.monotonic()
             if alive and busy / len(alive) > self.target_inflight and len(self.members) < self.max_size:

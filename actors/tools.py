@@ -31,11 +31,14 @@ class CalculatorActor:
 
 class SearchActor:
     def __init__(self, config: dict, cache_path: str | None = None) -> None:
+        import torch
+
         from nat_ray.config import SearchConfig
         from nat_ray.tools.search import build_pipeline
         from nat_ray.tools.search.batcher import MicroBatcher
 
         cfg = SearchConfig.model_validate(config)
+        torch.set_num_threads(max(1, int(cfg.num_cpus)))  # the encoders use the CPUs this actor reserved
         self.pipeline = build_pipeline(cfg, cache_path)
         self.batcher = MicroBatcher(
             self.pipeline.search,

@@ -135,7 +135,7 @@ class ToolsConfig(StrictModel):
 class RolloutConfig(StrictModel):
     task: str
     split: str = "train"
-    questions: str | None = None  # a question file instead of the task's split file
+    questions: str | None = None  # a question file instead of the task's split file (or one of the data folder)
     offset: int = Field(0, ge=0)
     limit: int | None = Field(None, gt=0)
     template: str = "one-shot"  # prompt template; zero-shot-target-aware for a NAT-trained policy

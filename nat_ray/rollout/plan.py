@@ -6,7 +6,7 @@ from pathlib import Path
 
 from nat_ray.config import RunConfig
 from nat_ray.rollout.episode import EpisodeSpec
-from nat_ray.tasks import get_task, load_questions_file, prompts_file, task_file
+from nat_ray.tasks import get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
 
 
 def prompts_path(cfg: RunConfig) -> Path:
@@ -26,6 +26,8 @@ def plan_episodes(cfg: RunConfig) -> list[EpisodeSpec]:
     assert rc is not None
     task = get_task(rc.task)
     path = Path(rc.questions) if rc.questions else task_file(task, rc.split, cfg.data_dir)
+    if rc.questions and not path.is_absolute() and not path.exists():
+        path = resolve_data_dir(cfg.data_dir) / path  # a file of the data folder, e.g. hotpotqa_distractor/...
     questions = load_questions_file(task, path)[rc.offset :]
     if rc.limit is not None:
         questions = questions[: rc.limit]

@@ -60,13 +60,17 @@ class EmbeddingFilter:
 class DPRReranker:
     def __init__(self, model: str, keep: int, device: str | None = None, max_length: int = 256) -> None:
         import torch
-        from transformers import DPRReader, DPRReaderTokenizerFast
+        from transformers import AutoConfig, DPRReader, DPRReaderTokenizerFast
 
         self.path = resolve_search_model(model, "tools.search.rerank_model")
         self.keep = keep
         self.max_length = max_length
         self.device = device or default_device()
         try:
+            # DPRReader would load any BERT folder, silently re-initialising its reader head: check the type first
+            model_type = AutoConfig.from_pretrained(str(self.path), local_files_only=True).model_type
+            if model_type != "dpr":
+                raise ValueError(f"its config is model_type {model_type!r}, not 'dpr'")
             self.tokenizer = DPRReaderTokenizerFast.from_pretrained(str(self.path), local_files_only=True)
             self.model = DPRReader.from_pretrained(str(self.path), local_files_only=True).to(self.device).eval()
         except (OSError, ValueError) as exc:

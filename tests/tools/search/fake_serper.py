@@ -1,0 +1,79 @@
+"""A small HTTP server on 127.0.0.1 that answers like Serper's /search, and whose failures a test scripts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def organic(query: str, n: int) -> list[dict]:
+    return [
+        {"title": f"Result {i} for {query}", "link": f"https://example.org/{i}", "snippet": f"snippet {i}: {query}."}
+        for i in range(1, n + 1)
+    ]
+
+
+class FakeSerper:
+    """``script``: one step per request — an HTTP status (429 / 500 / 401 ...), ``"slow"`` (answers after
+    ``slow_s``), ``"garbage"`` (a body that is not JSON), ``"empty"`` (JSON without results); then 200 answers."""
+
+    def __init__(self, slow_s: float = 2.0) -> None:
+        self.script: list[int | str] = []
+        self.slow_s = slow_s
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+                    self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer._lock:
+                    outer.requests.append(body)
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    step = outer.script.pop(0) if outer.script else 200
+                if step == "slow":
+                    time.sleep(outer.slow_s)
+                    step = 200
+                if step == "garbage":
+                    self._send(200, b"<html>upstream error</html>")
+                elif step == "empty":
+                    self._send(200, b'{"message": "nothing"}')
+                elif step == 429:
+                    self._send(429, b'{"message": "Too many requests"}', {"Retry-After": "0"})
+                elif step != 200:
+                    self._send(int(step), json.dumps({"message": f"scripted {step}"}).encode())
+                else:
+                    answer = {
+                        "searchParameters": {"q": body["q"], "type": "search"},
+                        "organic": organic(body["q"], int(body.get("num", 10))),
+                    }
+                    self._send(200, json.dumps(answer).encode())
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/search"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeSerper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
