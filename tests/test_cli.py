@@ -138,3 +138,37 @@ def test_import_errors(tmp_path: Path, strategyqa_files) -> None:
     assert not (tmp_path / "o").exists()
     r = _import(tmp_path, f, str(bad), task="chess", out="o")
     assert r.returncode == 2 and "unknown task 'chess'" in r.stderr
+
+
+def test_search_build_index_then_query(tmp_path: Path, minilm: Path) -> None:
+    config = tmp_path / "search.yaml"
+    config.write_text(
+        f"out: {tmp_path}/run\n"
+        "tools:\n"
+        "  search:\n"
+        f"    kind: local\n    index: {{path: {tmp_path}/index, sources: [strategyqa]}}\n"
+        f"    embed_model: {minilm}\n"
+    )
+    built = run_cli("search", "build-index", "--config", str(config))
+    assert built.returncode == 0, built.stderr
+    meta = json.loads(built.stdout)
+    assert meta["counts"] == {"strategyqa": meta["passages"]} and meta["passages"] > 3000
+    asked = run_cli(
+        "search", "query", "--config", str(config), "-q", "Genghis Khan children", "-q", "Genghis Khan children"
+    )
+    assert asked.returncode == 0, asked.stderr
+    first, second = (json.loads(line) for line in asked.stdout.splitlines())
+    assert first["observation"].startswith(" #1: ") and first == second
+    assert json.loads(asked.stderr.strip().splitlines()[-1])["cache"]["misses"] == 1
+    again = run_cli("search", "query", "--config", str(config), "-q", "Genghis Khan children")
+    assert json.loads(again.stderr.strip().splitlines()[-1])["cache"]["hits"] == 1  # the file cache, a new process
+
+
+def test_search_errors(tmp_path: Path) -> None:
+    config = tmp_path / "s.yaml"
+    config.write_text(f"tools:\n  search: {{kind: local, index: {{path: {tmp_path}/none}}, embed_model: null}}\n")
+    missing = run_cli("search", "query", "--config", str(config), "-q", "x")
+    assert missing.returncode == 2 and "nat-ray search build-index" in missing.stderr
+    config.write_text("tools:\n  search: {kind: serper, serper: {api_key_env: NAT_RAY_TEST_NO_SUCH_KEY}}\n")
+    nokey = run_cli("search", "query", "--config", str(config), "-q", "x")
+    assert nokey.returncode == 2 and "set $NAT_RAY_TEST_NO_SUCH_KEY" in nokey.stderr

@@ -58,3 +58,27 @@ def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
     bad.write_text("out: x\nrollout:\n  task: gsm8k\n  limit: [1, 2\n")
     with pytest.raises(InputError, match=r"c\.yaml:\d+: malformed YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        ("{kind: local}", "needs index"),
+        ("{kind: replay}", "needs replay_from"),
+        ("{kind: bing}", "tools.search.kind"),
+        ("{kind: serper, embed_keep: 12}", r"embed_keep \(12\) is above candidates \(10\)"),
+        ("{kind: serper, keep: 6}", r"keep \(6\) is above the passages left by the stage before \(5\)"),
+        ("{kind: serper, embed_model: null, keep: 11}", r"keep \(11\) is above .* \(10\)"),
+        ("{kind: serper, serper: {api_key: sk-123}}", "tools.search.serper.api_key: unknown key"),
+        ("{kind: local, index: {path: x, sources: [wikipedia]}}", "tools.search.index.sources"),
+    ],
+)
+def test_bad_search_config_names_the_field(search: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_config(None, [f"tools.search={search}"])
+
+
+def test_search_cache_defaults_beside_the_output() -> None:
+    cfg = load_config(REPO / "configs/rollout_hotpotqa_local.yaml", ["out=/tmp/r", "tools.search.cache=null"])
+    assert str(cfg.search_cache_path()) == "/tmp/r/search_cache.jsonl"
+    assert load_config(None, ["tools.search={kind: serper, use_cache: false}"]).search_cache_path() is None
