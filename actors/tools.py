@@ -49,6 +49,9 @@ class SearchActor:
         self._inflight = 0
 
     async def run(self, query: str) -> str:
+        hit = self.pipeline.cached(query)
+        if hit is not None:
+            return hit
         self._inflight += 1
         try:
             return await self.batcher(query)

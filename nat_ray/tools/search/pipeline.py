@@ -57,6 +57,16 @@ class SearchPipeline:
             ranked = self.rerank.select(queries, ranked)
         return [r[: self.keep] for r in ranked]
 
+    def cached(self, query: str) -> str | None:
+        """The cached observation for a query, or None: a hit need not wait for a batch to form."""
+        if self.cache is None:
+            return None
+        q = normalize_query(query)
+        if q not in self.cache.entries:
+            return None
+        self.queries += 1
+        return self.cache.get_many([q])[q]
+
     async def search(self, queries: list[str]) -> list[str]:
         """One observation per query. Never raises for a query's own failure: that query's observation is
         ``Error: …`` (errors are not cached, so the query is tried again next time)."""
