@@ -137,7 +137,8 @@ def main() -> None:
         result["batching_speedup"] = round(qps["batched"] / qps["unbatched"], 3)
         result["throughput_model"] = args.throughput_model
         print(
-            f"queries/s per actor ({args.throughput_model}, 32 in flight): batched {qps['batched']}, unbatched {qps['unbatched']}"
+            f"queries/s per actor ({args.throughput_model}, 32 in flight):"
+            f" batched {qps['batched']}, unbatched {qps['unbatched']}"
             f" -> {result['batching_speedup']}x"
         )
 
