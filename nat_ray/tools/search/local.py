@@ -30,42 +30,42 @@ HOTPOTQA_FILES = [
 STRATEGYQA_FILES = ["nat/dataset/strategyqa/train.jsonl"]
 
 
-def hotpotqa_paragraphs(data_dir: Path) -> Iterator[Passage]:
-    seen: set[str] = set()
-    for name in HOTPOTQA_FILES:
+def _records(data_dir: Path, files: list[str], what: str) -> Iterator[tuple[str, dict]]:
+    for name in files:
         path = data_dir / name
         if not path.exists():
-            raise InputError(f"{path}: HotpotQA distractor file not found (data folder {data_dir})")
-        for where, rec in read_records(path):
-            ctx = rec.get("context")
-            if isinstance(ctx, dict):  # RPT layout: {"title": [...], "sentences": [[...], ...]}
-                pairs = zip(ctx.get("title", []), ctx.get("sentences", []), strict=False)
-            elif isinstance(ctx, list):  # HotpotQA's own layout: [[title, [sentences]], ...]
-                pairs = ((c[0], c[1]) for c in ctx)
-            else:
-                raise InputError(f"{where}: field 'context': expected a mapping or a list of [title, sentences]")
-            for title, sentences in pairs:
-                if title in seen:  # the same Wikipedia paragraph appears in several questions' contexts
-                    continue
-                seen.add(title)
-                yield Passage(title=title, text="".join(sentences).strip(), link=f"hotpotqa:{title}")
+            raise InputError(f"{path}: {what} file not found (data folder {data_dir})")
+        yield from read_records(path)
+
+
+def hotpotqa_paragraphs(data_dir: Path) -> Iterator[Passage]:
+    seen: set[str] = set()
+    for where, rec in _records(data_dir, HOTPOTQA_FILES, "HotpotQA distractor"):
+        ctx = rec.get("context")
+        if isinstance(ctx, dict):  # RPT layout: {"title": [...], "sentences": [[...], ...]}
+            pairs = zip(ctx.get("title", []), ctx.get("sentences", []), strict=False)
+        elif isinstance(ctx, list):  # HotpotQA's own layout: [[title, [sentences]], ...]
+            pairs = ((c[0], c[1]) for c in ctx)
+        else:
+            raise InputError(f"{where}: field 'context': expected a mapping or a list of [title, sentences]")
+        for title, sentences in pairs:
+            if title in seen:  # the same Wikipedia paragraph appears in several questions' contexts
+                continue
+            seen.add(title)
+            yield Passage(title=title, text="".join(sentences).strip(), link=f"hotpotqa:{title}")
 
 
 def strategyqa_facts(data_dir: Path) -> Iterator[Passage]:
     seen: set[str] = set()
-    for name in STRATEGYQA_FILES:
-        path = data_dir / name
-        if not path.exists():
-            raise InputError(f"{path}: StrategyQA train file not found (data folder {data_dir})")
-        for where, rec in read_records(path):
-            facts = rec.get("facts")
-            if not isinstance(facts, list):
-                raise InputError(f"{where}: field 'facts': expected a list of sentences")
-            for i, fact in enumerate(facts):
-                text = " ".join(str(fact).split())
-                if text and text not in seen:
-                    seen.add(text)
-                    yield Passage(title="", text=text, link=f"strategyqa:{rec.get('id')}:{i}")
+    for where, rec in _records(data_dir, STRATEGYQA_FILES, "StrategyQA train"):
+        facts = rec.get("facts")
+        if not isinstance(facts, list):
+            raise InputError(f"{where}: field 'facts': expected a list of sentences")
+        for i, fact in enumerate(facts):
+            text = " ".join(str(fact).split())
+            if text and text not in seen:
+                seen.add(text)
+                yield Passage(title="", text=text, link=f"strategyqa:{rec.get('id')}:{i}")
 
 
 SOURCES = {"hotpotqa": hotpotqa_paragraphs, "strategyqa": strategyqa_facts}

@@ -30,6 +30,18 @@ def resolve_search_model(model: str, what: str) -> Path:
         raise InputError(f"{what}: {exc}") from None
 
 
+def top_by_score(candidates: list[list[Passage]], scores: list[float], keep: int) -> list[list[Passage]]:
+    """Each query's candidates ordered by their scores (``scores`` runs over all candidates, query after query),
+    highest first, the first ``keep``; the sort is stable, so the backend's order breaks ties."""
+    out, start = [], 0
+    for cands in candidates:
+        s = scores[start : start + len(cands)]
+        start += len(cands)
+        order = sorted(range(len(cands)), key=lambda j: -s[j])
+        out.append([cands[j] for j in order[:keep]])
+    return out
+
+
 class EmbeddingFilter:
     def __init__(self, model: str, keep: int, device: str | None = None, batch_size: int = 64) -> None:
         from sentence_transformers import SentenceTransformer
@@ -48,13 +60,9 @@ class EmbeddingFilter:
             return [[] for _ in queries]
         q = self.model.encode(queries, batch_size=self.batch_size, normalize_embeddings=True, convert_to_tensor=True)
         c = self.model.encode(flat, batch_size=self.batch_size, normalize_embeddings=True, convert_to_tensor=True)
-        out, start = [], 0
-        for i, cands in enumerate(candidates):
-            sims = (c[start : start + len(cands)] @ q[i]).tolist()
-            start += len(cands)
-            order = sorted(range(len(cands)), key=lambda j: -sims[j])  # stable: BM25 order breaks ties
-            out.append([cands[j] for j in order[: self.keep]])
-        return out
+        owner = [i for i, cands in enumerate(candidates) for _ in cands]  # the query each candidate belongs to
+        sims = (c * q[owner]).sum(dim=1).tolist()
+        return top_by_score(candidates, sims, self.keep)
 
 
 class DPRReranker:
@@ -93,11 +101,4 @@ class DPRReranker:
         ).to(self.device)
         with self._torch.inference_mode():
             logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).relevance_logits
-        scores = logits.float().cpu().tolist()
-        out, start = [], 0
-        for cands in candidates:
-            s = scores[start : start + len(cands)]
-            start += len(cands)
-            order = sorted(range(len(cands)), key=lambda j: -s[j])
-            out.append([cands[j] for j in order[: self.keep]])
-        return out
+        return top_by_score(candidates, logits.float().cpu().tolist(), self.keep)
