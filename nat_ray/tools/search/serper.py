@@ -96,11 +96,14 @@ def _parse(response: httpx2.Response) -> list[Passage] | str:
         body = response.json()
     except ValueError:
         return "malformed response body (not JSON)"
-    organic = body.get("organic") if isinstance(body, dict) else None
-    if organic is None and isinstance(body, dict) and not any(k in body for k in ("searchParameters", "organic")):
+    # a Serper answer is an object with its searchParameters, and "organic" unless nothing was found
+    if not isinstance(body, dict) or not ("organic" in body or "searchParameters" in body):
         return "malformed response body (no 'organic' results)"
+    organic = body.get("organic") or []
+    if not isinstance(organic, list):
+        return "malformed response body ('organic' is not a list)"
     passages = []
-    for item in organic or []:
+    for item in organic:
         if isinstance(item, dict) and item.get("snippet"):
             passages.append(
                 Passage(title=str(item.get("title", "")), text=str(item["snippet"]), link=str(item.get("link", "")))

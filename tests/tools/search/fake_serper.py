@@ -18,7 +18,8 @@ def organic(query: str, n: int) -> list[dict]:
 
 class FakeSerper:
     """``script``: one step per request — an HTTP status (429 / 500 / 401 ...), ``"slow"`` (answers after
-    ``slow_s``), ``"garbage"`` (a body that is not JSON), ``"empty"`` (JSON without results); then 200 answers."""
+    ``slow_s``), ``"garbage"`` (a body that is not JSON), ``"empty"`` / ``"list"`` (JSON of the wrong shape),
+    ``"none-found"`` (a well-formed answer with no results); then 200 answers."""
 
     def __init__(self, slow_s: float = 2.0) -> None:
         self.script: list[int | str] = []
@@ -55,6 +56,10 @@ class FakeSerper:
                     self._send(200, b"<html>upstream error</html>")
                 elif step == "empty":
                     self._send(200, b'{"message": "nothing"}')
+                elif step == "list":
+                    self._send(200, b"[]")
+                elif step == "none-found":
+                    self._send(200, json.dumps({"searchParameters": {"q": body["q"]}}).encode())
                 elif step == 429:
                     self._send(429, b'{"message": "Too many requests"}', {"Retry-After": "0"})
                 elif step != 200:

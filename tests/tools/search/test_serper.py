@@ -66,7 +66,7 @@ def test_links_and_titles_are_kept() -> None:
     assert passages[0].title == "Result 1 for q" and passages[0].text == "snippet 1: q."
 
 
-@pytest.mark.parametrize("failure", [429, 500, 503, "slow", "garbage", "empty"])
+@pytest.mark.parametrize("failure", [429, 500, 503, "slow", "garbage", "empty", "list"])
 def test_a_transient_failure_is_retried(server: FakeSerper, failure) -> None:
     server.script = [failure, failure]
     (obs,), backend = _search(server, ["capital of France"], timeout_s=0.5)
@@ -91,6 +91,12 @@ def test_persistent_failure_is_an_error_observation(server: FakeSerper, failure,
     failed = obs if obs.startswith("Error") else ok
     assert failed == f"Error: serper search failed after 2 attempts: {message}"
     assert (ok if failed is obs else obs).startswith(" #1: Result 1")
+
+
+def test_nothing_found_is_an_answer_not_a_failure(server: FakeSerper) -> None:
+    server.script = ["none-found"]
+    (obs,), backend = _search(server, ["xqzv"])
+    assert obs == "No results found." and backend.retries == 0
 
 
 def test_bad_key_is_not_retried_and_never_shown(server: FakeSerper, caplog) -> None:
