@@ -48,10 +48,9 @@ def validate(cfg: RunConfig) -> None:
 
 def _validate_search(cfg: RunConfig) -> None:
     """The search actors would fail in their constructors; say what is missing before any work starts."""
-    import os
-
-    from nat_ray.models import resolve_model_path
     from nat_ray.tools.search.local import read_index_manifest
+    from nat_ray.tools.search.rank import resolve_search_model
+    from nat_ray.tools.search.serper import serper_api_key
 
     search = cfg.tools.search
     assert search is not None
@@ -60,14 +59,11 @@ def _validate_search(cfg: RunConfig) -> None:
     if search.kind == "local":
         assert search.index is not None
         read_index_manifest(search.index.path)
-    if search.kind == "serper" and not os.environ.get(search.serper.api_key_env):
-        raise InputError(f"the serper search backend needs an API key: set ${search.serper.api_key_env}")
+    if search.kind == "serper":
+        serper_api_key(search.serper.api_key_env)
     for field, model in (("embed_model", search.embed_model), ("rerank_model", search.rerank_model)):
         if model:
-            try:
-                resolve_model_path(model)
-            except InputError as exc:
-                raise InputError(f"tools.search.{field}: {exc}") from None
+            resolve_search_model(model, f"tools.search.{field}")
 
 
 def _check_resources(cfg: RunConfig, tool: str) -> None:

@@ -18,6 +18,13 @@ from nat_ray.errors import InputError
 from nat_ray.tools.search.base import Passage, SearchBackendError
 
 
+def serper_api_key(env_name: str) -> str:
+    key = os.environ.get(env_name)
+    if not key:
+        raise InputError(f"the serper search backend needs an API key: set ${env_name}")
+    return key
+
+
 class Serper:
     name = "serper"
 
@@ -30,9 +37,7 @@ class Serper:
         max_concurrency: int = 16,
         backoff_s: float = 0.5,
     ) -> None:
-        key = os.environ.get(api_key_env)
-        if not key:
-            raise InputError(f"the serper search backend needs an API key: set ${api_key_env}")
+        key = serper_api_key(api_key_env)
         self.url = url
         self.api_key_env = api_key_env
         self.max_retries = max_retries
