@@ -101,6 +101,7 @@ class SearchConfig(StrictModel):
     candidates: int = Field(10, gt=0)
     embed_model: str | None = "mpnet"  # a prepared name (mpnet, minilm) or a sentence-transformers folder
     embed_keep: int = Field(5, gt=0)
+    embed_memo: int = Field(20_000, ge=0)  # passage embeddings kept in memory per actor (0: off)
     rerank_model: str | None = None  # a transformers DPRReader folder
     keep: int = Field(3, gt=0)
     max_chars: int | None = Field(600, gt=10)  # per result in the observation

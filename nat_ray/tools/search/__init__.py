@@ -35,7 +35,7 @@ def build_pipeline(cfg, cache_path: str | Path | None = None, device: str | None
     if cfg.kind not in BACKENDS:
         raise InputError(f"tools.search.kind {cfg.kind!r} is not a search backend (choose: {', '.join(BACKENDS)})")
     backend = BACKENDS[cfg.kind](cfg)
-    embed = EmbeddingFilter(cfg.embed_model, cfg.embed_keep, device) if cfg.embed_model else None
+    embed = EmbeddingFilter(cfg.embed_model, cfg.embed_keep, device, memo=cfg.embed_memo) if cfg.embed_model else None
     rerank = DPRReranker(cfg.rerank_model, cfg.keep, device) if cfg.rerank_model else None
     pipeline = SearchPipeline(backend, cfg.candidates, embed, rerank, cfg.keep, cfg.max_chars)
     if cache_path is not None:

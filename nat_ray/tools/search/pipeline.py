@@ -96,6 +96,8 @@ class SearchPipeline:
 
     def stats(self) -> dict:
         out = {"queries": self.queries, "errors": self.errors, "seconds": round(self.seconds, 3)}
+        if self.embed is not None:
+            out["passages_encoded"], out["passage_embeddings_reused"] = self.embed.encoded, self.embed.reused
         if self.cache is not None:
             out["cache"] = self.cache.stats()
         return out

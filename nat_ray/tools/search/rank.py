@@ -9,7 +9,9 @@ Both load from a local folder (or a prepared model name) once, and use a GPU whe
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from nat_ray.errors import InputError
 from nat_ray.tools.search.base import Passage
@@ -43,7 +45,13 @@ def top_by_score(candidates: list[list[Passage]], scores: list[float], keep: int
 
 
 class EmbeddingFilter:
-    def __init__(self, model: str, keep: int, device: str | None = None, batch_size: int = 64) -> None:
+    """``memo``: passage embeddings kept (least recently used out) — in a rollout the same passages come back for
+    many queries (a question's samples and temperatures, its follow-up searches), and encoding them is the cost."""
+
+    def __init__(
+        self, model: str, keep: int, device: str | None = None, batch_size: int = 64, memo: int = 20_000
+    ) -> None:
+        import torch
         from sentence_transformers import SentenceTransformer
 
         self.path = resolve_search_model(model, "tools.search.embed_model")
@@ -51,6 +59,34 @@ class EmbeddingFilter:
         self.batch_size = batch_size
         self.device = device or default_device()
         self.model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
+        self._torch = torch
+        self.memo_size = memo
+        self._memo: OrderedDict[str, Any] = OrderedDict()
+        self.encoded = self.reused = 0
+
+    def _passages(self, texts: list[str]):
+        """Embeddings of ``texts`` (one row each), encoding only those not in the memo, each once."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        fresh = {}
+        if missing:
+            vecs = self.model.encode(
+                missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_tensor=True
+            )
+            fresh = dict(zip(missing, vecs, strict=True))
+        self.encoded += len(missing)
+        self.reused += len(texts) - len(missing)
+        rows = []
+        for t in texts:
+            if t in fresh:
+                rows.append(fresh[t])
+            else:
+                self._memo.move_to_end(t)
+                rows.append(self._memo[t])
+        if self.memo_size:
+            self._memo.update(fresh)
+            while len(self._memo) > self.memo_size:
+                self._memo.popitem(last=False)
+        return self._torch.stack(rows)
 
     def select(self, queries: list[str], candidates: list[list[Passage]]) -> list[list[Passage]]:
         """Per query, its candidates ordered by cosine similarity to it, the first ``keep``: one encode call for all
@@ -59,7 +95,7 @@ class EmbeddingFilter:
         if not flat:
             return [[] for _ in queries]
         q = self.model.encode(queries, batch_size=self.batch_size, normalize_embeddings=True, convert_to_tensor=True)
-        c = self.model.encode(flat, batch_size=self.batch_size, normalize_embeddings=True, convert_to_tensor=True)
+        c = self._passages(flat)
         owner = [i for i, cands in enumerate(candidates) for _ in cands]  # the query each candidate belongs to
         sims = (c * q[owner]).sum(dim=1).tolist()
         return top_by_score(candidates, sims, self.keep)

@@ -62,6 +62,23 @@ def test_embedding_filter_orders_by_cosine(search_index: Path, minilm: Path) -> 
     assert obs == format_observation([cands[i] for i in best])
 
 
+def test_passage_embeddings_are_reused_not_recomputed(search_index: Path, minilm: Path) -> None:
+    backend = LocalBM25(search_index)
+    queries = ["Genghis Khan children", "How many children did Genghis Khan have?", "Julius Caesar children"]
+    cands = backend.retrieve_sync(queries, 10)
+    memo, plain = EmbeddingFilter(str(minilm), keep=5, memo=10_000), EmbeddingFilter(str(minilm), keep=5, memo=0)
+    first = memo.select(queries[:1], cands[:1])
+    assert (memo.encoded, memo.reused) == (10, 0)
+    both = memo.select(queries, cands)  # overlapping candidates: only the new passages are encoded
+    shared = len({p.render() for p in cands[0]} | {p.render() for c in cands[1:] for p in c})
+    assert memo.encoded == shared and memo.reused == 30 - (shared - 10)
+    assert both == plain.select(queries, cands) and both[0] == first[0]  # same ranking as encoding afresh
+    assert plain.encoded == len({p.render() for c in cands for p in c}) and not plain._memo
+    small = EmbeddingFilter(str(minilm), keep=5, memo=4)
+    small.select(queries, cands)
+    assert len(small._memo) == 4  # bounded: least recently used out
+
+
 def test_dpr_rerank_orders_by_relevance_logits(search_index: Path, minilm: Path, tiny_dpr: Path) -> None:
     from transformers import DPRReader, DPRReaderTokenizerFast
 
