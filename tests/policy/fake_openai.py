@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.json_http import JSONHandler
 
 
 class FakeOpenAI:
@@ -21,23 +22,14 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, status: int, body: object) -> None:
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JSONHandler):
             def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": [{"id": outer.model, "object": "model", "owned_by": "x"}]})
+                self.send_json(
+                    200, {"object": "list", "data": [{"id": outer.model, "object": "model", "owned_by": "x"}]}
+                )
 
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 with outer._lock:
                     outer.requests.append(body)
                     outer.headers.append({k.lower(): v for k, v in self.headers.items()})
@@ -47,11 +39,11 @@ class FakeOpenAI:
                 try:
                     time.sleep(outer.delay_s)
                     if step == "garbage":
-                        self._send(200, b"{not json")
+                        self.send_json(200, b"{not json")
                     elif step != 200:
-                        self._send(int(step), {"error": {"message": f"scripted {step}", "type": "x"}})
+                        self.send_json(int(step), {"error": {"message": f"scripted {step}", "type": "x"}})
                     else:
-                        self._send(200, outer.completion(body))
+                        self.send_json(200, outer.completion(body))
                 finally:
                     with outer._lock:
                         outer.active -= 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.json_http import JSONHandler
 
 
 def organic(query: str, n: int) -> list[dict]:
@@ -29,22 +30,9 @@ class FakeSerper:
         self._lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
-                    self.wfile.write(body)
-
+        class Handler(JSONHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 with outer._lock:
                     outer.requests.append(body)
                     outer.headers.append({k.lower(): v for k, v in self.headers.items()})
@@ -53,23 +41,23 @@ class FakeSerper:
                     time.sleep(outer.slow_s)
                     step = 200
                 if step == "garbage":
-                    self._send(200, b"<html>upstream error</html>")
+                    self.send_json(200, b"<html>upstream error</html>")
                 elif step == "empty":
-                    self._send(200, b'{"message": "nothing"}')
+                    self.send_json(200, b'{"message": "nothing"}')
                 elif step == "list":
-                    self._send(200, b"[]")
+                    self.send_json(200, b"[]")
                 elif step == "none-found":
-                    self._send(200, json.dumps({"searchParameters": {"q": body["q"]}}).encode())
+                    self.send_json(200, json.dumps({"searchParameters": {"q": body["q"]}}).encode())
                 elif step == 429:
-                    self._send(429, b'{"message": "Too many requests"}', {"Retry-After": "0"})
+                    self.send_json(429, b'{"message": "Too many requests"}', {"Retry-After": "0"})
                 elif step != 200:
-                    self._send(int(step), json.dumps({"message": f"scripted {step}"}).encode())
+                    self.send_json(int(step), json.dumps({"message": f"scripted {step}"}).encode())
                 else:
                     answer = {
                         "searchParameters": {"q": body["q"], "type": "search"},
                         "organic": organic(body["q"], int(body.get("num", 10))),
                     }
-                    self._send(200, json.dumps(answer).encode())
+                    self.send_json(200, json.dumps(answer).encode())
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/search"
