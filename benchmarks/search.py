@@ -39,6 +39,7 @@ from nat_ray.react import parse_reply
 from nat_ray.storage import read_records
 from nat_ray.tasks import resolve_data_dir
 from nat_ray.tools.search.local import LocalBM25, build_index
+from nat_ray.tools.search.pipeline import SearchPipeline
 from nat_ray.tools.search.rank import DPRReranker, EmbeddingFilter
 
 
@@ -63,7 +64,7 @@ def recall(shown: list[list], gold: list[set[str]]) -> float:
     return statistics.mean(len({p.title for p in s} & g) / len(g) for s, g in zip(shown, gold, strict=True))
 
 
-def quality(backend: LocalBM25, questions, stages: dict, batch: int = 32) -> dict:
+def quality(backend: LocalBM25, questions, stages: dict[str, SearchPipeline], batch: int = 32) -> dict:
     queries, gold = [q for q, _ in questions], [g for _, g in questions]
     candidates = []
     for i in range(0, len(queries), batch):
@@ -72,10 +73,7 @@ def quality(backend: LocalBM25, questions, stages: dict, batch: int = 32) -> dic
     for name, pipeline in stages.items():
         shown, started = [], time.perf_counter()
         for i in range(0, len(queries), batch):
-            ranked = candidates[i : i + batch]
-            for stage in pipeline:
-                ranked = stage.select(queries[i : i + batch], ranked)
-            shown += [r[:3] for r in ranked]
+            shown += pipeline.rank(queries[i : i + batch], candidates[i : i + batch])
         out[name] = recall(shown, gold)
         print(f"  {name:<16} recall@3 {out[name]:.3f}  ({time.perf_counter() - started:.1f} s)")
     return {
@@ -125,9 +123,14 @@ def main() -> None:
             print(f"index: {meta['passages']} passages built in {result['index']['build_s']} s")
         backend = LocalBM25(index)
         emb_mpnet = EmbeddingFilter(str(mpnet), keep=5, device="cpu" if not args.dpr else None)
-        stages = {"bm25+minilm": [EmbeddingFilter(str(minilm), keep=5)], "bm25+mpnet": [emb_mpnet]}
+        stages = {
+            "bm25+minilm": SearchPipeline(backend, embed=EmbeddingFilter(str(minilm), keep=5), keep=3),
+            "bm25+mpnet": SearchPipeline(backend, embed=emb_mpnet, keep=3),
+        }
         if args.dpr:
-            stages["bm25+mpnet+dpr"] = [emb_mpnet, DPRReranker(args.dpr, keep=3)]
+            stages["bm25+mpnet+dpr"] = SearchPipeline(
+                backend, embed=emb_mpnet, rerank=DPRReranker(args.dpr, keep=3), keep=3
+            )
         print(f"recall@3 of the supporting paragraphs, {len(questions)} HotpotQA questions (rpt_dev)")
         result.update(quality(backend, questions, stages))
         print(

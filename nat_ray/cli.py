@@ -169,20 +169,10 @@ def cmd_search_build_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search_query(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from nat_ray.tools.search import build_pipeline
+    from nat_ray.tools.search import search_queries
 
     cfg = _search_config(args)
-
-    async def run() -> tuple[list[str], dict]:
-        pipeline = build_pipeline(cfg.tools.search, cfg.search_cache_path())
-        try:
-            return await pipeline.search(args.query), pipeline.stats()
-        finally:
-            await pipeline.aclose()
-
-    observations, stats = asyncio.run(run())
+    observations, stats = search_queries(cfg.tools.search, args.query, cfg.search_cache_path())
     for query, obs in zip(args.query, observations, strict=True):
         print(json.dumps({"query": query, "observation": obs}, ensure_ascii=False))
     print(json.dumps(stats), file=sys.stderr)

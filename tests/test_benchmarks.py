@@ -12,35 +12,30 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_calculator_benchmark_quick(tmp_path: Path) -> None:
-    out = tmp_path / "calc.json"
+def _run_quick(script: str, out: Path, timeout: int = 600) -> tuple[dict, str]:
+    """Run ``benchmarks/<script> --quick --json out``; its JSON result and its stdout."""
     r = subprocess.run(
-        [sys.executable, "benchmarks/calculator.py", "--quick", "--json", str(out)],
+        [sys.executable, f"benchmarks/{script}", "--quick", "--json", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert r.returncode == 0, r.stderr
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text()), r.stdout
+
+
+@pytest.mark.slow
+def test_calculator_benchmark_quick(tmp_path: Path) -> None:
+    result, stdout = _run_quick("calculator.py", tmp_path / "calc.json")
     assert result["p50_ratio"] > 0 and result["expressions"] == 2000
     assert {row["mismatches_vs_plain"] for row in result["calculators"].values()} == {0}
-    assert "p50_ratio" in r.stdout
+    assert "p50_ratio" in stdout
 
 
 @pytest.mark.slow
 def test_search_benchmark_quick(tmp_path: Path, minilm: Path) -> None:
-    out = tmp_path / "search.json"
-    r = subprocess.run(
-        [sys.executable, "benchmarks/search.py", "--quick", "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert r.returncode == 0, r.stderr
-    result = json.loads(out.read_text())
+    result, _ = _run_quick("search.py", tmp_path / "search.json", timeout=900)
     assert set(result["recall_at_3"]) == {"bm25", "bm25+minilm", "bm25+mpnet"}
     assert all(0 < v <= 1 for v in result["recall_at_3"].values())
     assert result["queries_per_s_per_actor"]["batched"] > 0 and result["cache_stats"]["hits"] == 80

@@ -7,7 +7,6 @@ answers): SmolLM2-135M rarely writes a well-formed search action, and these test
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from nat_ray.react import parse_reply
 from nat_ray.rollout.driver import run_rollout
 from nat_ray.storage import read_records, read_trajectories, write_trajectories
 from nat_ray.tasks import get_task
-from nat_ray.tools.search import build_pipeline
+from nat_ray.tools.search import search_queries
 from nat_ray.types import Label, Trajectory, Turn
 
 pytestmark = pytest.mark.slow
@@ -50,14 +49,7 @@ def _searches(traj: Trajectory) -> list[tuple[str, str]]:
 
 
 def _direct(cfg: RunConfig, queries: list[str]) -> list[str]:
-    async def run() -> list[str]:
-        pipeline = build_pipeline(cfg.tools.search)  # no cache: computed afresh
-        try:
-            return await pipeline.search(queries)
-        finally:
-            await pipeline.aclose()
-
-    return asyncio.run(run())
+    return search_queries(cfg.tools.search, queries)[0]  # no cache: computed afresh
 
 
 def test_strategyqa_episodes_search_the_local_corpus(

@@ -43,6 +43,20 @@ def build_pipeline(cfg, cache_path: str | Path | None = None, device: str | None
     return pipeline
 
 
+def search_queries(cfg, queries: list[str], cache_path: str | Path | None = None) -> tuple[list[str], dict]:
+    """Observations for ``queries`` from a one-off pipeline (``nat-ray search query``, checks), and its stats."""
+    import asyncio
+
+    async def run() -> tuple[list[str], dict]:
+        pipeline = build_pipeline(cfg, cache_path)
+        try:
+            return await pipeline.search(queries), pipeline.stats()
+        finally:
+            await pipeline.aclose()
+
+    return asyncio.run(run())
+
+
 __all__ = [
     "BACKENDS",
     "NO_RESULTS",
@@ -52,4 +66,5 @@ __all__ = [
     "SearchPipeline",
     "build_pipeline",
     "format_observation",
+    "search_queries",
 ]

@@ -75,9 +75,10 @@ class SearchCache:
                     json.dumps({"ns": self.namespace, "q": q, "obs": o}, ensure_ascii=False) + "\n"
                     for q, o in new.items()
                 ).encode("utf-8")
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
-                    if os.fstat(fd).st_size and self._tail_torn():
+                    size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
                         data = b"\n" + data  # a crashed writer's partial line stays on a line of its own
                     os.write(fd, data)
                     os.fsync(fd)
@@ -91,11 +92,6 @@ class SearchCache:
             log.warning(
                 "search cache %s: lock busy for %ss, %d entries not saved", self.path, self.lock.timeout, len(items)
             )
-
-    def _tail_torn(self) -> bool:
-        with open(self.path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) != b"\n"
 
     def stats(self) -> dict:
         return {
