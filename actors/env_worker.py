@@ -7,6 +7,8 @@ semaphore (``episodes_per_worker``), so a slot freed by a short episode is refil
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 import pyarrow as pa
 import ray
@@ -23,7 +25,9 @@ from nat_ray.tools.replay import ReplaySearch
 
 
 class EnvWorker:
-    def __init__(self, config: dict, tool_pools: dict[str, str], engines: list[str]) -> None:
+    def __init__(
+        self, config: dict, tool_pools: dict[str, str], engines: list[str], progress: Any | None = None
+    ) -> None:
         cfg = RunConfig.model_validate(config)
         assert cfg.rollout is not None and cfg.policy is not None
         task = get_task(cfg.rollout.task)
@@ -45,10 +49,16 @@ class EnvWorker:
             max_attempts=cfg.rollout.max_episode_attempts,
         )
         self.slots = asyncio.Semaphore(cfg.rollout.episodes_per_worker)
+        self.progress = progress  # a ray.util.queue.Queue: one event per finished episode, for the driver's bar
 
     async def _one(self, spec: EpisodeSpec):
         async with self.slots:
-            return await self.runner.run(spec)
+            trajectory = await self.runner.run(spec)
+        if self.progress is not None:
+            calls = sum(t.role == "assistant" for t in trajectory.turns) + trajectory.action_errors
+            with contextlib.suppress(Exception):  # progress never costs an episode
+                await self.progress.put_async((trajectory.label.value, calls))
+        return trajectory
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         specs = [EpisodeSpec(**row) for row in batch.to_pylist()]

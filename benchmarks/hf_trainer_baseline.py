@@ -3,7 +3,9 @@
     torchrun --nproc_per_node 2 benchmarks/hf_trainer_baseline.py --model DIR --data FILE.jsonl --steps N --json OUT
 
 Same model, same tokenisation and loss mask (nat_ray.training.tokenize), same DeepSpeed ZeRO-3 config, same batch
-sizes and length grouping as the nat_ray loop; counts non-pad tokens per optimizer step and times the steps.
+sizes and length grouping as the nat_ray loop; the loss is the model's own (full-vocabulary logits at every position,
+as the paper's trainer). Counts non-pad tokens per optimizer step, times the steps, and samples each process's peak
+resident memory.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def main() -> None:
     from nat_ray.config import TrainConfig
     from nat_ray.storage import read_examples
     from nat_ray.training.data import collate
-    from nat_ray.training.loop import fill_deepspeed_config
+    from nat_ray.training.memory import GB, PeakRSS
+    from nat_ray.training.strategy import fill_deepspeed_config
     from nat_ray.training.tokenize import encode_all
 
     parser = argparse.ArgumentParser()
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
 
+    memory = PeakRSS()
     world = int(__import__("os").environ.get("WORLD_SIZE", "1"))
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     encoded, _ = encode_all(tokenizer, read_examples(args.data), args.max_length, drop_no_loss=True)
@@ -98,11 +102,14 @@ def main() -> None:
     trainer.train()
     # tokens counted per process; sum over processes
     t = torch.tensor([float(step_times[-1][1] - step_times[0][1])])
+    peak = torch.tensor([float(memory.stop())])
     if dist.is_initialized():
         dist.all_reduce(t)
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
     seconds = step_times[-1][0] - step_times[0][0]
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         result = {"steps_timed": len(step_times) - 1, "seconds": seconds, "tokens_per_s": t.item() / seconds}
+        result["peak_rss_gb"] = peak.item() / GB  # the larger of the two processes
         args.json.write_text(json.dumps(result))
 
 

@@ -1,22 +1,28 @@
-"""Training throughput of the nat_ray loop vs plain transformers.Trainer + DeepSpeed, and padding efficiency.
+"""Training: the nat_ray loop vs plain transformers.Trainer + DeepSpeed (throughput, peak memory), ddp vs deepspeed,
+and padding efficiency.
 
     python benchmarks/train.py [--quick] [--json PATH]
 
-Same model (SmolLM2-135M-Instruct), same data (StrategyQA NAT examples built from the shipped GPT-3.5
-trajectories), same tokenisation and loss mask, same DeepSpeed ZeRO-3 config, batch sizes and length grouping, same
-machine, one after the other in one run:
+Same model (SmolLM2-135M-Instruct, fp32 on CPU), same data (StrategyQA NAT examples built from the shipped GPT-3.5
+trajectories), same tokenisation and loss mask, same batch sizes and length grouping, same machine, one after the
+other in one run:
 
-- ``nat_ray``: Ray Train TorchTrainer, 2 workers (gloo on CPU), ``nat_ray.training.loop``;
+- ``nat_ray``: Ray Train TorchTrainer, 2 workers (gloo on CPU), ``nat_ray.training.loop`` with DeepSpeed ZeRO-3
+  (``cluster/deepspeed_zero3.json``) and the settings of the shipped config
+  (``configs/train_smollm2_strategyqa_nat.yaml``: its micro-batch size and gradient-checkpointing setting; the loss
+  applies the LM head only where labels count);
 - ``hf_trainer``: ``transformers.Trainer`` with the same DeepSpeed config under ``torchrun --nproc_per_node 2``, as
-  the paper's ``train/train.py`` (``benchmarks/hf_trainer_baseline.py``).
+  the paper's ``train/train.py`` (``benchmarks/hf_trainer_baseline.py``; full-vocabulary logits, the model's loss);
+- ``nat_ray ddp``: the nat_ray loop with ``train.strategy=ddp`` (plain PyTorch DDP under Ray Train, 2 workers).
 
 Throughput is non-pad tokens per second over the optimizer steps after the first (start-up and the first step are
-left out on both sides). The two loops order examples differently, and attention cost grows with length, so to
-compare the loops and not the length mix, the throughput runs use only examples at least ``max_length`` tokens long:
-every sequence is cut to exactly ``max_length``, with no padding, on both sides. Padding efficiency (non-pad / all
-tokens) is computed over every micro-batch of one epoch of the whole StrategyQA NAT set with length grouping vs
-random batches. JSON keys: ``throughput_ratio`` (nat_ray /
-hf_trainer), ``padding_efficiency`` (grouped), with the details beside them.
+left out on both sides). The loops order examples differently and attention cost grows with length, so the runs use
+only examples at least ``max_length`` tokens long, each cut to exactly ``max_length``: no padding on any side. Peak
+memory is the largest worker's resident set, sampled every 50 ms through the whole run. Padding efficiency (non-pad /
+all tokens) is computed over every micro-batch of one epoch of the whole StrategyQA NAT set with length grouping vs
+random batches. JSON keys: ``throughput_ratio`` (nat_ray / hf_trainer tokens/s), ``memory_ratio`` (nat_ray /
+hf_trainer peak memory per worker), ``strategy_speedup`` (ddp / deepspeed tokens/s), ``padding_efficiency``
+(grouped), with the details beside them.
 """
 
 from __future__ import annotations
@@ -83,16 +89,29 @@ def long_examples(model: Path, data: Path, max_length: int) -> list:
     return out
 
 
+SHIPPED = REPO / "configs/train_smollm2_strategyqa_nat.yaml"
+
+
 def ours(
-    workdir: Path, model: Path, data: Path, steps: int, max_length: int, micro: int, batch: int, log_every: int
+    workdir: Path,
+    model: Path,
+    data: Path,
+    steps: int,
+    max_length: int,
+    micro: int,
+    batch: int,
+    strategy: str,
+    extra: tuple[str, ...] = (),
 ) -> dict:
     from nat_ray.config import load_config
     from nat_ray.training.trainer import run_train
 
+    log_every = steps - 1  # nat_ray's reports are sync points: log at the first and last step only
     cfg = load_config(
-        REPO / "configs/train_smollm2_strategyqa_nat.yaml",
+        SHIPPED,
         [
-            f"out={workdir / f'ours{log_every}'}",
+            f"out={workdir / f'ours-{strategy}-{len(extra)}'}",
+            f"train.strategy={strategy}",
             f"train.log_every={log_every}",
             f"train.model={model}",
             f"train.data={data}",
@@ -102,6 +121,8 @@ def ours(
             f"train.global_batch_size={batch}",
             "train.num_workers=2",
             "train.checkpoint_every=0",
+            "train.check_memory=false",  # measured here, not estimated
+            *extra,
         ],
     )
     summary = run_train(cfg, progress=False)
@@ -113,6 +134,9 @@ def ours(
         "seconds": seconds,
         "tokens_per_s": sum(r["tokens"] for r in timed) / seconds,
         "padding_efficiency": sum(r["padding_efficiency"] for r in timed) / len(timed),
+        "peak_rss_gb": summary["peak_rss_gb_per_worker"],
+        "setup_peak_rss_gb": summary["setup_peak_rss_gb_per_worker"],
+        "tokens_per_step": sum(r["tokens"] for r in rows) / rows[-1]["step"],
     }
 
 
@@ -144,6 +168,17 @@ def hf_trainer(model: Path, data: Path, steps: int, max_length: int, micro: int,
     return json.loads(out.read_text())
 
 
+def longest_examples(model: Path, data: Path, n: int) -> list:
+    """The ``n`` longest examples (SmolLM2 tokens): the worst case for a config's peak memory."""
+    from transformers import AutoTokenizer
+
+    from nat_ray.storage import read_examples
+    from nat_ray.training.tokenize import encode
+
+    tok = AutoTokenizer.from_pretrained(model)
+    return sorted(read_examples(data), key=lambda e: -len(encode(tok, e, 4096).input_ids))[:n]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -153,45 +188,72 @@ def main() -> None:
 
     import ray
 
+    from nat_ray.config import load_config
     from nat_ray.models import prepare
     from nat_ray.storage import write_jsonl
     from nat_ray.tasks import resolve_data_dir
 
     model = prepare("smollm2")
-    steps, max_length, micro, batch = (3, 256, 2, 8) if args.quick else (9, 512, 2, 8)
+    shipped = load_config(SHIPPED).train
+    assert shipped is not None
+    micro = shipped.micro_batch_size
+    steps, max_length, batch = (3, 256, 4 * micro) if args.quick else (9, 512, 4 * micro)
+    off = ("train.gradient_checkpointing=false",)
     ray.init(log_to_driver=False, include_dashboard=False, logging_level="WARNING")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         full = build_set(workdir, resolve_data_dir(args.data_dir))
-        pad = padding(model, full, micro=4, max_length=2048)
-        subset = workdir / "subset.jsonl"  # enough examples for the timed steps on both sides
-        examples = long_examples(model, full, max_length)[: batch * (steps + 1) * 2]
-        write_jsonl(subset, (e.to_row() for e in examples))
-        # nat_ray logging every (steps - 1) steps (its reports are sync points), then every step like the baseline
-        a = ours(workdir, model, subset, steps, max_length, micro, batch, log_every=steps - 1)
+        pad = padding(model, full, micro=shipped.micro_batch_size, max_length=shipped.max_length)
+        # (1) throughput: equal-length sequences, activation checkpointing off on every side
+        subset = workdir / "subset.jsonl"
+        write_jsonl(subset, (e.to_row() for e in long_examples(model, full, max_length)[: batch * (steps + 1) * 2]))
+        a = ours(workdir, model, subset, steps, max_length, micro, batch, "deepspeed", off)
         b = hf_trainer(model, subset, steps, max_length, micro, batch, workdir / "hf.json")
-        a1 = ours(workdir, model, subset, steps, max_length, micro, batch, log_every=1)
+        c = ours(workdir, model, subset, steps, max_length, micro, batch, "ddp", off)
+        # (2) peak memory: the shipped config's settings vs the baseline, on the longest sequences of the set
+        mem_steps, mem_batch = 3, micro * 2
+        longest = workdir / "longest.jsonl"
+        write_jsonl(longest, (e.to_row() for e in longest_examples(model, full, mem_batch * (mem_steps + 1) * 2)))
+        shipped_settings = (f"train.gradient_checkpointing={str(shipped.gradient_checkpointing).lower()}",)
+        m_ours = ours(
+            workdir, model, longest, mem_steps, shipped.max_length, micro, mem_batch, shipped.strategy, shipped_settings
+        )
+        m_hf = hf_trainer(model, longest, mem_steps, shipped.max_length, micro, mem_batch, workdir / "hf_mem.json")
     ratio = a["tokens_per_s"] / b["tokens_per_s"]
-    print(f"training throughput, SmolLM2-135M, ZeRO-3, 2 CPU workers, {steps} steps x {batch}, max {max_length} tokens")
-    print(f"{'loop':<12}{'tokens/s':>10}{'steps timed':>13}")
-    print(f"{'nat_ray':<12}{a['tokens_per_s']:>10.1f}{steps - 1:>13}   (metrics every {steps - 1} steps)")
-    print(f"{'hf_trainer':<12}{b['tokens_per_s']:>10.1f}{b['steps_timed']:>13}   (logs every step)")
-    r1 = a1["tokens_per_s"] / b["tokens_per_s"]
-    print(f"{'nat_ray':<12}{a1['tokens_per_s']:>10.1f}{a1['steps_timed']:>13}   (metrics every step: ratio {r1:.3f})")
-    print(f"throughput_ratio = {ratio:.3f} (target >= 0.95)")
+    memory_ratio = m_ours["peak_rss_gb"] / m_hf["peak_rss_gb"]
+    speedup = c["tokens_per_s"] / a["tokens_per_s"]
+    print(
+        f"(1) throughput, SmolLM2-135M fp32, 2 CPU workers, {steps} steps x {batch} sequences of {max_length} tokens, "
+        f"micro-batch {micro}, activation checkpointing off"
+    )
+    print(f"{'loop':<22}{'tokens/s':>10}{'peak GB/worker':>16}")
+    for name, r in (("nat_ray deepspeed", a), ("hf_trainer deepspeed", b), ("nat_ray ddp", c)):
+        print(f"{name:<22}{r['tokens_per_s']:>10.1f}{r['peak_rss_gb']:>16.2f}")
+    print(f"throughput_ratio = {ratio:.3f} (nat_ray / hf_trainer, deepspeed on both, target >= 1.0)")
+    print(f"strategy_speedup = {speedup:.3f} (nat_ray ddp / nat_ray deepspeed tokens/s)")
+    ckpt = "on" if shipped.gradient_checkpointing else "off"
+    print(
+        f"(2) peak memory per worker on the longest examples ({m_ours['tokens_per_step'] // mem_batch:.0f} tokens "
+        f"on average), micro-batch {micro}: nat_ray with the shipped settings ({shipped.strategy}, checkpointing "
+        f"{ckpt}) {m_ours['peak_rss_gb']:.2f} GB vs hf_trainer deepspeed {m_hf['peak_rss_gb']:.2f} GB"
+    )
+    print(f"memory_ratio = {memory_ratio:.3f} (target <= 0.6)")
     print(
         f"padding efficiency over {pad['examples']} StrategyQA NAT examples, micro-batch {pad['micro_batch_size']}: "
         f"grouped {pad['grouped']:.3f}, random {pad['random']:.3f} (target >= 0.9)"
     )
     result = {
         "throughput_ratio": ratio,
-        "throughput_ratio_log_every_step": a1["tokens_per_s"] / b["tokens_per_s"],
+        "memory_ratio": memory_ratio,
+        "strategy_speedup": speedup,
         "padding_efficiency": pad["grouped"],
         "padding_efficiency_random": pad["random"],
         "quick": args.quick,
+        "settings": {"steps": steps, "max_length": max_length, "micro_batch_size": micro, "global_batch_size": batch},
         "nat_ray": a,
-        "nat_ray_log_every_step": a1,
         "hf_trainer": b,
+        "nat_ray_ddp": c,
+        "memory": {"nat_ray_shipped": m_ours, "hf_trainer": m_hf, "shipped": shipped.model_dump(mode="json")},
         "padding": pad,
         "gpu": "not measured: no GPU was lent to this session",
     }

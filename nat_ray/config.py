@@ -8,13 +8,15 @@ resolved config is saved beside every output (the ``_manifest.json`` of the data
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from nat_ray.errors import InputError, first_validation_error
+from nat_ray.errors import InputError
 from nat_ray.types import StrictModel
 
 
@@ -170,6 +172,10 @@ class TrainConfig(StrictModel):
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     bf16: Literal["auto", "on", "off"] = "auto"  # auto: where the hardware has it (CUDA with bf16)
+    strategy: Literal["deepspeed", "ddp"] = "deepspeed"  # ddp: each worker holds the whole model (small models)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more compute
+    loss_chunk_tokens: int = Field(1024, gt=0)  # labelled positions whose logits are alive at once
+    check_memory: bool = True  # refuse a CPU run whose estimated peak memory exceeds what the machine has free
     offload_params: bool = False  # ZeRO-3 CPU offload, as the paper did for 13B
     offload_optimizer: bool = False
     group_by_length: bool = True
@@ -188,6 +194,8 @@ class TrainConfig(StrictModel):
                 f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size x num_workers "
                 f"({self.micro_batch_size} x {self.num_workers})"
             )
+        if self.strategy == "ddp" and (self.offload_params or self.offload_optimizer):
+            raise ValueError("offload_params / offload_optimizer are DeepSpeed ZeRO-3 options: use strategy deepspeed")
         return self
 
     @property
@@ -231,9 +239,60 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The config class whose fields the location's last key is checked against (``("train", "x")`` -> TrainConfig)."""
+    model: type[BaseModel] | None = RunConfig
+    for part in loc[:-1]:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        model = next(_models_in(model.model_fields[part].annotation), None)
+    return model
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in get_args(annotation):
+        yield from _models_in(arg)
+
+
+def _yaml_line(text: str, loc: tuple) -> int | None:
+    """The 1-based line of the key at ``loc`` in a YAML text, where it is there."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            return line
+        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
+        if match is None:
+            return line
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line
+
+
+def _explain(exc: ValidationError, path: str | Path | None, text: str, overridden: set[str]) -> str:
+    """One line: where the bad key came from (file and line, or the command line), what is wrong, the nearest key."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields) if model else [], n=1, cutoff=0.6)
+        msg = "unknown key" + (f" (did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?)" if close else "")
+    from_cli = any(dotted == k or dotted.startswith(k + ".") for k in overridden)
+    if from_cli or path is None:
+        return f"command-line override {dotted}: {msg}"
+    line = _yaml_line(text, loc)
+    return f"{path}{f':{line}' if line else ''}: {dotted or '(top level)'}: {msg}"
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
     tree: dict = {}
-    where = str(path) if path else "<overrides>"
+    text = ""
     if path is not None:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -247,6 +306,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             raise InputError(f"{path}{line}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
         if not isinstance(tree, dict):
             raise InputError(f"{path}: a config is a mapping of sections")
+    overridden: set[str] = set()
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -256,12 +316,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
         except yaml.YAMLError:
             value = raw
         _set(tree, key.strip(), value)
+        overridden.add(key.strip())
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
-        loc, msg = first_validation_error(exc)
-        msg = msg.replace("Extra inputs are not permitted", "unknown key")
-        raise InputError(f"{where}: {loc or '(top level)'}: {msg}") from None
+        raise InputError(_explain(exc, path, text, overridden)) from None
 
 
 def dump_config(config: RunConfig) -> dict:

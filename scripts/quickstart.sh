@@ -18,3 +18,11 @@ for mode in vanilla nat; do
     --mode "$mode" --pos-num all --neg-num "$neg" --out "$OUT/train_$mode.jsonl"
 done
 echo "outputs in $OUT: trajectories/ (Parquet), train_vanilla.jsonl, train_nat.jsonl (+ .manifest.json)"
+cat <<EOF
+
+Next (README.md has each step, with its time and memory):
+  source $VENV/bin/activate        # in every new shell: puts nat-ray (and ray, transformers) on PATH
+  nat-ray models prepare smollm2    # SmolLM2-135M-Instruct as a local model folder (about a minute, once)
+  nat-ray train --config configs/train_smollm2_strategyqa_nat.yaml train.max_steps=2
+                                    # a short NAT fine-tuning run on $OUT/train_nat.jsonl (a few minutes)
+EOF

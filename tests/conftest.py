@@ -30,12 +30,20 @@ def strategyqa_files(data_dir: Path) -> dict[str, Path]:
     }
 
 
-def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str | None = None, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the installed `nat-ray` console script (falls back to `python -m nat_ray.cli`)."""
     exe = Path(sys.executable).with_name("nat-ray")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nat_ray.cli"]
     return subprocess.run(
-        [*cmd, *args], input=stdin, capture_output=True, text=True, cwd=cwd or REPO, env=os.environ.copy(), timeout=300
+        [*cmd, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env if env is not None else os.environ.copy(),
+        timeout=300,
     )
 
 

@@ -50,7 +50,7 @@ def test_bad_config_names_the_field(overrides: list[str], message: str) -> None:
 
 def test_batch_sizes_must_divide() -> None:
     with pytest.raises(InputError, match="not a multiple of micro_batch_size x num_workers"):
-        load_config(REPO / "configs/train_smollm2_strategyqa_nat.yaml", ["train.global_batch_size=30"])
+        load_config(REPO / "configs/train_smollm2_strategyqa_nat.yaml", ["train.global_batch_size=31"])
 
 
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
@@ -82,3 +82,20 @@ def test_search_cache_defaults_beside_the_output() -> None:
     cfg = load_config(REPO / "configs/rollout_hotpotqa_local.yaml", ["out=/tmp/r", "tools.search.cache=null"])
     assert str(cfg.search_cache_path()) == "/tmp/r/search_cache.jsonl"
     assert load_config(None, ["tools.search={kind: serper, use_cache: false}"]).search_cache_path() is None
+
+
+def test_unknown_key_from_the_command_line_suggests_the_nearest() -> None:
+    with pytest.raises(InputError) as err:
+        load_config(REPO / "configs/train_smollm2_strategyqa_nat.yaml", ["train.max_step=2"])
+    assert str(err.value) == "command-line override train.max_step: unknown key (did you mean train.max_steps?)"
+
+
+def test_unknown_key_in_the_file_names_file_line_and_the_nearest(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("out: x\ntrain:\n  model: m\n  data: d\n  micro_batch: 2\n")
+    with pytest.raises(InputError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}:5: train.micro_batch: unknown key (did you mean train.micro_batch_size?)"
+    path.write_text("out: x\ntrain:\n  model: m\n  data: d\n  zzz: 2\n")
+    with pytest.raises(InputError, match=r"c\.yaml:5: train\.zzz: unknown key$"):
+        load_config(path)

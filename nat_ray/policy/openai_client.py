@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 
+import httpx
 import openai
 
 from nat_ray.policy.base import Completion, Policy, PolicyError, SamplingParams, trim_at_stop
@@ -102,10 +103,24 @@ class OpenAIPolicy(Policy):
                 ) from None
             # some servers have no /models; a status answer still proves the endpoint is up
         except Exception as exc:
-            raise PolicyError(f"policy endpoint {self.base_url} is unreachable: {_short(exc)}") from None
+            raise PolicyError(
+                f"policy endpoint {self.base_url} is unreachable ({_short(exc)}); {_start_hint(self.base_url)}"
+            ) from None
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _start_hint(base_url: str) -> str:
+    """How to bring up a server at ``base_url``: on this machine, the commands that start one; else what to check."""
+    url = httpx.URL(base_url)
+    if url.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+        port = url.port or 8000
+        return (
+            f"start one with `transformers serve MODEL_DIR --host 127.0.0.1 --port {port} --continuous-batching` "
+            f"(CPU; MODEL_DIR e.g. from `nat-ray models prepare smollm2`) or `vllm serve MODEL --port {port}` (GPU)"
+        )
+    return "check policy.base_url and that the server is up (vllm serve, or a hosted API)"
 
 
 def _short(exc: Exception | None) -> str:

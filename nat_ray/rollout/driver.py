@@ -21,6 +21,7 @@ from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.policy.base import PolicyError
 from nat_ray.prompts import get_template
+from nat_ray.ray_init import init_ray
 from nat_ray.rollout.plan import identity, plan_episodes, prompts_path
 from nat_ray.rollout.writer import TrajectoryWriter
 from nat_ray.tasks import get_task
@@ -160,30 +161,68 @@ def _init_ray(cfg: RunConfig) -> None:
     import ray
     import ray.data
 
-    if not ray.is_initialized():
-        ray.init(address=cfg.ray_address, log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+    init_ray(cfg.ray_address)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the rollout has its own bar with episode counts
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def steady_rate(arrivals: list[tuple[float, int]], lo: float = 0.2, hi: float = 0.9) -> float | None:
-    """Units/s between 20% and 90% of the total: the pool at speed, without actor start-up, first wave or tail."""
+def steady_rate(
+    arrivals: list[tuple[float, int]], lo: float = 0.2, hi: float = 0.9, min_window_s: float = 1.0
+) -> float | None:
+    """Units/s between 20% and 90% of the total: the pool at speed, without actor start-up, first wave or tail.
+
+    None when the arrivals are too few or too close together to time (everything finishing at once is no rate)."""
     if len(arrivals) < 3:
         return None
     total = arrivals[-1][1]
     start = next(a for a in arrivals if a[1] >= lo * total)
     end = next(a for a in arrivals if a[1] >= hi * total)
-    return (end[1] - start[1]) / (end[0] - start[0]) if end[0] > start[0] else None
+    return (end[1] - start[1]) / (end[0] - start[0]) if end[0] - start[0] >= min_window_s else None
 
 
-def _policy_calls(table) -> int:
-    # one call per assistant turn kept, plus the malformed replies (not kept in the turns)
-    turns = table.column("turns").to_pylist()
-    return sum(sum(1 for t in ts if t["role"] == "assistant") for ts in turns) + sum(
-        table.column("action_errors").to_pylist()
-    )
+class _EpisodeEvents:
+    """Follows the env workers' per-episode events: advances the bar as each episode ends (not as Ray Data hands
+    over a finished batch) and records when each arrived, for rates over real wall time."""
+
+    def __init__(self, events, bar, started: float) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        self.events, self.bar, self.started = events, bar, started
+        self.episodes_at: list[tuple[float, int]] = []  # (seconds since start, episodes so far)
+        self.calls_at: list[tuple[float, int]] = []  # (seconds since start, policy calls so far)
+        self.counts = {"positive": 0, "negative": 0, "error": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            try:
+                items = [self.events.get(timeout=0.5)]
+                items += self.events.get_nowait_batch(self.events.qsize())
+            except queue.Empty:
+                if self._stop.is_set():  # each episode puts its event before its batch returns: all are in
+                    return
+                continue
+            except Exception:  # the queue actor is gone: the run is ending
+                return
+            now = time.monotonic() - self.started
+            for label, calls in items:
+                self.counts[label] = self.counts.get(label, 0) + 1
+                n = (self.episodes_at[-1][1] if self.episodes_at else 0) + 1
+                self.episodes_at.append((now, n))
+                self.calls_at.append((now, (self.calls_at[-1][1] if self.calls_at else 0) + calls))
+            if self.bar.n + len(items) <= self.bar.total:  # an episode run twice (a lost worker) counts once
+                self.bar.update(len(items))
+            self.bar.set_postfix(pos=self.counts["positive"], neg=self.counts["negative"], err=self.counts["error"])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
@@ -200,6 +239,7 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
 
     import ray
     import ray.data
+    from ray.util.queue import Queue
     from tqdm import tqdm
 
     from actors.engine import start_engines
@@ -215,10 +255,12 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
     # what Ray Data's autoscaler reads as "this pool needs more actors" (utilisation above 100%).
     concurrent = max(2, -(-2 * rc.episodes_per_worker // rc.batch_size))
     rows = [s.__dict__ for s in todo]
+    events = Queue(actor_options={"num_cpus": 0})
     kwargs = {
         "config": dump_config(cfg),
         "tool_pools": {tool: name for tool, (name, _) in pools.items()},
         "engines": engine_names,
+        "progress": events,
     }
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // rc.batch_size)).map_batches(
         EnvWorker,
@@ -234,19 +276,19 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
         num_cpus=ENV_WORKER_CPUS,
     )
     bar = tqdm(total=len(specs), initial=writer.resumed, unit="ep", disable=not progress, desc="rollout", mininterval=2)
+    if progress:
+        bar.write(f"rollout: {len(todo)} episodes to run; starting env workers (the first episodes take a while)")
     started = time.monotonic()
+    follower = _EpisodeEvents(events, bar, started)
     complete = False
-    episodes_at: list[tuple[float, int]] = []  # (seconds since start, episodes so far)
-    calls_at: list[tuple[float, int]] = []  # (seconds since start, policy calls so far)
     try:
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            new, now = writer.add(batch), time.monotonic() - started
-            episodes_at.append((now, (episodes_at[-1][1] if episodes_at else 0) + new))
-            calls_at.append((now, (calls_at[-1][1] if calls_at else 0) + _policy_calls(batch)))
-            bar.update(new)
-            bar.set_postfix(pos=writer.counts["positive"], neg=writer.counts["negative"], err=writer.counts["error"])
+            writer.add(batch)
         complete = True
     finally:
+        follower.stop()
+        bar.n = len(writer.done)  # what is in the output, whatever the events said
+        bar.set_postfix(pos=writer.counts["positive"], neg=writer.counts["negative"], err=writer.counts["error"])
         bar.close()
         meta = writer.close(complete=complete and len(writer.done) >= len(specs))
         stats = {tool: ray.get(h.stats.remote()) for tool, (_, h) in pools.items()}
@@ -256,12 +298,16 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
             ray.get(h.shutdown.remote())
         for h in [*(h for _, h in pools.values()), *engines]:
             ray.kill(h)
+        events.shutdown()
+    seconds = time.monotonic() - started
+    run = len(writer.done) - writer.resumed
     meta["run"] = {
-        "episodes_run": len(writer.done) - writer.resumed,
+        "episodes_run": run,
         "resumed_from": writer.resumed,
-        "seconds": round(time.monotonic() - started, 3),
-        "steady_episodes_per_s": steady_rate(episodes_at),
-        "steady_policy_calls_per_s": steady_rate(calls_at),
+        "seconds": round(seconds, 3),
+        "episodes_per_s": run / seconds if seconds > 0 else None,  # over the whole wall time, start-up included
+        "steady_episodes_per_s": steady_rate(follower.episodes_at),
+        "steady_policy_calls_per_s": steady_rate(follower.calls_at),
         "tool_pools": stats,
         "out": str(Path(cfg.trajectories_dir())),
     }

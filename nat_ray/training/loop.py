@@ -1,15 +1,21 @@
 """The training step, a plain function: Ray Train runs it on every worker (``train_loop_per_worker``).
 
-DeepSpeed ZeRO-3 (gloo on CPU, NCCL on GPU) over the worker's dataset shard, length-grouped micro-batches, AdamW with
-a cosine schedule and warm-up, loss on assistant tokens only. Every ``log_every`` optimizer steps it reports loss,
-learning rate, tokens/s and padding efficiency; every ``checkpoint_every`` steps a resumable DeepSpeed checkpoint
-(each worker its own shards, merged by Ray Train). After a worker failure Ray Train restarts the group, which resumes
-from the latest checkpoint and runs to the same final step. At the end the 16-bit weights are gathered into a Hugging
-Face model folder (rank 0) and reported as the final checkpoint, with the held-out perplexity when a dev set is given.
+``train.strategy`` picks how workers share the model (``nat_ray.training.strategy``: DeepSpeed ZeRO-3, gloo on CPU and
+NCCL on GPU, or plain DDP). Each worker takes its dataset shard in length-grouped micro-batches; AdamW, cosine schedule
+with warm-up; the loss is computed on assistant tokens only, with the LM head applied only where labels count
+(``nat_ray.training.loss``); activation checkpointing is optional. Every ``log_every`` optimizer steps the workers
+report loss, learning rate, tokens/s, padding efficiency and their peak resident memory (each report is a sync
+point); every ``checkpoint_every`` steps a resumable checkpoint. After a worker failure Ray Train restarts the group,
+which resumes from the latest checkpoint and runs to the same final step. At the end rank 0 reports the Hugging Face
+model folder as the final checkpoint, with the held-out perplexity when a dev set is given.
+
+Live progress (model loaded, each micro-batch's tokens) goes to the driver through ``config["progress"]``, a
+``ray.util.queue.Queue``, without synchronising the workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
@@ -19,35 +25,10 @@ from typing import Any
 
 from nat_ray.config import TrainConfig
 from nat_ray.training.data import batch_order, collate
+from nat_ray.training.memory import GB, PeakRSS
 from nat_ray.training.tokenize import IGNORE
 
 HF_DIR = "hf"  # the model folder inside the final checkpoint
-
-
-def fill_deepspeed_config(template: dict, cfg: TrainConfig, hidden_size: int, cuda: bool, bf16_ok: bool) -> dict:
-    """Resolve the ``"auto"`` values of the DeepSpeed config file from the training config and the model."""
-    ds = json.loads(json.dumps(template))
-    zero = ds["zero_optimization"]
-    for key, value in {
-        "reduce_bucket_size": hidden_size * hidden_size,
-        "stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
-        "stage3_param_persistence_threshold": 10 * hidden_size,
-    }.items():
-        if zero.get(key) == "auto":
-            zero[key] = value
-    if cfg.offload_params:
-        zero["offload_param"] = {"device": "cpu", "pin_memory": cuda}
-    if cfg.offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cuda}
-    params = ds["optimizer"]["params"]
-    params["lr"], params["weight_decay"] = cfg.lr, cfg.weight_decay
-    if not cuda and not cfg.offload_optimizer:
-        params["torch_adam"] = True  # DeepSpeed's fused Adam is CUDA-only
-    ds["bf16"]["enabled"] = cfg.bf16 == "on" or (cfg.bf16 == "auto" and cuda and bf16_ok)
-    ds["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
-    ds["gradient_accumulation_steps"] = cfg.accumulation
-    ds["train_batch_size"] = cfg.global_batch_size
-    return ds
 
 
 def _rows(shard: Any) -> list[dict]:
@@ -60,51 +41,64 @@ def _all_reduce(values: list[float], op: str = "sum") -> list[float]:
 
     t = torch.tensor(values, dtype=torch.float64)
     if dist.is_initialized():
-        dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
+        ops = {"min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX, "sum": dist.ReduceOp.SUM}
+        dist.all_reduce(t, op=ops[op])
     return t.tolist()
 
 
-def _dev_perplexity(engine: Any, rows: list[dict], pad_id: int, micro: int) -> float | None:
-    """exp(mean NLL) over the assistant tokens of held-out positives; every rank runs (ZeRO-3 shards the weights)."""
-    import torch
+class _Progress:
+    """Events for the driver's progress line; progress must never stop training, so failures are dropped."""
 
+    def __init__(self, queue: Any, rank: int) -> None:
+        self.queue, self.rank = queue, rank
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if self.queue is None:
+            return
+        with contextlib.suppress(Exception):
+            self.queue.put_nowait({"event": event, "rank": self.rank, "t": time.time(), **fields})
+
+
+def _dev_perplexity(strategy: Any, rows: list[dict], pad_id: int, micro: int) -> float | None:
+    """exp(mean NLL) over the assistant tokens of held-out positives; every rank runs (ZeRO-3 shards the weights)."""
     steps = int(_all_reduce([len(rows) // micro], "min")[0])
     nll, count = 0.0, 0
-    engine.eval()
-    with torch.no_grad():
+    with strategy.eval():
         for s in range(steps):
             chunk = rows[s * micro : (s + 1) * micro]
             batch = collate([r["input_ids"] for r in chunk], [r["labels"] for r in chunk], pad_id)
-            logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-            labels = batch["labels"][:, 1:]
-            losses = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
-            )
-            nll += losses.item()
-            count += int((labels != IGNORE).sum())
-    engine.train()
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())
+            nll += strategy.forward(batch).item() * n  # the loss is the mean over the labelled tokens
+            count += n
     nll, count = _all_reduce([nll, count])
     return math.exp(nll / count) if count else None
 
 
 def train_loop_per_worker(config: dict) -> None:
-    import deepspeed
     import ray.train
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
+    from nat_ray.training.loss import AssistantLoss
+    from nat_ray.training.strategy import STRATEGIES, DeepSpeedStrategy, fill_deepspeed_config
+
+    memory = PeakRSS()
+    started = time.monotonic()
     cfg = TrainConfig.model_validate(config["train"])
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
+    progress = _Progress(config.get("progress"), rank)
     torch.manual_seed(cfg.seed)
     cuda = torch.cuda.is_available() and cfg.use_gpu
+    bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and cuda and torch.cuda.is_bf16_supported())
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
-    model.config.use_cache = False
-    ds_config = fill_deepspeed_config(
-        config["deepspeed"], cfg, model.config.hidden_size, cuda, cuda and torch.cuda.is_bf16_supported()
-    )
+    lm = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
+    lm.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    module = AssistantLoss(lm, cfg.loss_chunk_tokens)
+    module.train()  # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
 
     rows = _rows(ray.train.get_dataset_shard("train"))
     dev_shard = ray.train.get_dataset_shard("dev") if config.get("has_dev") else None
@@ -115,23 +109,25 @@ def train_loop_per_worker(config: dict) -> None:
     total = min(cfg.max_steps or 10**12, math.ceil(steps_per_epoch * cfg.epochs))
     warmup = math.ceil(cfg.warmup_ratio * total)
 
-    engine, _, _, scheduler = deepspeed.initialize(
-        model=model,
-        model_parameters=[p for p in model.parameters() if p.requires_grad],
-        config=ds_config,
-        lr_scheduler=lambda opt: get_cosine_schedule_with_warmup(opt, warmup, total),
-    )
-    step, resumed_from = 0, 0
+    def schedule(opt: Any) -> Any:
+        return get_cosine_schedule_with_warmup(opt, warmup, total)
+
+    if cfg.strategy == "deepspeed":
+        ds_config = fill_deepspeed_config(config["deepspeed"], cfg, lm.config.hidden_size, cuda, bf16)
+        strategy: Any = DeepSpeedStrategy(module, cfg, schedule, ds_config)
+    else:
+        strategy = STRATEGIES[cfg.strategy](module, cfg, schedule, cuda, bf16)
+    step = resumed_from = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            if (Path(d) / "latest").exists():
-                _, client = engine.load_checkpoint(d)
-                step = resumed_from = int(client["step"])
+            step = resumed_from = strategy.load(d) or 0
+    setup_peak = memory.peak  # model load + strategy set-up, before the first micro-batch
+    progress("ready", seconds=time.monotonic() - started, total_steps=total, step=step, strategy=cfg.strategy)
 
     epoch_batches: dict[int, list[list[int]]] = {}
-    real = padded = 0
-    loss_sum, micro_in_step = 0.0, 0
+    real = padded = tokens_seen = 0
+    loss_sum, micro_in_step, last_loss = 0.0, 0, float("nan")
     t_log = time.monotonic()
     for m in range(step * cfg.accumulation, total * cfg.accumulation):
         epoch, within = divmod(m, steps_per_epoch * cfg.accumulation)
@@ -139,14 +135,16 @@ def train_loop_per_worker(config: dict) -> None:
             epoch_batches = {epoch: batch_order(lengths, cfg.micro_batch_size, cfg.seed + epoch, cfg.group_by_length)}
         idx = epoch_batches[epoch][within]
         batch = collate([rows[i]["input_ids"] for i in idx], [rows[i]["labels"] for i in idx], pad_id)
-        real += int(batch["attention_mask"].sum())
+        n_real = int(batch["attention_mask"].sum())
+        real += n_real
         padded += batch["attention_mask"].numel()
-        loss = engine(**batch).loss
-        engine.backward(loss)
-        engine.step()
+        boundary = (m + 1) % cfg.accumulation == 0
+        loss = strategy.forward(batch)
+        strategy.backward(loss, boundary)
         loss_sum += loss.item()
         micro_in_step += 1
-        if (m + 1) % cfg.accumulation:
+        progress("micro", step=step + (1 if boundary else 0), micro=m % cfg.accumulation + 1, tokens=n_real)
+        if not boundary:
             continue
         step += 1
         checkpoint_now = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total)
@@ -154,36 +152,55 @@ def train_loop_per_worker(config: dict) -> None:
         if step != 1 and step % cfg.log_every and step != total and not checkpoint_now:
             continue
         loss_total, real_g, padded_g, n = _all_reduce([loss_sum, real, padded, micro_in_step])
+        (peak,) = _all_reduce([memory.peak], "max")
         elapsed = time.monotonic() - t_log
+        tokens_seen += int(real_g)
+        last_loss = loss_total / n
         metrics = {
             "step": step,
             "total_steps": total,
             "epoch": epoch + (within + 1) / (steps_per_epoch * cfg.accumulation),
-            "loss": loss_total / n,
-            "lr": scheduler.get_last_lr()[0],
+            "loss": last_loss,
+            "lr": strategy.lr(),
             "tokens": int(real_g),  # non-pad tokens over all workers since the last log
             "seconds": elapsed,
             "tokens_per_s": real_g / elapsed,
             "padding_efficiency": real_g / padded_g,
+            "peak_rss_gb": peak / GB,  # the largest worker's resident set so far
             "resumed_from_step": resumed_from,
         }
         real = padded = 0
         loss_sum, micro_in_step = 0.0, 0
         if checkpoint_now:
             with tempfile.TemporaryDirectory() as d:
-                engine.save_checkpoint(d, tag=f"step{step}", client_state={"step": step})
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+                strategy.save(d, step)
+                saved = any(Path(d).iterdir())  # DDP: rank 0 alone writes the (replicated) state
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if saved else None)
         else:
             ray.train.report(metrics)
         t_log = time.monotonic()
 
-    ppl = _dev_perplexity(engine, dev_rows, pad_id, cfg.micro_batch_size) if dev_shard is not None else None
-    state_dict = engine._zero3_consolidated_16bit_state_dict()  # collective: every rank takes part
-    final = {"step": step, "total_steps": total, "resumed_from_step": resumed_from, "dev_perplexity": ppl}
+    ppl = _dev_perplexity(strategy, dev_rows, pad_id, cfg.micro_batch_size) if dev_shard is not None else None
+    state_dict = strategy.hf_state_dict()  # collective under ZeRO-3: every rank takes part
+    peak, setup_peak = _all_reduce([memory.stop(), setup_peak], "max")
+    final = {
+        "step": step,
+        "total_steps": total,
+        "resumed_from_step": resumed_from,
+        "final_loss": last_loss,  # mean loss of the last logged interval
+        "tokens_seen": int(_all_reduce([tokens_seen])[0]),  # since this (re)start
+        "worker_seconds": time.monotonic() - started,
+        "peak_rss_gb": peak / GB,
+        "setup_peak_rss_gb": setup_peak / GB,
+        "dev_perplexity": ppl,
+    }
+    progress("saving")
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
             out = Path(d) / HF_DIR
-            engine.module.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
+            prefix = "lm."  # AssistantLoss wraps the Hugging Face model as .lm
+            weights = {k.removeprefix(prefix): v for k, v in state_dict.items()}
+            strategy.module.lm.save_pretrained(out, state_dict=weights, safe_serialization=True)
             tokenizer.save_pretrained(out)
             (out / "nat_ray_train.json").write_text(json.dumps({"train": config["train"], **final}, indent=2))
             ray.train.report(final | {"final": True}, checkpoint=ray.train.Checkpoint.from_directory(d))

@@ -4,23 +4,31 @@
     ray job submit --working-dir . -- nat-ray train --config configs/train_smollm2_strategyqa_nat.yaml \\
         train.use_gpu=true train.num_workers=8
 
-Everything that can be checked is checked before any worker starts (model folder, training set, batch sizes). The
-output folder gets the model (16-bit weights gathered from ZeRO-3), its tokenizer, ``nat_ray_train.json`` (the run's
-config and final figures) and ``metrics.jsonl`` (one line per logging step).
+Everything that can be checked is checked before any worker starts (model folder, training set, batch sizes, and an
+estimate of each worker's peak memory against what this machine has). The output folder gets the one copy of the
+model (16-bit weights gathered from ZeRO-3, or DDP's replica), its tokenizer, ``nat_ray_train.json`` (the run's config,
+data counts and final figures: loss, tokens seen, wall time, peak memory per worker) and ``metrics.jsonl`` (one line
+per logging step). ``<out>/ray_train/`` holds Ray Train's resumable checkpoints while the run goes on and is removed
+when it completes. A worker killed for memory ends the run with one line naming the knobs that lower it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
-import threading
+import time
 from pathlib import Path
 
 from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.models import resolve_model_path
+from nat_ray.ray_init import init_ray
 from nat_ray.storage import atomic_dir, read_examples
 from nat_ray.training.loop import HF_DIR, train_loop_per_worker
+from nat_ray.training.memory import GB, ModelShape, TrainingMemoryError, check_fits, estimate_peak_bytes, knobs
+from nat_ray.training.progress import TrainProgress, say
 from nat_ray.training.tokenize import encode_all
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -50,28 +58,8 @@ def _metrics_callback(path: Path):
     return MetricsLog()
 
 
-def _progress(path: Path, done: threading.Event) -> None:
-    """Follow the metrics log with a progress bar (loss, lr, tokens/s) until training ends."""
-    from tqdm import tqdm
-
-    bar, seen = None, 0
-    while not done.wait(1.0) or path.exists():
-        lines = path.read_text().splitlines() if path.exists() else []
-        for line in lines[seen:]:
-            m = json.loads(line)
-            if bar is None:
-                bar = tqdm(total=m["total_steps"], unit="step", desc="train", mininterval=2)
-            bar.n = m["step"]
-            bar.set_postfix(loss=f"{m['loss']:.4f}", lr=f"{m['lr']:.2e}", tok_s=f"{m['tokens_per_s']:.0f}")
-        seen = len(lines)
-        if done.is_set():
-            break
-    if bar is not None:
-        bar.close()
-
-
 def prepare_data(cfg: RunConfig) -> tuple[Path, list[dict], list[dict], dict]:
-    """Validate the model and data and tokenise: (model path, train rows, dev rows, stats)."""
+    """Validate the model and data and tokenise: (model path, train rows, dev rows, stats incl. the longest row)."""
     from transformers import AutoConfig, AutoTokenizer
 
     tc = cfg.train
@@ -95,7 +83,99 @@ def prepare_data(cfg: RunConfig) -> tuple[Path, list[dict], list[dict], dict]:
         dev_encoded, _ = encode_all(tokenizer, read_examples(tc.dev), tc.max_length, tc.drop_no_loss)
         dev = [{"input_ids": e.input_ids, "labels": e.labels} for e in dev_encoded]
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
+    stats["longest"] = max((len(r["input_ids"]) for r in [*rows, *dev]), default=0)
     return model_path, rows, dev, stats
+
+
+def estimate_memory(cfg: RunConfig, model_path: Path, longest: int) -> int:
+    """Estimated peak resident memory of one worker, in bytes (CPU runs; see ``nat_ray.training.memory``)."""
+    from transformers import AutoConfig
+
+    tc = cfg.train
+    assert tc is not None
+    return estimate_peak_bytes(
+        ModelShape.from_config(AutoConfig.from_pretrained(model_path)),
+        tc.strategy,
+        tc.num_workers,
+        tc.micro_batch_size,
+        min(longest, tc.max_length),
+        tc.gradient_checkpointing,
+        tc.loss_chunk_tokens,
+    )
+
+
+def preflight_memory(cfg: RunConfig, estimate: int, longest: int) -> None:
+    """Refuse a CPU run on an embedded local cluster whose workers cannot all fit in this machine's free memory."""
+    import psutil
+
+    tc = cfg.train
+    assert tc is not None
+    if not tc.check_memory or tc.use_gpu or cfg.ray_address or os.environ.get("RAY_ADDRESS"):
+        return  # GPU memory, or other machines' memory: not this machine's to judge
+    what = f"this run ({tc.strategy}, micro_batch_size {tc.micro_batch_size}, sequences up to {longest} tokens"
+    what += ", gradient checkpointing)" if tc.gradient_checkpointing else ")"
+    advice = knobs(tc.micro_batch_size, tc.max_length, tc.gradient_checkpointing, tc.num_workers)
+    check_fits(estimate, tc.num_workers, psutil.virtual_memory().available, what, advice)
+    # (train.check_memory=false skips this check)
+
+
+_RAY_OOM = re.compile(r"OutOfMemoryError|memory monitor|RAY_memory_usage_threshold|killed by the OOM|oom", re.I)
+
+
+def _memory_failure(exc: BaseException, cfg: RunConfig, peak_gb: float | None) -> TrainingMemoryError | None:
+    """A Ray Train failure caused by a worker killed for memory, as one line that names our knobs."""
+    text, seen = "", exc
+    while seen is not None:
+        text += f" {seen}"
+        seen = seen.__cause__ or seen.__context__
+    if not _RAY_OOM.search(text):
+        return None
+    tc = cfg.train
+    assert tc is not None
+    node = re.search(r"(\d+(?:\.\d+)?GB) */ *(\d+(?:\.\d+)?GB)", text)
+    used = f" (node memory {node.group(1)} of {node.group(2)})" if node else ""
+    peak = f"; the largest worker had reached {peak_gb:.1f} GB" if peak_gb else ""
+    advice = knobs(tc.micro_batch_size, tc.max_length, tc.gradient_checkpointing, tc.num_workers)
+    return TrainingMemoryError(f"a training worker was killed for running out of memory{used}{peak}: {advice}")
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _summary(rows: list[dict], final: dict, wall: float, started_at: float) -> dict:
+    """Final figures: the last step's loss, tokens seen (each step counted once, also across a resume), times."""
+    by_step: dict[int, dict] = {}
+    for r in rows:
+        by_step[r["step"]] = r  # a step redone after a failure counts once, as its last run
+    return {
+        "final_loss": final.get("final_loss", rows[-1]["loss"] if rows else None),
+        "tokens_seen": sum(r["tokens"] for r in by_step.values()),
+        "wall_seconds": round(wall, 1),
+        "train_seconds": round(sum(r["seconds"] for r in by_step.values()), 1),
+        "peak_rss_gb_per_worker": final.get("peak_rss_gb"),
+        "setup_peak_rss_gb_per_worker": final.get("setup_peak_rss_gb"),  # model loaded, before the first step
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
+    }
+
+
+def _move_final(result, out: Path, live: Path, summary: dict) -> None:  # type: ignore[no-untyped-def]
+    """Move (not copy) the final model folder out of Ray Train's storage into ``out``, atomically."""
+    with atomic_dir(out, overwrite=True) as tmp:
+        src = Path(result.checkpoint.path) / HF_DIR
+        if src.is_dir():  # local storage: a rename, no second copy of the weights
+            for item in src.iterdir():
+                os.replace(item, tmp / item.name)
+        else:
+            with result.checkpoint.as_directory() as d:
+                shutil.copytree(Path(d) / HF_DIR, tmp, dirs_exist_ok=True)
+        if live.exists():  # every logging step, including those before a worker failure
+            shutil.copyfile(live, tmp / "metrics.jsonl")
+        saved = json.loads((tmp / "nat_ray_train.json").read_text())
+        saved |= summary
+        (tmp / "nat_ray_train.json").write_text(json.dumps(saved, indent=2))
 
 
 def run_train(cfg: RunConfig, progress: bool = True) -> dict:
@@ -104,15 +184,27 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
     from ray.train import RunConfig as TrainRunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.util.queue import Queue
 
     tc = cfg.train
     if tc is None:
         raise InputError("training needs the 'train' section")
+    started_at, t0 = time.time(), time.monotonic()
+    report = say if progress else (lambda _msg: None)
+    report(f"tokenising {tc.data}")
     model_path, rows, dev, stats = prepare_data(cfg)
+    estimate = estimate_memory(cfg, model_path, stats["longest"])
+    report(
+        f"{len(rows):,} examples, {stats['tokens']:,} tokens, longest {stats['longest']:,}; estimated peak memory "
+        f"{estimate / GB:.1f} GB per worker x {tc.num_workers} ({tc.strategy})"
+    )
+    if not tc.use_gpu:
+        preflight_memory(cfg, estimate, min(stats["longest"], tc.max_length))
     template = _deepspeed_template(tc.deepspeed_config)
     out = cfg.checkpoint_dir()
     if not ray.is_initialized():
-        ray.init(address=cfg.ray_address, log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+        report("starting Ray")
+        init_ray(cfg.ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False
     datasets = {"train": ray.data.from_items(rows)}
     if dev:
@@ -121,6 +213,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     storage.mkdir(parents=True, exist_ok=True)
     live = storage / "metrics.live.jsonl"
     live.unlink(missing_ok=True)
+    events = Queue(actor_options={"num_cpus": 0}) if progress else None
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -128,6 +221,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
             "deepspeed": template,
             "model_path": str(model_path),
             "has_dev": bool(dev),
+            "progress": events,
         },
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu),
         run_config=TrainRunConfig(
@@ -139,24 +233,26 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
         datasets=datasets,
         torch_config=TorchConfig(backend="nccl" if tc.use_gpu else "gloo"),
     )
-    done = threading.Event()
-    follower = threading.Thread(target=_progress, args=(live, done), daemon=True)
-    if progress:
-        follower.start()
+    report(f"starting {tc.num_workers} workers and loading the model (a minute or two on a small CPU)")
+    follower = TrainProgress(events, live, tc.num_workers, tc.accumulation).start() if events is not None else None
     try:
         result = trainer.fit()
+        if result.error is not None:
+            raise result.error
+    except Exception as exc:
+        peaks = [r.get("peak_rss_gb") for r in _read_metrics(live) if r.get("peak_rss_gb")]
+        failure = _memory_failure(exc, cfg, max(peaks) if peaks else None)
+        if failure is not None:
+            raise failure from None
+        raise
     finally:
-        done.set()
-        if progress:
-            follower.join(timeout=5)
-    if result.error is not None:
-        raise result.error
+        if follower is not None:
+            follower.stop()
+        if events is not None:
+            events.shutdown()
     final = dict(result.metrics or {})
-    with result.checkpoint.as_directory() as d, atomic_dir(out, overwrite=True) as tmp:
-        shutil.copytree(Path(d) / HF_DIR, tmp, dirs_exist_ok=True)
-        if live.exists():  # every logging step, including those before a worker failure
-            shutil.copyfile(live, tmp / "metrics.jsonl")
-        summary = json.loads((tmp / "nat_ray_train.json").read_text())
-        summary |= {"config": dump_config(cfg), "data": stats}
-        (tmp / "nat_ray_train.json").write_text(json.dumps(summary, indent=2))
-    return {"out": str(out), "data": stats, **{k: final.get(k) for k in ("step", "total_steps", "dev_perplexity")}}
+    summary = _summary(_read_metrics(live), final, time.monotonic() - t0, started_at)
+    _move_final(result, out, live, summary | {"config": dump_config(cfg), "data": stats})
+    shutil.rmtree(storage, ignore_errors=True)  # resumable checkpoints are only needed while the run goes on
+    keys = ("step", "total_steps", "dev_perplexity")
+    return {"out": str(out), "data": stats, **{k: final.get(k) for k in keys}, **summary}

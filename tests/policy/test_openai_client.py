@@ -63,8 +63,10 @@ def test_refused_connection() -> None:
     url = f"http://127.0.0.1:{_free_port()}/v1"
     with pytest.raises(PolicyError, match="no answer after 2 attempts"):
         _run(_policy(url, max_retries=1).complete(MSGS, PARAMS))
-    with pytest.raises(PolicyError, match="unreachable"):
+    with pytest.raises(PolicyError, match="unreachable") as err:
         _run(_policy(url).check())
+    port = url.split(":")[2].split("/")[0]
+    assert f"transformers serve MODEL_DIR --host 127.0.0.1 --port {port}" in str(err.value)
 
 
 def test_model_auto_asks_the_server() -> None:

@@ -1,0 +1,29 @@
+"""Joining or starting Ray, the one way every stage driver does it.
+
+``address`` (or ``$RAY_ADDRESS``) joins a running cluster; without one, an embedded local cluster starts. Ray
+2.60 turns token authentication on for a new local cluster and says so at warning level on every start ("Token
+authentication is enabled for this Ray cluster…"): that one message is filtered out here; authentication stays on,
+and every other Ray message still shows.
+"""
+
+from __future__ import annotations
+
+import logging
+
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _DropTokenAuthNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def init_ray(address: str | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    logger = logging.getLogger(_AUTH_LOGGER)
+    if not any(isinstance(f, _DropTokenAuthNotice) for f in logger.filters):
+        logger.addFilter(_DropTokenAuthNotice())
+    ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level="WARNING")

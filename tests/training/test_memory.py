@@ -1,0 +1,75 @@
+"""Peak-memory measurement and the pre-flight estimate that refuses a run which cannot fit."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import LlamaConfig
+
+from nat_ray.training.memory import (
+    GB,
+    ModelShape,
+    PeakRSS,
+    TrainingMemoryError,
+    check_fits,
+    estimate_peak_bytes,
+    knobs,
+)
+
+SMOLLM2 = LlamaConfig(  # SmolLM2-135M's shape
+    vocab_size=49152,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    tie_word_embeddings=True,
+)
+
+
+def test_model_shape_counts_smollm2_parameters() -> None:
+    shape = ModelShape.from_config(SMOLLM2)
+    assert 134e6 < shape.params < 135e6  # 134,515,008 in the real model
+
+
+def test_estimate_grows_with_the_knobs_and_shrinks_with_checkpointing() -> None:
+    shape = ModelShape.from_config(SMOLLM2)
+
+    def est(**kw) -> int:  # type: ignore[no-untyped-def]
+        args = {
+            "strategy": "deepspeed",
+            "workers": 2,
+            "micro_batch_size": 1,
+            "seq_len": 1024,
+            "gradient_checkpointing": False,
+            "chunk_tokens": 1024,
+        }
+        return estimate_peak_bytes(shape, **(args | kw))
+
+    assert est(micro_batch_size=4) > est(micro_batch_size=2) > est()
+    assert est(seq_len=2048) > est()
+    assert est(gradient_checkpointing=True, micro_batch_size=4) < est(micro_batch_size=4) / 2
+    assert est(strategy="ddp") > est(strategy="deepspeed")  # DDP keeps every state on every worker
+
+
+def test_check_fits_names_our_knobs() -> None:
+    advice = knobs(4, 2048, False, 2)
+    check_fits(2 * GB, 2, 10 * GB, "a run", advice)
+    with pytest.raises(TrainingMemoryError) as err:
+        check_fits(6 * GB, 2, 10 * GB, "a run", advice)
+    message = str(err.value)
+    for knob in ("train.micro_batch_size", "train.max_length", "train.gradient_checkpointing=true"):
+        assert knob in message
+    assert "\n" not in message and "(now 4)" in message
+    assert "already on" in knobs(1, 2048, True, 2)
+
+
+def test_peak_rss_sees_an_allocation() -> None:
+    import numpy as np
+
+    meter = PeakRSS(interval=0.01)
+    before = meter.peak
+    block = np.ones(300 * 1024 * 1024 // 8)  # 300 MB, touched
+    block.sum()
+    del block
+    peak = meter.stop()
+    assert peak - before > 250 * 1024 * 1024
