@@ -184,6 +184,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--part", choices=["all", "throughput", "memory"], default="all", help="(1) throughput, (2) memory, or both"
+    )
     args = parser.parse_args()
 
     import ray
@@ -204,23 +207,50 @@ def main() -> None:
         workdir = Path(tmp)
         full = build_set(workdir, resolve_data_dir(args.data_dir))
         pad = padding(model, full, micro=shipped.micro_batch_size, max_length=shipped.max_length)
-        # (1) throughput: equal-length sequences, activation checkpointing off on every side
-        subset = workdir / "subset.jsonl"
-        write_jsonl(subset, (e.to_row() for e in long_examples(model, full, max_length)[: batch * (steps + 1) * 2]))
-        a = ours(workdir, model, subset, steps, max_length, micro, batch, "deepspeed", off)
-        b = hf_trainer(model, subset, steps, max_length, micro, batch, workdir / "hf.json")
-        c = ours(workdir, model, subset, steps, max_length, micro, batch, "ddp", off)
-        # (2) peak memory: the shipped config's settings vs the baseline, on the longest sequences of the set
-        mem_steps, mem_batch = 3, micro * 2
-        longest = workdir / "longest.jsonl"
-        write_jsonl(longest, (e.to_row() for e in longest_examples(model, full, mem_batch * (mem_steps + 1) * 2)))
-        shipped_settings = (f"train.gradient_checkpointing={str(shipped.gradient_checkpointing).lower()}",)
-        m_ours = ours(
-            workdir, model, longest, mem_steps, shipped.max_length, micro, mem_batch, shipped.strategy, shipped_settings
-        )
-        m_hf = hf_trainer(model, longest, mem_steps, shipped.max_length, micro, mem_batch, workdir / "hf_mem.json")
+        a = b = c = m_ours = m_hf = None
+        if args.part in ("all", "throughput"):
+            # (1) throughput: equal-length sequences, activation checkpointing off on every side
+            subset = workdir / "subset.jsonl"
+            rows = long_examples(model, full, max_length)[: batch * (steps + 1) * 2]
+            write_jsonl(subset, (e.to_row() for e in rows))
+            a = ours(workdir, model, subset, steps, max_length, micro, batch, "deepspeed", off)
+            b = hf_trainer(model, subset, steps, max_length, micro, batch, workdir / "hf.json")
+            c = ours(workdir, model, subset, steps, max_length, micro, batch, "ddp", off)
+        if args.part in ("all", "memory"):
+            # (2) peak memory: the shipped config's settings vs the baseline, on the longest sequences of the set
+            mem_steps, mem_batch = 3, micro * 2
+            longest = workdir / "longest.jsonl"
+            write_jsonl(longest, (e.to_row() for e in longest_examples(model, full, mem_batch * (mem_steps + 1) * 2)))
+            settings = (
+                f"train.gradient_checkpointing={str(shipped.gradient_checkpointing).lower()}",
+                f"train.loss_chunk_tokens={shipped.loss_chunk_tokens}",
+            )
+            m_ours = ours(
+                workdir, model, longest, mem_steps, shipped.max_length, micro, mem_batch, shipped.strategy, settings
+            )
+            m_hf = hf_trainer(model, longest, mem_steps, shipped.max_length, micro, mem_batch, workdir / "hf_mem.json")
+    result: dict = {
+        "quick": args.quick,
+        "padding_efficiency": pad["grouped"],
+        "padding_efficiency_random": pad["random"],
+        "padding": pad,
+        "gpu": "not measured: no GPU was lent to this session",
+    }
+    if a is not None:
+        result |= throughput_report(a, b, c, steps, max_length, micro, batch)
+    if m_ours is not None:
+        result |= memory_report(m_ours, m_hf, shipped, micro, mem_batch)
+    print(
+        f"padding efficiency over {pad['examples']} StrategyQA NAT examples, micro-batch {pad['micro_batch_size']}: "
+        f"grouped {pad['grouped']:.3f}, random {pad['random']:.3f} (target >= 0.9)"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def throughput_report(a: dict, b: dict, c: dict, steps: int, max_length: int, micro: int, batch: int) -> dict:
     ratio = a["tokens_per_s"] / b["tokens_per_s"]
-    memory_ratio = m_ours["peak_rss_gb"] / m_hf["peak_rss_gb"]
     speedup = c["tokens_per_s"] / a["tokens_per_s"]
     print(
         f"(1) throughput, SmolLM2-135M fp32, 2 CPU workers, {steps} steps x {batch} sequences of {max_length} tokens, "
@@ -231,35 +261,29 @@ def main() -> None:
         print(f"{name:<22}{r['tokens_per_s']:>10.1f}{r['peak_rss_gb']:>16.2f}")
     print(f"throughput_ratio = {ratio:.3f} (nat_ray / hf_trainer, deepspeed on both, target >= 1.0)")
     print(f"strategy_speedup = {speedup:.3f} (nat_ray ddp / nat_ray deepspeed tokens/s)")
-    ckpt = "on" if shipped.gradient_checkpointing else "off"
-    print(
-        f"(2) peak memory per worker on the longest examples ({m_ours['tokens_per_step'] // mem_batch:.0f} tokens "
-        f"on average), micro-batch {micro}: nat_ray with the shipped settings ({shipped.strategy}, checkpointing "
-        f"{ckpt}) {m_ours['peak_rss_gb']:.2f} GB vs hf_trainer deepspeed {m_hf['peak_rss_gb']:.2f} GB"
-    )
-    print(f"memory_ratio = {memory_ratio:.3f} (target <= 0.6)")
-    print(
-        f"padding efficiency over {pad['examples']} StrategyQA NAT examples, micro-batch {pad['micro_batch_size']}: "
-        f"grouped {pad['grouped']:.3f}, random {pad['random']:.3f} (target >= 0.9)"
-    )
-    result = {
+    return {
         "throughput_ratio": ratio,
-        "memory_ratio": memory_ratio,
         "strategy_speedup": speedup,
-        "padding_efficiency": pad["grouped"],
-        "padding_efficiency_random": pad["random"],
-        "quick": args.quick,
         "settings": {"steps": steps, "max_length": max_length, "micro_batch_size": micro, "global_batch_size": batch},
         "nat_ray": a,
         "hf_trainer": b,
         "nat_ray_ddp": c,
-        "memory": {"nat_ray_shipped": m_ours, "hf_trainer": m_hf, "shipped": shipped.model_dump(mode="json")},
-        "padding": pad,
-        "gpu": "not measured: no GPU was lent to this session",
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def memory_report(m_ours: dict, m_hf: dict, shipped, micro: int, mem_batch: int) -> dict:  # type: ignore[no-untyped-def]
+    memory_ratio = m_ours["peak_rss_gb"] / m_hf["peak_rss_gb"]
+    ckpt = "on" if shipped.gradient_checkpointing else "off"
+    print(
+        f"(2) peak memory per worker on the longest examples ({m_ours['tokens_per_step'] / mem_batch:.0f} tokens "
+        f"on average), micro-batch {micro}: nat_ray with the shipped settings ({shipped.strategy}, checkpointing "
+        f"{ckpt}) {m_ours['peak_rss_gb']:.2f} GB vs hf_trainer deepspeed {m_hf['peak_rss_gb']:.2f} GB"
+    )
+    print(f"memory_ratio = {memory_ratio:.3f} (target <= 0.6)")
+    return {
+        "memory_ratio": memory_ratio,
+        "memory": {"nat_ray_shipped": m_ours, "hf_trainer": m_hf, "shipped": shipped.model_dump(mode="json")},
+    }
 
 
 if __name__ == "__main__":

@@ -173,8 +173,9 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0)
     bf16: Literal["auto", "on", "off"] = "auto"  # auto: where the hardware has it (CUDA with bf16)
     strategy: Literal["deepspeed", "ddp"] = "deepspeed"  # ddp: each worker holds the whole model (small models)
+    shard_optimizer: bool = True  # ddp: AdamW states sharded over the workers (ZeRO-1, ZeroRedundancyOptimizer)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more compute
-    loss_chunk_tokens: int = Field(1024, gt=0)  # labelled positions whose logits are alive at once
+    loss_chunk_tokens: int = Field(256, gt=0)  # labelled positions whose logits are alive at once
     check_memory: bool = True  # refuse a CPU run whose estimated peak memory exceeds what the machine has free
     offload_params: bool = False  # ZeRO-3 CPU offload, as the paper did for 13B
     offload_optimizer: bool = False

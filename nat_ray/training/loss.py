@@ -24,7 +24,7 @@ class AssistantLoss(nn.Module):
     so their parameter hooks see the decoder and the head as they are called.
     """
 
-    def __init__(self, lm: nn.Module, chunk_tokens: int = 1024) -> None:
+    def __init__(self, lm: nn.Module, chunk_tokens: int = 256) -> None:
         super().__init__()
         self.lm = lm
         self.chunk_tokens = chunk_tokens

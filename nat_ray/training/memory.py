@@ -88,14 +88,18 @@ def estimate_peak_bytes(
     seq_len: int,
     gradient_checkpointing: bool,
     chunk_tokens: int,
+    shard_optimizer: bool = True,
     bytes_per_param: int = 4,
 ) -> int:
     """Peak resident memory of one worker (fp32 on CPU unless ``bytes_per_param`` says otherwise)."""
     p = shape.params
     states = 4 * p * 4  # fp32 master weights, gradients, two AdamW moments
     # ZeRO-3 shards the states, and a worker also holds gathered working copies and DeepSpeed's flat partition
-    # buffers; DDP keeps everything on every worker, plus its gradient buckets.
-    model = states / workers + 2 * p * bytes_per_param if strategy == "deepspeed" else states + p * 4
+    # buffers; DDP keeps weights and gradients (in its buckets) on every worker, the AdamW moments sharded or not.
+    if strategy == "deepspeed":
+        model = states / workers + 2 * p * bytes_per_param
+    else:
+        model = 8 * p + 8 * p / (workers if shard_optimizer else 1)
     tokens = micro_batch_size * seq_len
     # Saved activations per token and layer (Llama-style block, fp32): ~12 hidden-sized and ~5 MLP-sized tensors.
     per_layer = (12 * shape.hidden + 5 * shape.intermediate) * 4

@@ -2,7 +2,8 @@
 
 - ``deepspeed`` (the default, and the paper's set-up): parameters, gradients and AdamW states sharded over the workers
   (ZeRO-3), optional CPU offload. It pays when the model does not fit one device, i.e. every real run on GPUs.
-- ``ddp``: every worker holds the whole model and optimizer; gradients are all-reduced once per optimizer step. For a
+- ``ddp``: every worker holds the whole model; gradients are all-reduced once per optimizer step, and the AdamW states
+  are sharded over the workers by PyTorch's ``ZeroRedundancyOptimizer`` (ZeRO-1; ``train.shard_optimizer``). For a
   model that fits each worker (SmolLM2-135M on a CPU) it skips ZeRO-3's per-layer gathers and is faster.
 
 Both expose the same small interface to the loop (``nat_ray.training.loop``): ``backward`` (one micro-batch),
@@ -101,15 +102,19 @@ class DDPStrategy:
         self.wrapped = ray.train.torch.prepare_model(
             module, parallel_strategy="ddp", parallel_strategy_kwargs={"gradient_as_bucket_view": True}
         )
-        self.optimizer = torch.optim.AdamW(
-            [p for p in module.parameters() if p.requires_grad],
-            lr=cfg.lr,
-            betas=ADAM_BETAS,
-            eps=ADAM_EPS,
-            weight_decay=cfg.weight_decay,
-            # On CPU the multi-tensor path gains nothing and allocates whole-model temporaries during the step.
-            foreach=cuda,
-        )
+        import torch.distributed as dist
+
+        params = [p for p in module.parameters() if p.requires_grad]
+        # On CPU the multi-tensor path gains nothing and allocates whole-model temporaries during the step.
+        adam = {"lr": cfg.lr, "betas": ADAM_BETAS, "eps": ADAM_EPS, "weight_decay": cfg.weight_decay, "foreach": cuda}
+        self.sharded = cfg.shard_optimizer and dist.is_initialized() and dist.get_world_size() > 1
+        if self.sharded:
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+
+            # Each worker keeps the AdamW moments of its share of the parameters and broadcasts what it updated.
+            self.optimizer = ZeroRedundancyOptimizer(params, optimizer_class=torch.optim.AdamW, **adam)
+        else:
+            self.optimizer = torch.optim.AdamW(params, **adam)
         self.scheduler = schedule(self.optimizer)
         self.accumulation = cfg.accumulation
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and bf16 else contextlib.nullcontext()
@@ -139,6 +144,8 @@ class DDPStrategy:
     def save(self, folder: str, step: int) -> None:
         import ray.train
 
+        if self.sharded:
+            self.optimizer.consolidate_state_dict(to=0)  # collective: rank 0 gathers every shard's moments
         if ray.train.get_context().get_world_rank() == 0:  # replicas are identical: one copy is the checkpoint
             state = {
                 "model": self.module.state_dict(),

@@ -101,6 +101,7 @@ def estimate_memory(cfg: RunConfig, model_path: Path, longest: int) -> int:
         min(longest, tc.max_length),
         tc.gradient_checkpointing,
         tc.loss_chunk_tokens,
+        tc.shard_optimizer,
     )
 
 

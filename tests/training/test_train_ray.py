@@ -84,9 +84,20 @@ def _metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_zero3_two_workers_learns_a_toy_set(tmp_path: Path, tiny_llama: Path, ray_local) -> None:
+@pytest.mark.parametrize("strategy", ["deepspeed", "ddp"])
+def test_two_workers_learn_a_toy_set(tmp_path: Path, tiny_llama: Path, ray_local, strategy: str) -> None:
     data = _toy_set(tmp_path / "toy.jsonl")
-    summary = run_train(_cfg(tmp_path, tiny_llama, data, "train.epochs=6", "train.lr=3e-3", "train.warmup_ratio=0.1"))
+    summary = run_train(
+        _cfg(
+            tmp_path,
+            tiny_llama,
+            data,
+            f"train.strategy={strategy}",
+            "train.epochs=6",
+            "train.lr=3e-3",
+            "train.warmup_ratio=0.1",
+        )
+    )
     out = Path(summary["out"])
     steps = [m for m in _metrics(out) if "loss" in m and m.get("loss") == m.get("loss")]
     assert summary["step"] == summary["total_steps"] == 48  # 64 examples / 8 per step x 6 epochs
@@ -111,9 +122,15 @@ def test_zero3_two_workers_learns_a_toy_set(tmp_path: Path, tiny_llama: Path, ra
     assert text.startswith("Thought: it is"), text
     saved = json.loads((out / "nat_ray_train.json").read_text())
     assert saved["config"]["train"]["lr"] == 3e-3 and saved["data"]["examples"] == 64
+    assert saved["config"]["train"]["strategy"] == strategy
+    assert saved["final_loss"] == pytest.approx(steps[-1]["loss"]) and saved["wall_seconds"] > 0
+    assert saved["tokens_seen"] == sum(m["tokens"] for m in steps) and saved["peak_rss_gb_per_worker"] > 0.3
+    assert not (tmp_path / "ray_train").exists()  # resumable checkpoints are gone with the completed run
 
 
-def test_resumes_after_a_killed_worker_with_the_same_final_step(tmp_path: Path, tiny_llama: Path, ray_local) -> None:
+def test_ddp_resumes_after_a_killed_worker_with_the_same_final_step(
+    tmp_path: Path, tiny_llama: Path, ray_local
+) -> None:
     import psutil
 
     data = _toy_set(tmp_path / "toy.jsonl", 96)
@@ -125,6 +142,7 @@ def test_resumes_after_a_killed_worker_with_the_same_final_step(tmp_path: Path, 
         "train.checkpoint_every=3",
         "train.max_failures=2",
         "train.log_every=1",
+        "train.strategy=ddp",
     )
     storage = tmp_path / "ray_train"
     killed: list[int] = []
@@ -171,6 +189,7 @@ def test_smollm2_few_steps_on_real_strategyqa_nat_examples(
         "train.global_batch_size=4",
         "train.micro_batch_size=1",
         "train.max_steps=2",
+        "train.strategy=deepspeed",  # ZeRO-3 on the real model, dev perplexity through the sharded weights
         f"train.dev={tmp_path / 'dev.jsonl'}",
     )
     summary = run_train(cfg)
