@@ -3,7 +3,8 @@
 ``address`` (or ``$RAY_ADDRESS``) joins a running cluster; without one, an embedded local cluster starts. Ray
 2.60 turns token authentication on for a new local cluster and says so at warning level on every start ("Token
 authentication is enabled for this Ray cluster…"): that one message is filtered out here; authentication stays on,
-and every other Ray message still shows.
+and every other Ray message still shows. The stages draw their own progress, so Ray Data's bars are off, and so is
+its notice that they are.
 """
 
 from __future__ import annotations
@@ -27,3 +28,13 @@ def init_ray(address: str | None = None) -> None:
     if not any(isinstance(f, _DropTokenAuthNotice) for f in logger.filters):
         logger.addFilter(_DropTokenAuthNotice())
     ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+
+
+def quiet_ray_data() -> None:
+    """Ray Data without its progress bars (the stage has its own) and without the notice that they are off."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)

@@ -21,7 +21,7 @@ from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.policy.base import PolicyError
 from nat_ray.prompts import get_template
-from nat_ray.ray_init import init_ray
+from nat_ray.ray_init import init_ray, quiet_ray_data
 from nat_ray.rollout.plan import identity, plan_episodes, prompts_path
 from nat_ray.rollout.writer import TrajectoryWriter
 from nat_ray.tasks import get_task
@@ -158,13 +158,8 @@ def _check_endpoint(cfg: RunConfig) -> None:
 
 
 def _init_ray(cfg: RunConfig) -> None:
-    import ray
-    import ray.data
-
     init_ray(cfg.ray_address)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the rollout has its own bar with episode counts
-    ctx.print_on_execution_start = False
+    quiet_ray_data()  # the rollout has its own bar with episode counts
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 

@@ -39,6 +39,7 @@ class TrainProgress:
         self._last_line = 0.0
         self.ready: set[int] = set()
         self.first_step_at: float | None = None
+        self.last_step_at: float | None = None
         self.start_step = self.step = self.micro = self.tokens = 0
         self.total = 0
         self.loss: float | None = None
@@ -86,7 +87,7 @@ class TrainProgress:
             if e["rank"] == 0:
                 self.micro = e["micro"]
                 if e["micro"] == self.accumulation:
-                    self.step = e["step"]
+                    self.step, self.last_step_at = e["step"], time.monotonic()
         elif e["event"] == "saving" and e["rank"] == 0:
             self._draw(final=True)
             self.drawing = False
@@ -114,8 +115,8 @@ class TrainProgress:
         if self.first_step_at is not None:
             wall = now - self.first_step_at
             done = self.step - self.start_step
-            if done:
-                per_step = wall / done
+            if done and self.last_step_at is not None:
+                per_step = (self.last_step_at - self.first_step_at) / done  # completed steps only
                 parts.append(f"{per_step:.1f} s/step")
                 parts.append(f"ETA {_clock(per_step * (self.total - self.step))}")
             parts.append(f"{self.tokens / max(wall, 1e-9):.0f} tok/s")

@@ -24,7 +24,7 @@ from pathlib import Path
 from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.models import resolve_model_path
-from nat_ray.ray_init import init_ray
+from nat_ray.ray_init import init_ray, quiet_ray_data
 from nat_ray.storage import atomic_dir, read_examples
 from nat_ray.training.loop import HF_DIR, train_loop_per_worker
 from nat_ray.training.memory import GB, ModelShape, TrainingMemoryError, check_fits, estimate_peak_bytes, knobs
@@ -206,7 +206,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     if not ray.is_initialized():
         report("starting Ray")
         init_ray(cfg.ray_address)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    quiet_ray_data()
     datasets = {"train": ray.data.from_items(rows)}
     if dev:
         datasets["dev"] = ray.data.from_items(dev)
