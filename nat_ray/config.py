@@ -175,7 +175,7 @@ class TrainConfig(StrictModel):
     strategy: Literal["deepspeed", "ddp"] = "deepspeed"  # ddp: each worker holds the whole model (small models)
     shard_optimizer: bool = True  # ddp: AdamW states sharded over the workers (ZeRO-1, ZeroRedundancyOptimizer)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more compute
-    loss_chunk_tokens: int = Field(256, gt=0)  # labelled positions whose logits are alive at once
+    loss_chunk_tokens: int = Field(256, gt=0)  # labelled positions whose logits are alive at once (ddp; ZeRO-3: all)
     check_memory: bool = True  # refuse a CPU run whose estimated peak memory exceeds what the machine has free
     offload_params: bool = False  # ZeRO-3 CPU offload, as the paper did for 13B
     offload_optimizer: bool = False

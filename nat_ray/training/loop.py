@@ -97,7 +97,8 @@ def train_loop_per_worker(config: dict) -> None:
     lm.config.use_cache = False
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    module = AssistantLoss(lm, cfg.loss_chunk_tokens)
+    # ZeRO-3 needs the same head calls on every rank: one per micro-batch (nat_ray/training/loss.py)
+    module = AssistantLoss(lm, None if cfg.strategy == "deepspeed" else cfg.loss_chunk_tokens)
     module.train()  # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
 
     rows = _rows(ray.train.get_dataset_shard("train"))

@@ -6,6 +6,11 @@ its gradient — most of it for prompt and observation tokens whose labels are -
 the hidden states of the positions that carry a label are picked out, and the head + cross-entropy run over them in
 chunks of ``chunk_tokens``; with more than one chunk each chunk's logits are recomputed in the backward pass instead
 of kept, so at most one chunk of logits is alive at a time.
+
+Under DeepSpeed ZeRO-3 ``chunk_tokens`` is None: one call of the head per micro-batch. ZeRO-3 gathers a module's
+weights collectively each time the module runs, so every rank must run the head equally often; chunk counts that
+follow each rank's own number of labelled tokens made gloo abort with mismatched collectives. The head still runs on
+the labelled positions only.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ class AssistantLoss(nn.Module):
     so their parameter hooks see the decoder and the head as they are called.
     """
 
-    def __init__(self, lm: nn.Module, chunk_tokens: int = 256) -> None:
+    def __init__(self, lm: nn.Module, chunk_tokens: int | None = 256) -> None:
         super().__init__()
         self.lm = lm
         self.chunk_tokens = chunk_tokens
@@ -46,7 +51,7 @@ class AssistantLoss(nn.Module):
             # Nothing to learn in this micro-batch; touch the head so every parameter still joins the backward pass
             # (DDP waits for all of them).
             return self.lm.get_output_embeddings()(hidden[:, :1]).sum() * 0.0
-        if n <= self.chunk_tokens:
+        if self.chunk_tokens is None or n <= self.chunk_tokens:
             return self._chunk_nll(picked, wanted) / n
         total = hidden.new_zeros((), dtype=torch.float32)
         for s in range(0, n, self.chunk_tokens):

@@ -120,14 +120,16 @@ def preflight_memory(cfg: RunConfig, estimate: int, longest: int) -> None:
     # (train.check_memory=false skips this check)
 
 
-_RAY_OOM = re.compile(r"OutOfMemoryError|memory monitor|RAY_memory_usage_threshold|killed by the OOM|oom", re.I)
+# What Ray's memory monitor says when it kills a worker. Not "OOM killer": Ray's message for any worker that died
+# unexpectedly lists the OOM killer among the possible causes, and a crash is not a memory problem.
+_RAY_OOM = re.compile(r"OutOfMemoryError|running low on memory|RAY_memory_usage_threshold")
 
 
 def _memory_failure(exc: BaseException, cfg: RunConfig, peak_gb: float | None) -> TrainingMemoryError | None:
     """A Ray Train failure caused by a worker killed for memory, as one line that names our knobs."""
     text, seen = "", exc
     while seen is not None:
-        text += f" {seen}"
+        text += f" {type(seen).__name__}: {seen}"
         seen = seen.__cause__ or seen.__context__
     if not _RAY_OOM.search(text):
         return None

@@ -37,8 +37,8 @@ def _batch() -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-@pytest.mark.parametrize(("chunk", "tied"), [(4096, True), (7, True), (7, False)])
-def test_loss_and_gradients_match_the_models_own_loss(chunk: int, tied: bool) -> None:
+@pytest.mark.parametrize(("chunk", "tied"), [(4096, True), (7, True), (7, False), (None, True)])
+def test_loss_and_gradients_match_the_models_own_loss(chunk: int | None, tied: bool) -> None:
     batch = _batch()
     ours_model, ref_model = _tiny(tied), _tiny(tied)
     ours = AssistantLoss(ours_model, chunk_tokens=chunk)(**batch)

@@ -72,14 +72,17 @@ def test_shipped_smollm2_config_stays_under_its_stated_peak_memory(
     assert len(list(tmp_path.rglob("*.safetensors"))) == 1
 
 
+def _train_cli(out: Path, model: Path, data: Path, *overrides: str, env: dict | None = None):  # type: ignore[no-untyped-def]
+    """``nat-ray train`` with the shipped config on ``data``, as a user types it."""
+    args = ["train", "--config", str(SHIPPED), f"out={out}", f"train.model={model}", f"train.data={data}"]
+    return run_cli(*args, *overrides, env=env)
+
+
 def test_a_run_that_cannot_fit_is_refused_in_one_line(tmp_path: Path, smollm2: Path, longest_examples: Path) -> None:
-    r = run_cli(
-        "train",
-        "--config",
-        str(SHIPPED),
-        f"out={tmp_path}",
-        f"train.model={smollm2}",
-        f"train.data={longest_examples}",
+    r = _train_cli(
+        tmp_path,
+        smollm2,
+        longest_examples,
         "train.micro_batch_size=8",
         "train.global_batch_size=16",
         "train.gradient_checkpointing=false",
@@ -95,13 +98,10 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line(tmp_path: Path, smollm2: P
 def test_a_worker_killed_for_memory_ends_in_one_line(tmp_path: Path, smollm2: Path, longest_examples: Path) -> None:
     """Ray's own memory monitor, told that almost any use is too much, kills the training workers."""
     env = {"RAY_memory_usage_threshold": "0.05", "RAY_memory_monitor_refresh_ms": "100"}
-    r = run_cli(
-        "train",
-        "--config",
-        str(SHIPPED),
-        f"out={tmp_path}",
-        f"train.model={smollm2}",
-        f"train.data={longest_examples}",
+    r = _train_cli(
+        tmp_path,
+        smollm2,
+        longest_examples,
         "train.global_batch_size=2",
         "train.max_steps=1",
         "train.max_failures=0",
