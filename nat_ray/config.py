@@ -200,6 +200,12 @@ class TrainConfig(StrictModel):
         return self
 
     @property
+    def head_chunk_tokens(self) -> int | None:
+        """Labelled positions per call of the LM head in the loss; None: all in one call. ZeRO-3 gathers the head's
+        weights collectively on every call, so every rank must call it equally often (``nat_ray/training/loss.py``)."""
+        return None if self.strategy == "deepspeed" else self.loss_chunk_tokens
+
+    @property
     def accumulation(self) -> int:
         return self.global_batch_size // (self.micro_batch_size * self.num_workers)
 

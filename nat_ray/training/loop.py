@@ -80,7 +80,7 @@ def train_loop_per_worker(config: dict) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
     from nat_ray.training.loss import AssistantLoss
-    from nat_ray.training.strategy import STRATEGIES, DeepSpeedStrategy, fill_deepspeed_config
+    from nat_ray.training.strategy import STRATEGIES
 
     memory = PeakRSS()
     started = time.monotonic()
@@ -97,8 +97,7 @@ def train_loop_per_worker(config: dict) -> None:
     lm.config.use_cache = False
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    # ZeRO-3 needs the same head calls on every rank: one per micro-batch (nat_ray/training/loss.py)
-    module = AssistantLoss(lm, None if cfg.strategy == "deepspeed" else cfg.loss_chunk_tokens)
+    module = AssistantLoss(lm, cfg.head_chunk_tokens)
     module.train()  # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
 
     rows = _rows(ray.train.get_dataset_shard("train"))
@@ -113,11 +112,7 @@ def train_loop_per_worker(config: dict) -> None:
     def schedule(opt: Any) -> Any:
         return get_cosine_schedule_with_warmup(opt, warmup, total)
 
-    if cfg.strategy == "deepspeed":
-        ds_config = fill_deepspeed_config(config["deepspeed"], cfg, lm.config.hidden_size, cuda, bf16)
-        strategy: Any = DeepSpeedStrategy(module, cfg, schedule, ds_config)
-    else:
-        strategy = STRATEGIES[cfg.strategy](module, cfg, schedule, cuda, bf16)
+    strategy = STRATEGIES[cfg.strategy](module, cfg, schedule, cuda, bf16, config["deepspeed"])
     step = resumed_from = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -127,7 +122,7 @@ def train_loop_per_worker(config: dict) -> None:
     progress("ready", seconds=time.monotonic() - started, total_steps=total, step=step, strategy=cfg.strategy)
 
     epoch_batches: dict[int, list[list[int]]] = {}
-    real = padded = tokens_seen = 0
+    real = padded = 0
     loss_sum, micro_in_step, last_loss = 0.0, 0, float("nan")
     t_log = time.monotonic()
     for m in range(step * cfg.accumulation, total * cfg.accumulation):
@@ -155,7 +150,6 @@ def train_loop_per_worker(config: dict) -> None:
         loss_total, real_g, padded_g, n = _all_reduce([loss_sum, real, padded, micro_in_step])
         (peak,) = _all_reduce([memory.peak], "max")
         elapsed = time.monotonic() - t_log
-        tokens_seen += int(real_g)
         last_loss = loss_total / n
         metrics = {
             "step": step,
@@ -189,7 +183,6 @@ def train_loop_per_worker(config: dict) -> None:
         "total_steps": total,
         "resumed_from_step": resumed_from,
         "final_loss": last_loss,  # mean loss of the last logged interval
-        "tokens_seen": int(_all_reduce([tokens_seen])[0]),  # since this (re)start
         "worker_seconds": time.monotonic() - started,
         "peak_rss_gb": peak / GB,
         "setup_peak_rss_gb": setup_peak / GB,

@@ -58,8 +58,3 @@ class AssistantLoss(nn.Module):
             part = (picked[s : s + self.chunk_tokens], wanted[s : s + self.chunk_tokens])
             total = total + checkpoint(self._chunk_nll, *part, use_reentrant=False)
         return total / n
-
-
-def reference_loss(lm: nn.Module, batch: dict) -> torch.Tensor:
-    """The same figure the usual way (full logits, the model's own loss): what tests compare against."""
-    return lm(**batch).loss

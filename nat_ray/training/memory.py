@@ -87,7 +87,7 @@ def estimate_peak_bytes(
     micro_batch_size: int,
     seq_len: int,
     gradient_checkpointing: bool,
-    chunk_tokens: int,
+    chunk_tokens: int | None,
     shard_optimizer: bool = True,
     bytes_per_param: int = 4,
 ) -> int:
@@ -108,7 +108,8 @@ def estimate_peak_bytes(
         act = tokens * (shape.layers * shape.hidden * 4 + per_layer)
     else:
         act = tokens * shape.layers * per_layer
-    head = 3 * min(chunk_tokens, tokens) * shape.vocab * 4  # logits, softmax and its gradient of one chunk
+    chunk = tokens if chunk_tokens is None else min(chunk_tokens, tokens)  # None: every labelled position at once
+    head = 3 * chunk * shape.vocab * 4  # logits, softmax and its gradient of one chunk
     return int(PROCESS_OVERHEAD + model + act + head)
 
 

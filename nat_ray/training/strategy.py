@@ -6,8 +6,10 @@
   are sharded over the workers by PyTorch's ``ZeroRedundancyOptimizer`` (ZeRO-1; ``train.shard_optimizer``). For a
   model that fits each worker (SmolLM2-135M on a CPU) it skips ZeRO-3's per-layer gathers and is faster.
 
-Both expose the same small interface to the loop (``nat_ray.training.loop``): ``backward`` (one micro-batch),
-``step`` (the optimizer step at an accumulation boundary), ``save`` / ``load`` of a resumable checkpoint, and
+Both are built the same way (``STRATEGIES[name](module, cfg, schedule, cuda, bf16, ds_template)``; DDP ignores the
+DeepSpeed config template) and expose the same small interface to the loop (``nat_ray.training.loop``): ``forward``,
+``backward`` (one micro-batch; the optimizer step at an accumulation boundary), ``lr``, ``eval``, ``save`` / ``load``
+of a resumable checkpoint, and
 ``hf_state_dict`` (the whole model's weights, a collective call) for the final Hugging Face folder.
 """
 
@@ -53,13 +55,16 @@ def fill_deepspeed_config(template: dict, cfg: TrainConfig, hidden_size: int, cu
 
 
 class DeepSpeedStrategy:
-    def __init__(self, module: torch.nn.Module, cfg: TrainConfig, schedule: Callable, ds_config: dict) -> None:
+    def __init__(
+        self, module: torch.nn.Module, cfg: TrainConfig, schedule: Callable, cuda: bool, bf16: bool, ds_template: dict
+    ) -> None:
         import deepspeed
 
+        hidden = module.lm.config.hidden_size
         self.engine, _, _, self.scheduler = deepspeed.initialize(
             model=module,
             model_parameters=[p for p in module.parameters() if p.requires_grad],
-            config=ds_config,
+            config=fill_deepspeed_config(ds_template, cfg, hidden, cuda, bf16),
             lr_scheduler=schedule,
         )
         self.module = self.engine.module
@@ -70,9 +75,6 @@ class DeepSpeedStrategy:
     def backward(self, loss: torch.Tensor, boundary: bool) -> None:
         self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps itself
         self.engine.step()  # a no-op except at the accumulation boundary
-
-    def step(self) -> None:
-        pass
 
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
@@ -94,16 +96,17 @@ class DeepSpeedStrategy:
 
 
 class DDPStrategy:
-    def __init__(self, module: torch.nn.Module, cfg: TrainConfig, schedule: Callable, cuda: bool, bf16: bool) -> None:
+    def __init__(
+        self, module: torch.nn.Module, cfg: TrainConfig, schedule: Callable, cuda: bool, bf16: bool, ds_template: dict
+    ) -> None:
         import ray.train.torch
+        import torch.distributed as dist
 
         self.module = module
         # Gradients live in DDP's all-reduce buckets instead of beside them: one copy of the gradients, not two.
         self.wrapped = ray.train.torch.prepare_model(
             module, parallel_strategy="ddp", parallel_strategy_kwargs={"gradient_as_bucket_view": True}
         )
-        import torch.distributed as dist
-
         params = [p for p in module.parameters() if p.requires_grad]
         # On CPU the multi-tensor path gains nothing and allocates whole-model temporaries during the step.
         adam = {"lr": cfg.lr, "betas": ADAM_BETAS, "eps": ADAM_EPS, "weight_decay": cfg.weight_decay, "foreach": cuda}

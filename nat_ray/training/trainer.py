@@ -100,7 +100,7 @@ def estimate_memory(cfg: RunConfig, model_path: Path, longest: int) -> int:
         tc.micro_batch_size,
         min(longest, tc.max_length),
         tc.gradient_checkpointing,
-        tc.loss_chunk_tokens,
+        tc.head_chunk_tokens,
         tc.shard_optimizer,
     )
 
