@@ -32,26 +32,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nat_ray.config import load_config
+from nat_ray.episode import EpisodeRunner
 from nat_ray.nat_import import ImportConfig, import_nat
 from nat_ray.policy import build_policy
-from nat_ray.prompts import get_template
 from nat_ray.rollout.driver import run_rollout
-from nat_ray.rollout.episode import EpisodeRunner
-from nat_ray.rollout.plan import plan_episodes, prompts_path, source_tag
+from nat_ray.rollout.plan import episode_settings, plan_episodes
 from nat_ray.storage import read_trajectories
-from nat_ray.tasks import get_task, resolve_data_dir
+from nat_ray.tasks import resolve_data_dir
 from nat_ray.tools.calculator import Calculator
 from nat_ray.tools.replay import ReplaySearch
 
 
 def sequential(cfg, n: int) -> dict:
     """The paper's loop: one episode after another, same policy and tools, no Ray."""
-    task = get_task(cfg.rollout.task)
-    template = get_template(prompts_path(cfg), cfg.rollout.template)
+    settings = episode_settings(cfg)
+    task = settings.task
     specs = plan_episodes(cfg)[:n]
 
     async def run() -> dict:
-        policy = build_policy(cfg.policy, template)
+        policy = build_policy(cfg.policy, settings.template)
         if task.tool == "search":
             tools = {"search": ReplaySearch(cfg.tools.search.replay_from)}
         else:
@@ -61,9 +60,7 @@ def sequential(cfg, n: int) -> dict:
                 return calc(arg)
 
             tools = {"calculate": calculate}
-        runner = EpisodeRunner(
-            task, template, policy, tools, source_tag(cfg), cfg.rollout.max_turns, cfg.policy.max_tokens
-        )
+        runner = EpisodeRunner(settings, policy, tools)
         t0 = time.monotonic()
         trajs = [await runner.run(s) for s in specs]
         seconds = time.monotonic() - t0

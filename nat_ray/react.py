@@ -5,8 +5,9 @@ The conversation is the template's task prompt turns plus the question turn. Eac
 has no thought); an action is ``type[argument]``. ``calculate[...]`` / ``search[...]`` call the tool and add a user
 turn ``Observation: <result>``; ``finish[answer]`` ends the episode (followed, as in the paper's files, by the user
 turn ``Observation: Episode finished``) and is graded. An unparseable reply or an unknown action ends the episode as
-a malformed-action failure — the reply is not kept in the turns, as in the paper. The turn limit (default 6) counts
-assistant turns.
+a malformed-action failure — the reply is not kept in the turns, as in the paper (training sets are built from
+the turns), but on the trajectory's ``malformed_reply`` so what the model said can be read. The turn limit
+(default 6) counts assistant turns.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Episode:
     prediction: str | None = None
     finish_reason: FinishReason | None = None
     action_errors: int = 0
+    malformed_reply: str | None = None
     pending: Action | None = None
 
     @property
@@ -84,6 +86,7 @@ class Episode:
         action = parse_reply(reply)
         if action is None or (action.type not in self.tools and "finish" not in action.type):
             self.action_errors += 1
+            self.malformed_reply = reply
             self.finish_reason = FinishReason.MALFORMED_ACTION
             return None
         self.turns.append(Turn(role="assistant", content=reply, loss=True))
@@ -121,6 +124,7 @@ class Episode:
             label=Label.POSITIVE if grade.reward else Label.NEGATIVE,
             finish_reason=self.finish_reason,
             action_errors=self.action_errors,
+            malformed_reply=self.malformed_reply,
             model=model,
             temperature=temperature,
             sample_index=sample_index,

@@ -14,7 +14,9 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 added ``malformed_reply``; version-1 rows (without it) are read as having none.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 Role = Literal["system", "user", "assistant"]
 
@@ -71,6 +73,7 @@ class Trajectory(StrictModel):
     label: Label
     finish_reason: FinishReason | None = None
     action_errors: int = 0
+    malformed_reply: str | None = None  # the reply that ended the episode as malformed_action (not in the turns)
     error: str | None = None  # what went wrong, for error episodes
     prompt_tokens: int = 0  # summed over the episode's policy calls, as the policy reported them
     completion_tokens: int = 0
@@ -100,9 +103,9 @@ class Trajectory(StrictModel):
     @classmethod
     def from_row(cls, row: dict) -> Trajectory:
         version = row.get("schema_version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMA_VERSIONS:
             raise ValueError(f"trajectory schema_version {version} is not supported (this is {SCHEMA_VERSION})")
-        return cls.model_validate(row)
+        return cls.model_validate({**row, "schema_version": SCHEMA_VERSION})
 
 
 _TURN = pa.struct([("role", pa.string()), ("content", pa.string()), ("loss", pa.bool_())])
@@ -122,6 +125,7 @@ TRAJECTORY_ARROW_SCHEMA = pa.schema(
         ("label", pa.string()),
         ("finish_reason", pa.string()),
         ("action_errors", pa.int32()),
+        ("malformed_reply", pa.string()),
         ("error", pa.string()),
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),

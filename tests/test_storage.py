@@ -18,7 +18,7 @@ from nat_ray.storage import (
     write_trajectories_jsonl,
     write_trajectories_ray,
 )
-from nat_ray.types import Label, Trajectory
+from nat_ray.types import SCHEMA_VERSION, TRAJECTORY_ARROW_SCHEMA, Label, Trajectory
 from tests.test_types import make_trajectory
 
 
@@ -41,7 +41,22 @@ def test_parquet_round_trip_keeps_order_and_values(tmp_path: Path) -> None:
     write_trajectories(trajs, tmp_path / "ds", manifest("trajectories", {"k": 1}, {"n": 25}))
     assert read_trajectories(tmp_path / "ds") == trajs
     meta = json.loads((tmp_path / "ds/_manifest.json").read_text())
-    assert meta["schema_version"] == 1 and meta["config"] == {"k": 1}
+    assert meta["schema_version"] == SCHEMA_VERSION and meta["config"] == {"k": 1}
+
+
+def test_version_1_parts_without_malformed_reply_are_still_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{**t.to_row(), "schema_version": 1} for t in sample(3)]
+    for row in rows:
+        del row["malformed_reply"]
+    v1 = pa.schema([f for f in TRAJECTORY_ARROW_SCHEMA if f.name != "malformed_reply"])
+    (tmp_path / "old").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=v1), tmp_path / "old/part-00000.parquet")
+    got = read_trajectories(tmp_path / "old")
+    assert [t.id for t in got] == [r["id"] for r in rows]
+    assert all(t.schema_version == SCHEMA_VERSION and t.malformed_reply is None for t in got)
 
 
 def test_jsonl_round_trip(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from nat_ray.config import RunConfig
-from nat_ray.rollout.episode import EpisodeSpec
+from nat_ray.episode import EpisodeSettings, EpisodeSpec
+from nat_ray.prompts import get_template
 from nat_ray.tasks import get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
 
 
@@ -19,6 +20,20 @@ def prompts_path(cfg: RunConfig) -> Path:
 def source_tag(cfg: RunConfig) -> str:
     assert cfg.policy is not None
     return cfg.policy.source or f"rollout:{cfg.policy.kind}"
+
+
+def episode_settings(cfg: RunConfig) -> EpisodeSettings:
+    """The task and template resolved once, for the env workers."""
+    rc, pc = cfg.rollout, cfg.policy
+    assert rc is not None and pc is not None
+    return EpisodeSettings(
+        task=get_task(rc.task),
+        template=get_template(prompts_path(cfg), rc.template),
+        source=source_tag(cfg),
+        max_turns=rc.max_turns,
+        max_tokens=pc.max_tokens,
+        max_attempts=rc.max_episode_attempts,
+    )
 
 
 def plan_episodes(cfg: RunConfig) -> list[EpisodeSpec]:

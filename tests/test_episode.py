@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from nat_ray.episode import EpisodeRunner, EpisodeSettings, EpisodeSpec
 from nat_ray.policy.base import Completion, Policy, PolicyError, SamplingParams
 from nat_ray.policy.scripted import ArithmeticPolicy, ReplayPolicy
 from nat_ray.prompts import get_template
-from nat_ray.rollout.episode import EpisodeRunner, EpisodeSpec
 from nat_ray.tasks import get_task
 from nat_ray.tools.base import ToolError
 from nat_ray.tools.calculator import Calculator
@@ -19,6 +19,10 @@ SPEC = EpisodeSpec("gsm8k", "1", "Tom has 2 apples and buys 3 more. How many?", 
 
 def _template(data_dir: Path, name: str = "zero-shot"):
     return get_template(data_dir / "nat/prompts/gsm8k/gsm8k_conversation.json", name)
+
+
+def _runner(template, policy, tools, source="t", **kw) -> EpisodeRunner:
+    return EpisodeRunner(EpisodeSettings(get_task("gsm8k"), template, source, **kw), policy, tools)
 
 
 def _calc_tool():
@@ -32,7 +36,7 @@ def _calc_tool():
 
 def test_arithmetic_policy_with_the_real_calculator(data_dir: Path) -> None:
     template = _template(data_dir)
-    runner = EpisodeRunner(get_task("gsm8k"), template, ArithmeticPolicy(template), {"calculate": _calc_tool()}, "test")
+    runner = _runner(template, ArithmeticPolicy(template), {"calculate": _calc_tool()}, "test")
     t = asyncio.run(runner.run(SPEC))
     assert t.label == Label.POSITIVE and t.prediction == "5"
     assert t.turns[1].content == "Observation: 5"
@@ -55,10 +59,9 @@ class Flaky(Policy):
 
 def test_infrastructure_failures_are_retried_then_labelled_error(data_dir: Path) -> None:
     template = _template(data_dir)
-    task = get_task("gsm8k")
-    ok = EpisodeRunner(task, template, Flaky(1), {}, "t", max_attempts=2)
+    ok = _runner(template, Flaky(1), {}, max_attempts=2)
     assert asyncio.run(ok.run(SPEC)).label == Label.POSITIVE
-    bad = EpisodeRunner(task, template, Flaky(5), {}, "t", max_attempts=2)
+    bad = _runner(template, Flaky(5), {}, max_attempts=2)
     t = asyncio.run(bad.run(SPEC))
     assert t.label == Label.ERROR and t.reward is None and t.finish_reason == FinishReason.ERROR
     assert "endpoint down" in (t.error or "")
@@ -69,7 +72,7 @@ def test_a_dead_tool_is_an_error_not_a_negative(data_dir: Path) -> None:
         raise ToolError("pool gone")
 
     template = _template(data_dir)
-    runner = EpisodeRunner(get_task("gsm8k"), template, ArithmeticPolicy(template), {"calculate": dead}, "t")
+    runner = _runner(template, ArithmeticPolicy(template), {"calculate": dead})
     t = asyncio.run(runner.run(SPEC))
     assert t.label == Label.ERROR and "pool gone" in (t.error or "")
 
@@ -81,10 +84,24 @@ def test_replay_policy_replays_recorded_turns(tmp_path: Path, data_dir: Path) ->
     template = _template(data_dir, "zero-shot-target-aware")
     write_trajectories([make_trajectory(question=SPEC.question)], tmp_path / "ds", {})
     policy = ReplayPolicy(tmp_path / "ds", template, latency_s=0.01)
-    runner = EpisodeRunner(get_task("gsm8k"), template, policy, {"calculate": _calc_tool()}, "t")
+    runner = _runner(template, policy, {"calculate": _calc_tool()})
     t = asyncio.run(runner.run(SPEC))
     assert [x.content for x in t.turns if x.role == "assistant"] == [
         "Thought: add.\nAction: calculate[2+2]",
         "Action: finish[4]",
     ]
     assert t.label == Label.NEGATIVE  # the recorded answer (4) is wrong for this question (5)
+
+
+class Rambler(Policy):
+    model = "rambler"
+
+    async def complete(self, messages, params: SamplingParams) -> Completion:
+        return Completion("I think the answer is five apples.")
+
+
+def test_a_malformed_reply_is_kept_on_the_trajectory_not_in_its_turns(data_dir: Path) -> None:
+    t = asyncio.run(_runner(_template(data_dir), Rambler(), {"calculate": _calc_tool()}).run(SPEC))
+    assert t.finish_reason == FinishReason.MALFORMED_ACTION and t.label == Label.NEGATIVE
+    assert t.turns == [] and t.action_errors == 1
+    assert t.malformed_reply == "I think the answer is five apples."

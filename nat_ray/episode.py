@@ -1,4 +1,8 @@
-"""Run one episode: policy and tools in, a labelled :class:`~nat_ray.types.Trajectory` out (plain async Python)."""
+"""Run one episode: policy and tools in, a labelled :class:`~nat_ray.types.Trajectory` out (plain async Python).
+
+Drivers resolve the task and the template once and hand workers an :class:`EpisodeSettings` per task; a worker
+builds one :class:`EpisodeRunner` per task from it and runs :class:`EpisodeSpec` rows through it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from nat_ray.types import Trajectory
 
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """One row of the rollout plan."""
+    """One row of a rollout or eval plan."""
 
     task: str
     id: str
@@ -28,38 +32,36 @@ class EpisodeSpec:
         return (self.task, self.id, self.temperature, self.sample_index)
 
 
+@dataclass(frozen=True)
+class EpisodeSettings:
+    """What every episode of one task shares, resolved once by the driver (workers do not re-read the config)."""
+
+    task: TaskSpec
+    template: PromptTemplate
+    source: str
+    max_turns: int = 6
+    max_tokens: int = 512
+    max_attempts: int = 2
+
+
 class EpisodeRunner:
-    def __init__(
-        self,
-        task: TaskSpec,
-        template: PromptTemplate,
-        policy: Policy,
-        tools: dict[str, Tool],
-        source: str,
-        max_turns: int = 6,
-        max_tokens: int = 512,
-        max_attempts: int = 2,
-    ) -> None:
-        self.task = task
-        self.template = template
+    def __init__(self, settings: EpisodeSettings, policy: Policy, tools: dict[str, Tool]) -> None:
+        self.settings = settings
         self.policy = policy
         self.tools = tools
-        self.source = source
-        self.max_turns = max_turns
-        self.max_tokens = max_tokens
-        self.max_attempts = max_attempts
 
     async def run(self, spec: EpisodeSpec) -> Trajectory:
+        s = self.settings
         question = Question(id=spec.id, question=spec.question, ground_truth=spec.ground_truth)
-        params = SamplingParams(temperature=spec.temperature, max_tokens=self.max_tokens)
+        params = SamplingParams(temperature=spec.temperature, max_tokens=s.max_tokens)
         last_error, turns = "", []
-        for _ in range(self.max_attempts):
+        for _ in range(s.max_attempts):
             episode = Episode(
-                task=self.task,
+                task=s.task,
                 question=question,
-                prompt=self.template.inference_messages(spec.question),
+                prompt=s.template.inference_messages(spec.question),
                 tools=frozenset(self.tools),
-                max_turns=self.max_turns,
+                max_turns=s.max_turns,
             )
             tokens = {"prompt_tokens": 0, "completion_tokens": 0}
             try:
@@ -70,11 +72,11 @@ class EpisodeRunner:
                     action = episode.step(completion.text)
                     if action is not None:
                         episode.observe(await self.tools[action.type](action.argument))
-                trajectory = episode.trajectory(source=self.source, **self._meta(spec))
+                trajectory = episode.trajectory(source=s.source, **self._meta(spec))
                 return trajectory.model_copy(update=tokens)
             except (PolicyError, ToolError) as exc:
                 last_error, turns = f"{type(exc).__name__}: {exc}", list(episode.turns)
-        return error_trajectory(self.task, question, last_error, turns, source=self.source, **self._meta(spec))
+        return error_trajectory(s.task, question, last_error, turns, source=s.source, **self._meta(spec))
 
     def _meta(self, spec: EpisodeSpec) -> dict:
         # read the model name after the calls: a policy may learn it from its server (model: auto)
