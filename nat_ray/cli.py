@@ -8,6 +8,10 @@
                   [--seed 42] --out PATH
     nat-ray rollout --config FILE [key=value ...]
     nat-ray train --config FILE [key=value ...]
+    nat-ray eval --config FILE [key=value ...]           trajectories per data set + metrics.json
+    nat-ray eval --trajectories DIR --out OUT            metrics.json of an existing trajectories dataset
+    nat-ray show DIR [--label L] [--finish-reason R] [-n N]
+    nat-ray chat --model DIR --task TASK [--hint correct|incorrect|none]
     nat-ray models prepare NAME               smollm2, mpnet, minilm
     nat-ray search build-index --config FILE [key=value ...]
     nat-ray search query --config FILE [key=value ...] -q QUERY [-q QUERY ...]
@@ -140,6 +144,65 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from nat_ray.evaluation.metrics import format_table
+
+    if (args.config is None) == (args.trajectories is None):
+        raise InputError("give --config FILE (run an eval) or --trajectories DIR --out OUT (metrics of a dataset)")
+    if args.trajectories is not None:
+        from nat_ray.evaluation.driver import eval_trajectories
+
+        if args.out is None or args.overrides:
+            raise InputError("--trajectories DIR needs --out OUT, and takes no key=value overrides")
+        metrics = eval_trajectories(args.trajectories, args.out)
+        out = Path(args.out)
+    else:
+        from nat_ray.config import load_config
+        from nat_ray.evaluation.driver import run_eval
+
+        if args.out is not None:
+            raise InputError("--out is for --trajectories; with --config set eval.out=PATH")
+        metrics = run_eval(load_config(args.config, args.overrides), progress=not args.no_progress)
+        out = Path(metrics["run"]["out"])
+    print(format_table(metrics))
+    print(f"metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from nat_ray.evaluation.show import show
+    from nat_ray.storage import read_trajectories
+
+    print(show(read_trajectories(args.dir), args.label, args.finish_reason, args.n))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from nat_ray.chat import build_chat
+
+    search = None
+    if args.config is not None:
+        from nat_ray.config import load_config
+
+        search = load_config(args.config).tools.search
+    agent = build_chat(
+        args.model, args.task, args.hint, search, args.data_dir, args.temperature, args.max_tokens, args.template
+    )
+    tty = sys.stdin.isatty()
+
+    def emit(text: str) -> None:
+        print(text, flush=True)
+
+    def prompt() -> None:
+        if tty:
+            print("\nQuestion (empty line or Ctrl-D to quit)> ", end="", flush=True)
+
+    import asyncio
+
+    asyncio.run(agent.loop(sys.stdin, emit, prompt))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from nat_ray.models import prepare
 
@@ -225,6 +288,37 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a policy on test sets (or score an existing trajectories dataset)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--trajectories", default=None, help="score this trajectories dataset, no generation")
+    p.add_argument("--out", default=None, help="with --trajectories: folder for metrics.json")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("show", help="counts and readable transcripts of a trajectories dataset")
+    p.add_argument("dir", help="trajectories dataset folder")
+    p.add_argument("--label", choices=["positive", "negative", "error"], default=None)
+    p.add_argument("--finish-reason", choices=["finish", "max_turns", "malformed_action", "error"], default=None)
+    p.add_argument("-n", type=int, default=3, help="episodes to print (default 3)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("chat", help="type a question, watch the agent use the real tools")
+    p.add_argument("--model", required=True, help="a model folder (a checkpoint of nat-ray train) or smollm2")
+    p.add_argument("--task", required=True)
+    p.add_argument(
+        "--hint",
+        choices=["auto", "correct", "incorrect", "none"],
+        default="auto",
+        help="auto: the correct hint for a NAT-trained checkpoint, else none",
+    )
+    p.add_argument("--template", default=None, help="prompt template (default: by --hint; one-shot helps small models)")
+    p.add_argument("--config", default=None, help="a config whose tools.search the search tasks use")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("models", help="local model folders from PyPI-shipped models")
     msub = p.add_subparsers(dest="action", required=True)

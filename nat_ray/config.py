@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from nat_ray.errors import InputError
 from nat_ray.types import StrictModel
@@ -154,6 +154,54 @@ class RolloutConfig(StrictModel):
     flush_every: int = Field(256, ge=1)  # trajectories per Parquet part
 
 
+class EvalConfig(StrictModel):
+    """Evaluation as the paper ran it: each test set, temperature 0.2, one sample, up to 6 turns, the correct hint for
+    a NAT-trained policy (``template: auto``)."""
+
+    datasets: list[str] = Field(min_length=1)  # gsm8k, asdiv, svamp, multiarith, hotpotqa, strategyqa
+    limit: int | None = Field(None, gt=0)  # first N questions of each set
+    offset: int = Field(0, ge=0)
+    questions: dict[str, str] = Field(default_factory=dict)  # data set -> a questions file replacing its test split
+    template: str = "auto"  # auto: the NAT hint of the checkpoint's training template, else zero-shot
+    temperature: float = Field(0.2, ge=0)
+    samples: int = Field(1, ge=1)
+    max_turns: int = Field(6, ge=1)
+    out: str | None = None  # default: <out>/eval
+    env_workers: PoolConfig = PoolConfig(min=1, max=2)
+    episodes_per_worker: int = Field(64, ge=1)
+    batch_size: int = Field(4, ge=1)
+    max_episode_attempts: int = Field(2, ge=1)
+    flush_every: int = Field(256, ge=1)
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, value: list[str]) -> list[str]:
+        from nat_ray.tasks import TASKS, get_task
+
+        names = []
+        for i, name in enumerate(value):
+            try:
+                names.append(get_task(name).name)
+            except InputError:
+                raise ValueError(f"item {i}: unknown data set {name!r}; choose from {', '.join(TASKS)}") from None
+        if len(set(names)) != len(names):
+            raise ValueError(f"a data set is listed twice: {value}")
+        return names
+
+    @model_validator(mode="after")
+    def _questions_for_listed_sets(self) -> EvalConfig:
+        from nat_ray.tasks import get_task
+
+        for name in self.questions:
+            try:
+                known = get_task(name).name in self.datasets
+            except InputError:
+                known = False
+            if not known:
+                raise ValueError(f"questions: {name!r} is not one of eval.datasets {self.datasets}")
+        return self
+
+
 class TrainConfig(StrictModel):
     """Fine-tuning, the paper's defaults: 2 epochs, global batch 64, cosine schedule, 3% warm-up, peak LR 5e-5."""
 
@@ -219,6 +267,7 @@ class RunConfig(StrictModel):
     policy: PolicyConfig | None = None
     tools: ToolsConfig = ToolsConfig()
     train: TrainConfig | None = None
+    eval: EvalConfig | None = None
 
     def checkpoint_dir(self) -> Path:
         assert self.train is not None
@@ -229,6 +278,10 @@ class RunConfig(StrictModel):
         if search is None or not search.use_cache:
             return None
         return Path(search.cache or Path(self.out) / "search_cache.jsonl")
+
+    def eval_dir(self) -> Path:
+        assert self.eval is not None
+        return Path(self.eval.out or Path(self.out) / "eval")
 
     def trajectories_dir(self) -> Path:
         assert self.rollout is not None

@@ -154,3 +154,26 @@ def resolve_model_path(model: str) -> Path:
     raise InputError(
         f"model folder {model} does not exist (give a local folder, or prepare one: nat-ray models prepare)"
     )
+
+
+def training_info(path: Path) -> dict | None:
+    """How a checkpoint of ``nat-ray train`` was trained (the ``training_set`` of its ``nat_ray_train.json``: mode,
+    template, prompts), or None for a model that is not one."""
+    import json
+
+    from nat_ray.storage import dataset_manifest
+
+    info_file = Path(path) / "nat_ray_train.json"
+    if not info_file.exists():
+        return None
+    try:
+        info = json.loads(info_file.read_text())
+    except ValueError as exc:
+        raise InputError(f"{info_file}: not valid JSON: {exc}") from None
+    training = info.get("training_set")
+    if training is None:  # checkpoints from before the training set was recorded: its manifest, if still there
+        data = (info.get("train") or {}).get("data")
+        meta = dataset_manifest(data) if data else None
+        if meta is not None and meta.get("kind") == "training-set":
+            training = {k: meta["config"].get(k) for k in ("mode", "template", "prompts")}
+    return training

@@ -39,15 +39,18 @@ class PromptTemplate:
             raise InputError(f"{self.source}: template {self.name!r}: bad question prompt: {exc!r}") from None
         return [*self.conversations, Turn(role="user", content=content, loss=False)]
 
-    def inference_messages(self, question: str) -> list[Turn]:
-        """The prompt a policy answers at inference: the plain prompt, or always the 'correct' hint."""
+    def inference_prompt(self) -> str:
+        """The question prompt a policy answers at inference: the plain one, or always the 'correct' hint."""
         if self.question_prompt is not None:
-            return self.messages(self.question_prompt, question)
+            return self.question_prompt
         if self.correct_question_prompt is not None:
-            return self.messages(self.correct_question_prompt, question)
+            return self.correct_question_prompt
         if self.class_prompts:
-            return self.messages(self.class_prompts[-1], question)
+            return self.class_prompts[-1]
         raise InputError(f"{self.source}: template {self.name!r} has no question prompt")
+
+    def inference_messages(self, question: str) -> list[Turn]:
+        return self.messages(self.inference_prompt(), question)
 
 
 def _turns(raw: object, where: str) -> tuple[Turn, ...]:

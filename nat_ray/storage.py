@@ -149,6 +149,17 @@ def manifest(kind: str, config: dict, counts: dict[str, int]) -> dict:
     return {"kind": kind, "schema_version": SCHEMA_VERSION, "config": config, "counts": counts}
 
 
+def dataset_manifest(path: str | Path) -> dict | None:
+    """The manifest of a dataset folder (``_manifest.json``) or a ``.jsonl`` file (``<file>.manifest.json``)."""
+    path = Path(path)
+    where = path.with_name(path.name + ".manifest.json") if path.suffix == ".jsonl" else path / MANIFEST
+    try:
+        meta = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 # ---------------------------------------------------------------- trajectories
 
 

@@ -25,7 +25,7 @@ from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.models import resolve_model_path
 from nat_ray.ray_init import init_ray, quiet_ray_data
-from nat_ray.storage import atomic_dir, read_examples
+from nat_ray.storage import atomic_dir, dataset_manifest, read_examples
 from nat_ray.training.loop import HF_DIR, train_loop_per_worker
 from nat_ray.training.memory import GB, ModelShape, TrainingMemoryError, check_fits, estimate_peak_bytes, knobs
 from nat_ray.training.progress import TrainProgress, say
@@ -164,6 +164,16 @@ def _summary(rows: list[dict], final: dict, wall: float, started_at: float) -> d
     }
 
 
+def training_set(data: str) -> dict | None:
+    """How the training set was built (mode, template, prompts file), from its manifest: eval's ``template: auto``
+    reads it from the checkpoint, so it holds even when the training set is gone."""
+    meta = dataset_manifest(data)
+    if meta is None or meta.get("kind") != "training-set":
+        return None
+    config = meta.get("config", {})
+    return {k: config.get(k) for k in ("mode", "template", "prompts", "trajectories")} | {"counts": meta.get("counts")}
+
+
 def _move_final(result, out: Path, live: Path, summary: dict) -> None:  # type: ignore[no-untyped-def]
     """Move (not copy) the final model folder out of Ray Train's storage into ``out``, atomically."""
     with atomic_dir(out, overwrite=True) as tmp:
@@ -255,7 +265,9 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
             events.shutdown()
     final = dict(result.metrics or {})
     summary = _summary(_read_metrics(live), final, time.monotonic() - t0, started_at)
-    _move_final(result, out, live, summary | {"config": dump_config(cfg), "data": stats})
+    _move_final(
+        result, out, live, summary | {"config": dump_config(cfg), "data": stats, "training_set": training_set(tc.data)}
+    )
     shutil.rmtree(storage, ignore_errors=True)  # resumable checkpoints are only needed while the run goes on
     keys = ("step", "total_steps", "dev_perplexity")
     return {"out": str(out), "data": stats, **{k: final.get(k) for k in keys}, **summary}

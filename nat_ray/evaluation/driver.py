@@ -1,0 +1,154 @@
+"""The eval driver: a policy on each test set, the paper's metrics, resumable.
+
+    nat-ray eval --config configs/eval_smollm2.yaml policy.model=runs/nat/checkpoint
+    nat-ray eval --trajectories runs/strategyqa-gpt35 --out runs/strategyqa-gpt35-eval
+    ray job submit --working-dir . -- nat-ray eval --config configs/eval_smollm2.yaml
+
+One actor session for the whole run (a checkpoint is loaded into its engines once), one stream of episodes over all
+data sets; each data set's trajectories go to ``<eval.out>/<dataset>/`` with the rollout's exactly-once writer, so a
+killed eval started again runs only what is missing. ``<eval.out>/metrics.json`` is written atomically at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+
+from nat_ray.config import RunConfig, dump_config
+from nat_ray.errors import InputError
+from nat_ray.evaluation.metrics import eval_metrics, group_by_task
+from nat_ray.evaluation.plan import DatasetPlan, checkpoint_training, identity, plan_eval, resolve_template
+from nat_ray.rollout.driver import check_endpoint, start_ray, validate_search
+from nat_ray.rollout.stream import steady_rate, stream_episodes
+from nat_ray.rollout.writer import TrajectoryWriter
+from nat_ray.storage import dataset_manifest, read_trajectories, write_json
+
+log = logging.getLogger(__name__)
+METRICS = "metrics.json"
+
+
+def _policy_info(cfg: RunConfig, training: dict | None) -> dict:
+    pc, ec = cfg.policy, cfg.eval
+    assert pc is not None and ec is not None
+    info: dict = {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens}
+    info |= {"temperature": ec.temperature, "samples": ec.samples, "max_turns": ec.max_turns}
+    if training is not None:
+        info["training"] = {k: training.get(k) for k in ("mode", "template")}
+    return info
+
+
+def _validate(cfg: RunConfig) -> tuple[str, str, dict | None, list[DatasetPlan]]:
+    if cfg.eval is None or cfg.policy is None:
+        raise InputError("an eval needs the 'eval' and 'policy' sections")
+    if cfg.policy.kind in ("transformers", "vllm"):
+        from nat_ray.models import resolve_model_path
+
+        resolve_model_path(cfg.policy.model)
+    training = checkpoint_training(cfg)
+    template, why = resolve_template(cfg, training)
+    plans = plan_eval(cfg, template, training)
+    for plan in plans:
+        if plan.settings.task.tool == "search":
+            validate_search(cfg.tools.search, plan.name)
+    return template, why, training, plans
+
+
+def run_eval(cfg: RunConfig, progress: bool = True) -> dict:
+    """Run what is missing, then compute and write ``metrics.json``; returns it."""
+    template, why, training, plans = _validate(cfg)
+    assert cfg.eval is not None and cfg.policy is not None
+    ec, out = cfg.eval, cfg.eval_dir()
+    say = print if progress else (lambda *_a, **_k: None)
+    say(f"eval: template {template!r} ({why})")
+    for plan in plans:
+        if plan.note:
+            say(f"eval: {plan.note}")
+    config = dump_config(cfg)
+    writers = {p.name: TrajectoryWriter(out / p.name, config, identity(cfg, p), ec.flush_every) for p in plans}
+    todo = [s for p in plans for s in p.specs if s.key not in writers[p.name].done]
+    run: dict = {"episodes_run": 0, "resumed_from": sum(w.resumed for w in writers.values())}
+    if todo:
+        run |= _generate(cfg, plans, writers, todo, progress)
+    total = {p.name: len(p.specs) for p in plans}
+    for name, w in writers.items():
+        w.close(complete=len(w.done) >= total[name])
+    by_dataset = {}
+    for plan in plans:
+        wanted = {s.key for s in plan.specs}  # a larger earlier eval (higher limit) may hold more
+        by_dataset[plan.name] = [t for t in read_trajectories(out / plan.name) if t.episode_key in wanted]
+    metrics = eval_metrics(by_dataset, _policy_info(cfg, training), template)
+    metrics["run"] = run | {"out": str(out)}
+    write_json(out / METRICS, metrics)
+    return metrics
+
+
+def _generate(cfg: RunConfig, plans: list[DatasetPlan], writers: dict, todo: list, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    from actors.session import ActorSession
+
+    ec, pc = cfg.eval, cfg.policy
+    assert ec is not None and pc is not None
+    check_endpoint(pc, plans[0].settings.template)
+    start_ray(cfg)
+
+    def add(batch: pa.Table) -> None:
+        for task, rows in _split_by_task(batch).items():
+            writers[task].add(rows)
+
+    total = sum(len(p.specs) for p in plans)
+    bar = tqdm(total=total, initial=total - len(todo), unit="ep", disable=not progress, desc="eval", mininterval=2)
+    needs = {p.settings.task.tool for p in plans}
+    with ActorSession(
+        cfg.tools,
+        pc,
+        needs,
+        env_workers_min=ec.env_workers.min,
+        search_cache=cfg.search_cache_path(),
+        on_cluster=bool(cfg.ray_address),
+    ) as actors:
+        try:
+            stats = stream_episodes(
+                actors,
+                todo,
+                {p.name: p.settings for p in plans},
+                add,
+                env_workers=ec.env_workers,
+                episodes_per_worker=ec.episodes_per_worker,
+                batch_size=ec.batch_size,
+                bar=bar,
+            )
+        finally:
+            bar.close()
+            for w in writers.values():
+                w.flush()
+    return {
+        "episodes_run": len(todo),
+        "seconds": round(stats.seconds, 3),
+        "episodes_per_s": len(todo) / stats.seconds if stats.seconds > 0 else None,
+        "steady_episodes_per_s": steady_rate(stats.episodes_at),
+    }
+
+
+def _split_by_task(batch: pa.Table) -> dict[str, pa.Table]:
+    tasks = batch.column("task").to_pylist()
+    return {t: batch.filter(pa.array([x == t for x in tasks])) for t in dict.fromkeys(tasks)}
+
+
+def eval_trajectories(path: str | Path, out: str | Path) -> dict:
+    """``metrics.json`` of an existing trajectories dataset (one entry per task in it), no generation."""
+    trajs = read_trajectories(path)
+    meta = dataset_manifest(path) or {}
+    config = meta.get("config") or {}
+    template = (config.get("rollout") or {}).get("template") or config.get("template") or "unknown"
+    policy = {
+        "kind": "trajectories",
+        "path": str(path),
+        "models": sorted({t.model for t in trajs}),
+        "sources": sorted({t.source for t in trajs}),
+    }
+    metrics = eval_metrics(group_by_task(trajs), policy, template)
+    write_json(Path(out) / METRICS, metrics)
+    return metrics

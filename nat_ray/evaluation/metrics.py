@@ -1,0 +1,135 @@
+"""Evaluation metrics: plain functions over trajectories (no Ray), the ``metrics.json`` shape, and its table.
+
+Per data set, over the episodes that were not lost to infrastructure (``label != error``):
+
+- ``n``: episodes graded; ``accuracy``: mean reward; ``accuracy_ci95``: the Wilson score interval at 95% (test
+  slices are small, and the interval stays inside [0, 1] with sensible width at 0% or 100%);
+- ``em`` / ``f1`` (HotpotQA): mean exact match and mean token F1 (an episode without an answer scores 0);
+- ``action_error_rate``: invalid actions / all actions the policy took — the paper's "share of wrong tool calls".
+  Every policy reply is one action: a valid tool call or ``finish`` (an assistant turn), or an unparseable reply /
+  unknown action (``action_errors``);
+- ``avg_turns``: policy replies per episode (assistant turns plus malformed replies);
+- ``errors``: infrastructure errors, left out of every denominator above and reported;
+- ``finish_reasons``: counts over all episodes, errors included.
+
+``math_average`` is the mean accuracy over the math sets present (GSM8K, ASDiv, SVAMP, MultiArith), as the paper's
+tables average them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+
+from nat_ray.tasks import TASKS
+from nat_ray.types import Label, Trajectory
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion; (0, 1) when there is nothing to estimate from."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def dataset_metrics(trajectories: Iterable[Trajectory]) -> dict:
+    """The metrics of one data set's episodes (see the module docstring for every definition)."""
+    trajs = list(trajectories)
+    graded = [t for t in trajs if t.label != Label.ERROR]
+    n = len(graded)
+    correct = sum(bool(t.reward) for t in graded)
+    replies = sum(t.num_turns + t.action_errors for t in graded)
+    invalid = sum(t.action_errors for t in graded)
+    lo, hi = wilson_interval(correct, n)
+    out: dict = {
+        "n": n,
+        "accuracy": correct / n if n else None,
+        "accuracy_ci95": [lo, hi],
+        "action_error_rate": invalid / replies if replies else None,
+        "avg_turns": replies / n if n else None,
+        "errors": len(trajs) - n,
+        "finish_reasons": dict(sorted(Counter(_reason(t) for t in trajs).items())),
+    }
+    tasks = {t.task for t in trajs}
+    if tasks and all(TASKS[task].family == "qa" for task in tasks if task in TASKS):
+        out["em"] = sum(bool(t.em) for t in graded) / n if n else None
+        out["f1"] = sum(t.f1 or 0.0 for t in graded) / n if n else None
+    return out
+
+
+def _reason(t: Trajectory) -> str:
+    return t.finish_reason.value if t.finish_reason is not None else "unknown"
+
+
+def math_average(datasets: dict[str, dict]) -> float | None:
+    accs = [m["accuracy"] for name, m in datasets.items() if _family(name) == "math" and m["accuracy"] is not None]
+    return sum(accs) / len(accs) if accs else None
+
+
+def _family(name: str) -> str | None:
+    task = TASKS.get(name)
+    return task.family if task else None
+
+
+def eval_metrics(by_dataset: dict[str, list[Trajectory]], policy: dict, template: str) -> dict:
+    """The whole ``metrics.json``: ``{"policy", "template", "datasets": {NAME: …}, "math_average"?}``."""
+    datasets = {name: dataset_metrics(trajs) for name, trajs in by_dataset.items()}
+    out: dict = {"policy": policy, "template": template, "datasets": datasets}
+    avg = math_average(datasets)
+    if avg is not None:
+        out["math_average"] = avg
+    return out
+
+
+def group_by_task(trajectories: Iterable[Trajectory]) -> dict[str, list[Trajectory]]:
+    groups: dict[str, list[Trajectory]] = {}
+    for t in trajectories:
+        groups.setdefault(t.task, []).append(t)
+    return groups
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def format_table(metrics: dict) -> str:
+    """A plain-text table of ``metrics.json`` (accuracy and rates in %)."""
+    head = ["dataset", "n", "acc", "95% CI", "EM", "F1", "act-err", "turns", "errors"]
+    rows = []
+    for name, m in metrics["datasets"].items():
+        lo, hi = m["accuracy_ci95"]
+        rows.append(
+            [
+                name,
+                str(m["n"]),
+                _pct(m["accuracy"]),
+                f"{_pct(lo)}-{_pct(hi)}",
+                _pct(m.get("em")),
+                _pct(m.get("f1")),
+                _pct(m["action_error_rate"]),
+                "-" if m["avg_turns"] is None else f"{m['avg_turns']:.2f}",
+                str(m["errors"]),
+            ]
+        )
+    if "math_average" in metrics:
+        rows.append(["math average", "", _pct(metrics["math_average"]), "", "", "", "", "", ""])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in [head, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    errors = sum(m["errors"] for m in metrics["datasets"].values())
+    if errors:
+        lines.append(
+            f"WARNING: {errors} episode(s) lost to infrastructure errors (policy endpoint, tools) are left out of the "
+            "figures above; see finish_reasons in metrics.json and `nat-ray show DIR --label error`"
+        )
+    return "\n".join(lines)
