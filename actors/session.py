@@ -134,7 +134,9 @@ class ActorSession:
         }
 
     def stats(self) -> dict:
-        out = {tool: ray.get(h.stats.remote()) for tool, (_, h) in self.pools.items()}
+        """Tool pools' counters, and how many engine actors this session started (once, for all its data sets)."""
+        out: dict = {"engines_started": len(self.engines)}
+        out |= {tool: ray.get(h.stats.remote()) for tool, (_, h) in self.pools.items()}
         if "search" in self.pools:
             out["search"]["members"] = ray.get(self.pools["search"][1].member_stats.remote())
         return out

@@ -124,7 +124,10 @@ def _generate(cfg: RunConfig, plans: list[DatasetPlan], writers: dict, todo: lis
             bar.close()
             for w in writers.values():
                 w.flush()
+            session = actors.stats()
     return {
+        "engines_started": session.pop("engines_started"),
+        "tool_pools": session,
         "episodes_run": len(todo),
         "seconds": round(stats.seconds, 3),
         "episodes_per_s": len(todo) / stats.seconds if stats.seconds > 0 else None,

@@ -131,6 +131,7 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
                 complete = True
             finally:
                 pool_stats = actors.stats()
+                pool_stats.pop("engines_started")
     finally:
         bar.n = len(writer.done)  # what is in the output, whatever the events said
         bar.set_postfix(pos=writer.counts["positive"], neg=writer.counts["negative"], err=writer.counts["error"])

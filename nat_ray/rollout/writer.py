@@ -36,7 +36,7 @@ class TrajectoryWriter:
             if previous is not None and previous != identity:
                 diff = [k for k in identity if previous.get(k) != identity.get(k)]
                 raise InputError(
-                    f"{self.out}: made by a rollout with other settings ({', '.join(diff)}); use a new out"
+                    f"{self.out}: made by a run with other settings ({', '.join(diff)}); use a new output folder"
                 )
         self.done: set[Key] = set()
         self.counts: Counter[str] = Counter()

@@ -22,11 +22,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory, smollm2: Path) -> Path:
+    return tiny_llama_folder(tmp_path_factory.mktemp("tiny") / "tiny-llama", smollm2)
+
+
+def tiny_llama_folder(out: Path, smollm2: Path) -> Path:
     """A random-initialised 2-layer Llama with SmolLM2's tokenizer and chat template."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny") / "tiny-llama"
     tok = AutoTokenizer.from_pretrained(smollm2)
     torch.manual_seed(0)
     config = LlamaConfig(
