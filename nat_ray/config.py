@@ -83,7 +83,8 @@ class SearchIndexConfig(StrictModel):
     """The local backend's corpus and BM25 index (``nat-ray search build-index`` writes it, actors load it)."""
 
     path: str
-    sources: list[Literal["hotpotqa", "strategyqa"]] = Field(
+    # strategyqa_test_explanations (opt-in): the StrategyQA test explanations, verdict removed, for offline eval
+    sources: list[Literal["hotpotqa", "strategyqa", "strategyqa_test_explanations"]] = Field(
         default_factory=lambda: ["hotpotqa", "strategyqa"], min_length=1
     )
     stemmer: bool = True

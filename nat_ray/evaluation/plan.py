@@ -93,7 +93,17 @@ def questions_path(cfg: RunConfig, dataset: str) -> tuple[Path, str | None]:
             "in the corpus), not the paper's dev_random_500"
         )
         return resolve_data_dir(cfg.data_dir) / LOCAL_HOTPOTQA_QUESTIONS, note
-    return task_file(task, "test", cfg.data_dir), None
+    note = None
+    if task.name == "strategyqa" and search is not None and search.kind == "local" and search.index is not None:
+        if "strategyqa_test_explanations" not in search.index.sources:
+            note = (
+                "strategyqa: the local corpus has no passages about the test questions (the StrategyQA facts are of "
+                "the train questions); add strategyqa_test_explanations to tools.search.index.sources for a "
+                "stand-in of the web's coverage"
+            )
+        else:
+            note = "strategyqa: the corpus includes the test questions' explanations (verdict removed)"
+    return task_file(task, "test", cfg.data_dir), note
 
 
 def plan_eval(cfg: RunConfig, template_name: str, training: dict | None) -> list[DatasetPlan]:

@@ -3,7 +3,8 @@
     nat-ray search build-index --config configs/rollout_hotpotqa_local.yaml
 
 The corpus comes from the data folder: the HotpotQA distractor paragraphs (title + sentences; each title once) and
-the StrategyQA train facts (one passage per fact). The index folder holds ``passages.jsonl``, the bm25s index
+the StrategyQA train facts (one passage per fact), and, opt-in, the StrategyQA test explanations without their
+verdict (``strategyqa_test_explanations``). The index folder holds ``passages.jsonl``, the bm25s index
 (``bm25/``) and a ``_manifest.json`` with the build settings and counts; it is written atomically.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,7 +70,28 @@ def strategyqa_facts(data_dir: Path) -> Iterator[Passage]:
                 yield Passage(title="", text=text, link=f"strategyqa:{rec.get('id')}:{i}")
 
 
-SOURCES = {"hotpotqa": hotpotqa_paragraphs, "strategyqa": strategyqa_facts}
+STRATEGYQA_TEST_FILES = ["nat/dataset/strategyqa/test_random_500.jsonl"]
+_VERDICT = re.compile(r"^\s*(yes|no)\b[\s.,:;!]*", re.IGNORECASE)
+
+
+def strategyqa_explanations(data_dir: Path) -> Iterator[Passage]:
+    """The StrategyQA test questions' ``explanation`` with the leading "Yes." / "No." removed: a stand-in for what
+    the web says about those questions (opt-in source ``strategyqa_test_explanations``; it is built from the eval
+    questions themselves, so results with it are not comparable with web search)."""
+    for where, rec in _records(data_dir, STRATEGYQA_TEST_FILES, "StrategyQA test"):
+        explanation = rec.get("explanation")
+        if not isinstance(explanation, str):
+            raise InputError(f"{where}: field 'explanation': expected text")
+        text = " ".join(_VERDICT.sub("", explanation, count=1).split())
+        if text:
+            yield Passage(title="", text=text, link=f"strategyqa-test:{rec.get('id')}")
+
+
+SOURCES = {
+    "hotpotqa": hotpotqa_paragraphs,
+    "strategyqa": strategyqa_facts,
+    "strategyqa_test_explanations": strategyqa_explanations,
+}
 
 
 def _tokenize(texts: list[str], stemmer: bool, ids: bool):
