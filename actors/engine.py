@@ -18,7 +18,12 @@ def start_engines(cfg: PolicyConfig, run_id: str) -> list[Any]:
     else:
         from nat_ray.policy.hf_engine import HFEngine as engine_cls
 
-        kwargs = {"model": cfg.model, "max_batch_size": cfg.max_batch_size, "num_threads": max(1, int(cfg.num_cpus))}
+        kwargs = {
+            "model": cfg.model,
+            "max_batch_size": cfg.max_batch_size,
+            "num_threads": max(1, int(cfg.num_cpus)),
+            "batching": cfg.batching,
+        }
     remote = ray.remote(
         num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, max_restarts=-1, max_task_retries=2, max_concurrency=1000
     )(engine_cls)

@@ -35,6 +35,8 @@ class PolicyConfig(StrictModel):
     num_cpus: float = Field(1.0, gt=0)
     num_gpus: float = Field(0.0, ge=0)
     max_batch_size: int = Field(16, gt=0)
+    # transformers engine: static (window batches, faster on CPU) or continuous (transformers' continuous batching)
+    batching: Literal["static", "continuous"] = "static"
     script: Literal["replay", "arithmetic"] | None = None  # scripted
     replay_from: str | None = None
     latency_s: float = Field(0.0, ge=0)

@@ -39,3 +39,12 @@ def test_search_benchmark_quick(tmp_path: Path, minilm: Path) -> None:
     assert set(result["recall_at_3"]) == {"bm25", "bm25+minilm", "bm25+mpnet"}
     assert all(0 < v <= 1 for v in result["recall_at_3"].values())
     assert result["queries_per_s_per_actor"]["batched"] > 0 and result["cache_stats"]["hits"] == 80
+
+
+@pytest.mark.slow
+def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
+    result, stdout = _run_quick("eval.py", tmp_path / "eval.json", timeout=900)
+    assert result["speedup_vs_sequential"] > 1 and result["engine_speedup"] > 0
+    engine = result["engine"]
+    assert {engine[k]["episodes"] for k in ("paper_loop", "static", "continuous")} == {8}
+    assert "engine_speedup" in stdout and "speedup_vs_sequential" in stdout

@@ -24,3 +24,14 @@ class EnginePolicy(Policy):
             return await handle.generate.remote(messages, params)
         except RayError as exc:  # engine died (and its restarts/retries did not save the call)
             raise PolicyError(f"engine actor failed: {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+class LocalEnginePolicy(Policy):
+    """An engine object in this process (no Ray): benchmarks and ``nat-ray chat``."""
+
+    def __init__(self, engine: Any, model: str) -> None:
+        self.engine = engine
+        self.model = model
+
+    async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        return await self.engine.generate(messages, params)

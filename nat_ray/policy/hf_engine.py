@@ -1,8 +1,16 @@
 """An in-cluster policy engine on transformers: batched generation from a local model folder, CPU or GPU.
 
-Concurrent ``generate`` calls (many episodes in many env workers) are gathered for a short window and run as one
-left-padded ``model.generate`` batch per sampling setting, using the model's own chat template and stopping at the
-ReAct stop string. ``actors.engine`` wraps this class as a Ray actor; a fine-tuned checkpoint folder works the same.
+Two ways to share the model between concurrent episodes (``batching``), measured side by side in
+``benchmarks/eval.py``:
+
+- ``static``: calls arriving within a short window run as one left-padded ``model.generate`` batch per sampling
+  setting, to the longest reply. On 2 CPU cores it is the faster one (docs/benchmarks.md).
+- ``continuous``: transformers' own continuous batching (what ``transformers serve --continuous-batching`` runs):
+  requests join and leave the running batch token by token, with paged KV blocks shared between prompts that start
+  alike; each reply streams back and is cut at the ReAct stop string as soon as it appears.
+
+Both use the model's own chat template. ``actors.engine`` wraps this class as a Ray actor; a fine-tuned checkpoint
+folder works the same.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ class HFEngine:
         max_batch_size: int = 16,
         batch_window_s: float = 0.01,
         num_threads: int | None = None,
+        batching: str = "static",
     ) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -47,6 +56,11 @@ class HFEngine:
         self._queue: asyncio.Queue | None = None
         self._batcher: asyncio.Task | None = None
         self.batches = 0  # generate() batches run, for tests and metrics
+        if batching not in ("static", "continuous"):
+            raise InputError(f"batching {batching!r}: choose static or continuous")
+        self.batching = batching
+        self._cb = None  # the continuous-batching manager, started on the first call
+        self._cb_ids = 0
 
     def generate_batch(self, conversations: list[list[dict[str, str]]], params: SamplingParams) -> list[Completion]:
         import torch
@@ -77,6 +91,8 @@ class HFEngine:
         return completions
 
     async def generate(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        if self.batching == "continuous":
+            return await self._generate_continuous(messages, params)
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._batcher = asyncio.get_running_loop().create_task(self._run_batches())
@@ -105,3 +121,77 @@ class HFEngine:
                 for g, result in zip(group, results, strict=True):
                     if not g[2].done():
                         g[2].set_result(result)
+
+    # ------------------------------------------------------------------ continuous batching
+
+    def _manager(self):  # type: ignore[no-untyped-def]
+        if self._cb is None:
+            from transformers import GenerationConfig
+            from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+            tok = self.tokenizer
+            # per-request temperature / top_p / top_k only exist where the defaults here make a processor for them
+            # (a default of 1.0 makes none): every request passes its own
+            config = GenerationConfig(
+                do_sample=True,
+                temperature=0.5,
+                top_p=0.999,
+                top_k=50,  # generate()'s default too: the two batching modes sample alike
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            )
+            # The KV cache is sized from free GPU memory by default; on CPU that takes most of the machine's RAM. Size
+            # it for max_batch_size sequences of up to the model's context (capped at 4096 tokens) instead.
+            context = min(getattr(self.model.config, "max_position_embeddings", 4096) or 4096, 4096)
+            page = 64
+            cb = ContinuousBatchingConfig(
+                per_request_processors=True,
+                max_requests_per_batch=self.max_batch_size,
+                page_size=page,
+                num_blocks=self.max_batch_size * -(-context // page),
+                max_batch_tokens=max(512, self.max_batch_size * 32),
+            )
+            self._cb = self.model.init_continuous_batching(generation_config=config, continuous_batching_config=cb)
+            self._cb.start()
+        return self._cb
+
+    async def _generate_continuous(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        tok = self.tokenizer
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        manager = self._manager()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+        self._cb_ids += 1
+        rid = f"nat-{self._cb_ids}"
+        sampling = (
+            {"top_k": 1} if params.temperature <= 0 else {"temperature": params.temperature, "top_p": params.top_p}
+        )
+
+        def on_output(out) -> None:  # type: ignore[no-untyped-def]  # on this loop, once per new token
+            if done.done():
+                return
+            if out.error:
+                done.set_exception(RuntimeError(f"continuous batching: {out.error}"))
+                return
+            tokens = [t for t in out.generated_tokens if t != tok.eos_token_id]
+            text = tok.decode(tokens, skip_special_tokens=True)
+            # generate()'s stop strings may begin in the prompt, which ends in a newline: match as it does
+            stopped = any(s in "\n" + text for s in params.stop)
+            if stopped or out.is_finished():
+                if stopped and not out.is_finished():
+                    manager.cancel_request(rid)  # free its slot now, not at max_tokens
+                done.set_result(
+                    Completion(
+                        text=trim_at_stop(text, params.stop), prompt_tokens=len(ids), completion_tokens=len(tokens)
+                    )
+                )
+
+        manager.register_result_handler(rid, on_output)
+        manager.add_request(ids, request_id=rid, max_new_tokens=params.max_tokens, streaming=True, **sampling)
+        return await done
+
+    def close(self) -> None:
+        if self._cb is not None:
+            self._cb.stop(block=True)
+            self._cb = None
