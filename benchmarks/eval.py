@@ -7,10 +7,11 @@
     like the paper's over the same GSM8K + SVAMP test questions. ``speedup_vs_sequential``: steady episodes/s of the
     eval (20%-90% of the run) over the loop's episodes/s.
 (b) The engine. SmolLM2-135M-Instruct on this machine's CPU, the same GSM8K test questions (the NAT eval prompt,
-    zero-shot-target-aware's correct hint; greedy; up to 4 turns; real calculator), no Ray: the paper's loop (one episode at a time, one plain `generate` per call)
-    against all episodes in flight through the transformers engine with static batching and with transformers'
-    continuous batching. ``engine_speedup``: generated tokens/s of the faster engine over the paper's loop (greedy
-    decoding makes the three runs do the same episodes, so episodes/s is reported beside it).
+    zero-shot-target-aware's correct hint; greedy; up to 4 turns; real calculator), no Ray: the paper's loop (one
+    episode at a time, one plain `generate` per call) against all episodes in flight through the transformers
+    engine with static batching and with transformers' continuous batching. ``engine_speedup``: generated tokens/s
+    of the faster engine over the paper's loop (greedy decoding makes the three runs do the same episodes, so
+    episodes/s is reported beside it).
 
 JSON keys: ``speedup_vs_sequential`` (a), ``engine_speedup`` (b); details beside them.
 """
