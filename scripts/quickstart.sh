@@ -25,4 +25,7 @@ Next (README.md has each step, with its time and memory):
   nat-ray models prepare smollm2    # SmolLM2-135M-Instruct as a local model folder (about a minute, once)
   nat-ray train --config configs/train_smollm2_strategyqa_nat.yaml train.max_steps=2
                                     # a short NAT fine-tuning run on $OUT/train_nat.jsonl (a few minutes)
+  nat-ray eval --config configs/eval_smollm2.yaml eval.datasets=[gsm8k,svamp] eval.limit=10 \
+      policy.model=runs/strategyqa-nat-smollm2/checkpoint      # evaluate it (its NAT hint is picked for you)
+  nat-ray eval --trajectories $OUT/trajectories --out $OUT/gpt35-eval   # the GPT-3.5 teacher's metrics
 EOF
