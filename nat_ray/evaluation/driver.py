@@ -21,7 +21,7 @@ from nat_ray.errors import InputError
 from nat_ray.evaluation.metrics import eval_metrics, group_by_task
 from nat_ray.evaluation.plan import DatasetPlan, checkpoint_training, identity, plan_eval, resolve_template
 from nat_ray.rollout.driver import check_endpoint, start_ray, validate_search
-from nat_ray.rollout.stream import steady_rate, stream_episodes
+from nat_ray.rollout.stream import run_episodes, steady_rate
 from nat_ray.rollout.writer import TrajectoryWriter
 from nat_ray.storage import dataset_manifest, read_trajectories, write_json
 
@@ -87,8 +87,6 @@ def run_eval(cfg: RunConfig, progress: bool = True) -> dict:
 def _generate(cfg: RunConfig, plans: list[DatasetPlan], writers: dict, todo: list, progress: bool) -> dict:
     from tqdm import tqdm
 
-    from actors.session import ActorSession
-
     ec, pc = cfg.eval, cfg.policy
     assert ec is not None and pc is not None
     check_endpoint(pc, plans[0].settings.template)
@@ -100,31 +98,14 @@ def _generate(cfg: RunConfig, plans: list[DatasetPlan], writers: dict, todo: lis
 
     total = sum(len(p.specs) for p in plans)
     bar = tqdm(total=total, initial=total - len(todo), unit="ep", disable=not progress, desc="eval", mininterval=2)
-    needs = {p.settings.task.tool for p in plans}
-    with ActorSession(
-        cfg.tools,
-        pc,
-        needs,
-        env_workers_min=ec.env_workers.min,
-        search_cache=cfg.search_cache_path(),
-        on_cluster=bool(cfg.ray_address),
-    ) as actors:
-        try:
-            stats = stream_episodes(
-                actors,
-                todo,
-                {p.name: p.settings for p in plans},
-                add,
-                env_workers=ec.env_workers,
-                episodes_per_worker=ec.episodes_per_worker,
-                batch_size=ec.batch_size,
-                bar=bar,
-            )
-        finally:
-            bar.close()
-            for w in writers.values():
-                w.flush()
-            session = actors.stats()
+    if progress:
+        bar.write(f"eval: {len(todo)} episodes to run over {len(plans)} data set(s); starting the policy and tools")
+    try:
+        stats, session = run_episodes(cfg, ec, todo, {p.name: p.settings for p in plans}, add, bar)
+    finally:
+        bar.close()
+        for w in writers.values():
+            w.flush()
     return {
         "engines_started": session.pop("engines_started"),
         "tool_pools": session,

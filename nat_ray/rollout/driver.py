@@ -21,7 +21,7 @@ from nat_ray.policy.base import PolicyError
 from nat_ray.prompts import PromptTemplate, get_template
 from nat_ray.ray_init import init_ray, quiet_ray_data
 from nat_ray.rollout.plan import episode_settings, identity, plan_episodes, prompts_path
-from nat_ray.rollout.stream import steady_rate, stream_episodes
+from nat_ray.rollout.stream import run_episodes, steady_rate
 from nat_ray.rollout.writer import TrajectoryWriter
 from nat_ray.tasks import get_task
 
@@ -101,37 +101,15 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
 
     from tqdm import tqdm
 
-    from actors.session import ActorSession
-
     task = get_task(rc.task)
     bar = tqdm(total=len(specs), initial=writer.resumed, unit="ep", disable=not progress, desc="rollout", mininterval=2)
     if progress:
         bar.write(f"rollout: {len(todo)} episodes to run; starting env workers (the first episodes take a while)")
     complete = False
     try:
-        with ActorSession(
-            cfg.tools,
-            pc,
-            {task.tool},
-            env_workers_min=rc.env_workers.min,
-            search_cache=cfg.search_cache_path(),
-            on_cluster=bool(cfg.ray_address),
-        ) as actors:
-            try:
-                stats = stream_episodes(
-                    actors,
-                    todo,
-                    {task.name: settings},
-                    writer.add,
-                    env_workers=rc.env_workers,
-                    episodes_per_worker=rc.episodes_per_worker,
-                    batch_size=rc.batch_size,
-                    bar=bar,
-                )
-                complete = True
-            finally:
-                pool_stats = actors.stats()
-                pool_stats.pop("engines_started")
+        stats, pool_stats = run_episodes(cfg, rc, todo, {task.name: settings}, writer.add, bar)
+        pool_stats.pop("engines_started")
+        complete = True
     finally:
         bar.n = len(writer.done)  # what is in the output, whatever the events said
         bar.set_postfix(pos=writer.counts["positive"], neg=writer.counts["negative"], err=writer.counts["error"])

@@ -11,11 +11,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
-from nat_ray.config import PoolConfig
+from nat_ray.config import PoolConfig, RunConfig
 from nat_ray.episode import EpisodeSettings, EpisodeSpec
 
 
@@ -125,3 +125,48 @@ def stream_episodes(
         follower.stop()
         stats.seconds = time.monotonic() - started
     return stats
+
+
+class StreamSection(Protocol):
+    """What the rollout and eval config sections share about their env-worker pool."""
+
+    env_workers: PoolConfig
+    episodes_per_worker: int
+    batch_size: int
+
+
+def run_episodes(
+    cfg: RunConfig,
+    section: StreamSection,
+    specs: list[EpisodeSpec],
+    settings: dict[str, EpisodeSettings],
+    on_batch: Callable[[pa.Table], None],
+    bar: Any,
+) -> tuple[StreamStats, dict]:
+    """Start the actors the tasks need (one :class:`actors.session.ActorSession`), stream ``specs`` through them,
+    stop them. Returns the stream's timings and the session's counters (tool pools, engines started)."""
+    from actors.session import ActorSession
+
+    assert cfg.policy is not None
+    with ActorSession(
+        cfg.tools,
+        cfg.policy,
+        {s.task.tool for s in settings.values()},
+        env_workers_min=section.env_workers.min,
+        search_cache=cfg.search_cache_path(),
+        on_cluster=bool(cfg.ray_address),
+    ) as actors:
+        try:
+            stats = stream_episodes(
+                actors,
+                specs,
+                settings,
+                on_batch,
+                env_workers=section.env_workers,
+                episodes_per_worker=section.episodes_per_worker,
+                batch_size=section.batch_size,
+                bar=bar,
+            )
+        finally:
+            session = actors.stats()
+    return stats, session
