@@ -117,16 +117,3 @@ def test_a_nat_checkpoint_is_evaluated_through_the_engine_with_its_hint(
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "'zero-shot' has no correct-answer hint" in r.stderr and "nat mode with 'zero-shot-target-aware'" in r.stderr
-
-
-def test_chat_answers_a_question_through_stdin(smollm2: Path) -> None:
-    """SmolLM2-135M with the one-shot prompt, greedy: the question goes in on stdin, every reply comes out as it
-    is made, and the episode ends with the agent's finish action."""
-    r = subprocess.run(
-        [sys.executable, "-m", "nat_ray.cli", "chat", "--model", "smollm2", "--task", "gsm8k", "--template",
-         "one-shot", "--temperature", "0", "--max-tokens", "100"],
-        input="Calculate 7 + 8.\n", cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "Thought:" in r.stdout and "Action: finish[" in r.stdout
-    assert "[finished: answer " in r.stdout
