@@ -12,6 +12,8 @@
     nat-ray eval --trajectories DIR --out OUT            metrics.json of an existing trajectories dataset
     nat-ray show DIR [--label L] [--finish-reason R] [-n N]
     nat-ray chat --model DIR --task TASK [--hint correct|incorrect|none]
+    nat-ray pipeline --config FILE [key=value ...]       collect -> build -> train -> eval -> report
+    nat-ray report RUN_DIR                               tables + plots of a run
     nat-ray models prepare NAME               smollm2, mpnet, minilm
     nat-ray search build-index --config FILE [key=value ...]
     nat-ray search query --config FILE [key=value ...] -q QUERY [-q QUERY ...]
@@ -203,6 +205,24 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from nat_ray.config import load_config
+    from nat_ray.pipeline.driver import run_pipeline
+
+    summary = run_pipeline(load_config(args.config, args.overrides), progress=not args.no_progress)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from nat_ray.evaluation.report import write_report
+
+    counts = write_report(args.run_dir)
+    print((Path(args.run_dir) / "report" / "table.md").read_text())
+    print(json.dumps({"report": str(Path(args.run_dir) / "report"), **counts}))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from nat_ray.models import prepare
 
@@ -319,6 +339,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.2)
     p.add_argument("--max-tokens", type=int, default=512)
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("pipeline", help="collect -> build -> train -> eval -> report, from one config (resumable)")
+    p.add_argument("--config", required=True)
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("report", help="tables and plots of a pipeline run folder")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("models", help="local model folders from PyPI-shipped models")
     msub = p.add_subparsers(dest="action", required=True)

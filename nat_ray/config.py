@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from nat_ray.errors import InputError
+from nat_ray.pipeline.sections import BuildStageConfig, CollectConfig, StudyConfig
 from nat_ray.types import StrictModel
 
 
@@ -209,7 +210,7 @@ class TrainConfig(StrictModel):
     """Fine-tuning, the paper's defaults: 2 epochs, global batch 64, cosine schedule, 3% warm-up, peak LR 5e-5."""
 
     model: str  # a model folder, or a prepared model name (smollm2)
-    data: str  # a training set from `nat-ray build` (.jsonl, or a Parquet folder)
+    data: str | None = None  # a training set from `nat-ray build` (.jsonl or Parquet); the pipeline sets its own
     dev: str | None = None  # held-out positives (a training set): perplexity on their assistant tokens
     out: str | None = None  # default: <out>/checkpoint
     max_length: int = Field(4096, gt=8)
@@ -271,6 +272,10 @@ class RunConfig(StrictModel):
     tools: ToolsConfig = ToolsConfig()
     train: TrainConfig | None = None
     eval: EvalConfig | None = None
+    # the pipeline (nat-ray pipeline): where trajectories come from, the default training set, the comparison
+    collect: CollectConfig | None = None
+    build: BuildStageConfig | None = None
+    study: StudyConfig | None = None
 
     def checkpoint_dir(self) -> Path:
         assert self.train is not None

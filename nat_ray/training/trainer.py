@@ -202,6 +202,8 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     tc = cfg.train
     if tc is None:
         raise InputError("training needs the 'train' section")
+    if tc.data is None:
+        raise InputError("train.data: no training set given (a .jsonl or Parquet folder from `nat-ray build`)")
     started_at, t0 = time.time(), time.monotonic()
     report = say if progress else (lambda _msg: None)
     report(f"tokenising {tc.data}")

@@ -1,0 +1,63 @@
+"""The pipeline's own config sections: where trajectories come from, how training sets are built, what is compared.
+
+    collect: {kind: import, task: strategyqa, questions: FILE, files: [FILE, ...]}   # or {kind: rollout, task: ...}
+    build:   {mode: nat, pos_num: 250, neg_num: 250, seed: 42}                        # the default variant
+    study:   {modes: [vanilla, nut, nat], negatives: [0, 250], templates: [...], seeds: [42, 43], base: true}
+
+They are plain typed models (no Ray, no I/O); ``nat_ray.config.RunConfig`` holds them beside the stage sections.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from nat_ray.types import StrictModel
+
+Mode = Literal["vanilla", "nut", "nat", "nat-graded"]
+
+
+class CollectConfig(StrictModel):
+    """``import``: the paper's NAT/NATInstruct JSON files; ``rollout``: the ``rollout`` section with ``policy``."""
+
+    kind: Literal["import", "rollout"] = "import"
+    task: str
+    questions: str | None = None  # import: the task's question file (paths may be relative to the data folder)
+    files: list[str] = Field(default_factory=list)  # import: trajectory files
+    model: str | None = None  # import: the policy that made the files (default: from the file names)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> CollectConfig:
+        if self.kind == "import" and (not self.files or not self.questions):
+            raise ValueError("collect kind 'import' needs questions and files")
+        return self
+
+
+class BuildStageConfig(StrictModel):
+    """The training set of the default variant; a study varies some of these."""
+
+    mode: Mode = "nat"
+    template: str | None = None  # default by mode (zero-shot; zero-shot-target-aware; ...-four-class)
+    pos_num: int | Literal["all"] = "all"
+    neg_num: int | Literal["all"] = "all"
+    seed: int = 42  # which negatives are sampled
+
+    @model_validator(mode="after")
+    def _counts(self) -> BuildStageConfig:
+        for name in ("pos_num", "neg_num"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"{name} must be a count or 'all', not {value}")
+        return self
+
+
+class StudyConfig(StrictModel):
+    """Each list given is one axis of the comparison; the variants are their product (vanilla ignores negatives)."""
+
+    modes: list[Mode] | None = Field(None, min_length=1)
+    negatives: list[int | Literal["all"]] | None = Field(None, min_length=1)  # the paper's Figure 2 sweep
+    templates: list[str] | None = Field(None, min_length=1)  # hint ablations, e.g. zero-shot-target-aware-prefix-AB
+    seeds: list[int] | None = Field(None, min_length=1)  # training seeds per variant
+    base: bool = True  # also evaluate the base model (train.model) as a row
+    teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)

@@ -1,0 +1,94 @@
+"""Stage bookkeeping: config hashes, the ``_stage.json`` manifest, and the skip / redo / resume rule.
+
+A stage whose output holds a complete manifest with the same config hash is skipped. An output made with another hash
+is removed and the stage runs again (everything downstream has another hash too, so it follows). An output with an
+incomplete manifest of the same hash is resumed by the stage itself (rollout and eval keep what they wrote).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nat_ray.storage import write_json
+from nat_ray.types import StageManifest
+
+STAGE_FILE = "_stage.json"
+
+
+def config_hash(view: object, upstream: dict[str, str] | None = None) -> str:
+    blob = json.dumps({"view": view, "upstream": upstream or {}}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def read_stage(folder: Path) -> StageManifest | None:
+    try:
+        return StageManifest.model_validate_json((folder / STAGE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("nat-ray", "ray", "torch", "transformers", "deepspeed"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def run_stage(
+    folder: Path,
+    stage: str,
+    variant: str | None,
+    view: object,
+    upstream: dict[str, str],
+    body: Callable[[], dict],
+    say: Callable[[str], None] = print,
+) -> StageManifest:
+    """Run ``body`` (which writes into ``folder`` and returns counts) unless a complete run with this hash is there."""
+    digest = config_hash(view, upstream)
+    label = f"{stage}{f' {variant}' if variant else ''}"
+    old = read_stage(folder)
+    if old is not None and old.config_hash == digest and old.complete:
+        say(f"pipeline: {label}: up to date, skipped")
+        return old
+    if folder.exists() and (old is None or old.config_hash != digest):
+        if old is not None or any(folder.iterdir()):
+            say(f"pipeline: {label}: made with another config, redone")
+        shutil.rmtree(folder)
+    elif old is not None:
+        say(f"pipeline: {label}: resuming")
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {"stage": stage, "variant": variant, "config_hash": digest, "inputs": upstream, "versions": versions()}
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_json(folder / STAGE_FILE, StageManifest(**base, started_at=started).model_dump(mode="json"))
+    say(f"pipeline: {label}: running")
+    t0 = time.monotonic()
+    counts = body()
+    done = StageManifest(
+        **base,
+        started_at=started,
+        seconds=round(time.monotonic() - t0, 1),
+        counts=counts,
+        outputs=sorted(p.name for p in folder.iterdir() if p.name != STAGE_FILE),
+        complete=True,
+    )
+    write_json(folder / STAGE_FILE, done.model_dump(mode="json"))
+    say(f"pipeline: {label}: done in {done.seconds:.0f} s")
+    return done

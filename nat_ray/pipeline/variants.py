@@ -1,0 +1,56 @@
+"""A study expands into variants: one training set, one model and one eval each; trajectories are shared."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from nat_ray.errors import InputError
+from nat_ray.pipeline.sections import BuildStageConfig, StudyConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    mode: str
+    template: str | None
+    pos_num: int | str
+    neg_num: int | str
+    build_seed: int
+    train_seed: int
+
+
+def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) -> list[Variant]:
+    """The variants of a study, in a stable order, without duplicates (vanilla is built without negatives, so a
+    negatives sweep gives it one variant)."""
+    study = study or StudyConfig()
+    modes = study.modes or [build.mode]
+    negatives = study.negatives or [build.neg_num]
+    templates = study.templates or [build.template]
+    seeds = study.seeds or [train_seed]
+    out: dict[str, Variant] = {}
+    for mode, neg, template, seed in itertools.product(modes, negatives, templates, seeds):
+        if mode == "vanilla":
+            neg = 0
+        parts = [mode]
+        if study.negatives and mode != "vanilla":
+            parts.append(f"neg{neg}")
+        if study.templates and template is not None:
+            parts.append(template)
+        if study.seeds:
+            parts.append(f"seed{seed}")
+        name = "-".join(parts)
+        out.setdefault(name, Variant(name, mode, template, build.pos_num, neg, build.seed, seed))
+    if not out:
+        raise InputError("study: the study expands to no variant")
+    return list(out.values())
+
+
+def check_counts(variants: list[Variant], positives: int, negatives: int, where: str) -> None:
+    """A variant asking for more positives / negatives than the trajectories hold is an error, before any training."""
+    for v in variants:
+        if isinstance(v.pos_num, int) and v.pos_num > positives:
+            raise InputError(f"build.pos_num: {v.pos_num} positives asked ({v.name}) but {where} has {positives}")
+        if isinstance(v.neg_num, int) and v.neg_num > negatives:
+            field = "study.negatives" if v.mode != "vanilla" else "build.neg_num"
+            raise InputError(f"{field}: {v.neg_num} negatives asked ({v.name}) but {where} has {negatives}")

@@ -1,0 +1,60 @@
+"""The skip / redo / resume rule of pipeline stages, on plain folders."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from nat_ray.pipeline.stages import STAGE_FILE, config_hash, read_stage, run_stage
+
+
+def _body(folder: Path, calls: list):
+    def body() -> dict:
+        calls.append(folder.name)
+        (folder / "out.txt").write_text("x")
+        return {"n": 1}
+
+    return body
+
+
+def test_unchanged_is_skipped_changed_is_redone(tmp_path: Path) -> None:
+    calls: list = []
+    folder = tmp_path / "sets" / "nat"
+    m = run_stage(folder, "build", "nat", {"pos": 8}, {"collect": "abc"}, _body(folder, calls), say=lambda _m: None)
+    assert m.complete and m.counts == {"n": 1} and m.outputs == ["out.txt"] and m.seconds is not None
+    assert read_stage(folder) == m
+    run_stage(folder, "build", "nat", {"pos": 8}, {"collect": "abc"}, _body(folder, calls), say=lambda _m: None)
+    assert calls == ["nat"]  # skipped
+    (folder / "stale.txt").write_text("from the old config")
+    said: list = []
+    run_stage(folder, "build", "nat", {"pos": 8}, {"collect": "CHANGED"}, _body(folder, calls), say=said.append)
+    assert calls == ["nat", "nat"] and not (folder / "stale.txt").exists()  # upstream changed: redone from empty
+    assert any("made with another config, redone" in s for s in said)
+
+
+def test_an_incomplete_stage_of_the_same_config_is_resumed_not_wiped(tmp_path: Path) -> None:
+    folder = tmp_path / "eval" / "nat"
+
+    def crash() -> dict:
+        (folder / "part-00000.parquet").write_text("half")
+        raise RuntimeError("killed")
+
+    with contextlib.suppress(RuntimeError):
+        run_stage(folder, "eval", "nat", {"a": 1}, {}, crash, say=lambda _m: None)
+    assert read_stage(folder) is not None and not read_stage(folder).complete
+    seen = []
+
+    def resume() -> dict:
+        seen.append((folder / "part-00000.parquet").exists())
+        return {}
+
+    said: list = []
+    run_stage(folder, "eval", "nat", {"a": 1}, {}, resume, say=said.append)
+    assert seen == [True] and any("resuming" in s for s in said)
+    assert (folder / STAGE_FILE).exists() and read_stage(folder).complete
+
+
+def test_hash_covers_view_and_upstream() -> None:
+    assert config_hash({"a": 1}, {"x": "1"}) == config_hash({"a": 1}, {"x": "1"})
+    assert config_hash({"a": 1}, {"x": "1"}) != config_hash({"a": 2}, {"x": "1"})
+    assert config_hash({"a": 1}, {"x": "1"}) != config_hash({"a": 1}, {"x": "2"})

@@ -1,0 +1,67 @@
+"""Study expansion and the pipeline's checks before any stage runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nat_ray.config import load_config
+from nat_ray.errors import InputError
+from nat_ray.pipeline.driver import validate
+from nat_ray.pipeline.sections import BuildStageConfig, StudyConfig
+from nat_ray.pipeline.variants import check_counts, expand
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_modes_times_negatives_share_one_vanilla() -> None:
+    vs = expand(BuildStageConfig(pos_num=250), StudyConfig(modes=["vanilla", "nut", "nat"], negatives=[0, 250, 500]), 7)
+    assert [v.name for v in vs] == [
+        "vanilla",
+        "nut-neg0",
+        "nut-neg250",
+        "nut-neg500",
+        "nat-neg0",
+        "nat-neg250",
+        "nat-neg500",
+    ]
+    assert next(v for v in vs if v.name == "vanilla").neg_num == 0
+    assert {v.pos_num for v in vs} == {250} and {v.train_seed for v in vs} == {7}
+
+
+def test_templates_and_seeds_are_axes_too() -> None:
+    study = StudyConfig(
+        modes=["nat"], templates=["zero-shot-target-aware", "zero-shot-target-aware-prefix-AB"], seeds=[1, 2]
+    )
+    vs = expand(BuildStageConfig(), study, 0)
+    assert [v.name for v in vs] == [
+        "nat-zero-shot-target-aware-seed1",
+        "nat-zero-shot-target-aware-seed2",
+        "nat-zero-shot-target-aware-prefix-AB-seed1",
+        "nat-zero-shot-target-aware-prefix-AB-seed2",
+    ]
+    assert [v.train_seed for v in vs] == [1, 2, 1, 2]
+    assert [v.name for v in expand(BuildStageConfig(mode="nut"), None, 0)] == ["nut"]
+
+
+def test_counts_above_what_exists_name_the_field() -> None:
+    vs = expand(BuildStageConfig(pos_num=10), StudyConfig(modes=["nat"], negatives=[5, 50]), 0)
+    check_counts(vs, positives=10, negatives=50, where="traj")
+    with pytest.raises(InputError, match=r"study.negatives: 50 negatives asked \(nat-neg50\) but traj has 49"):
+        check_counts(vs, positives=10, negatives=49, where="traj")
+    with pytest.raises(InputError, match=r"build\.pos_num: 10 positives asked"):
+        check_counts(vs, positives=9, negatives=50, where="traj")
+
+
+def test_bad_pipeline_configs_fail_before_any_stage(tmp_path: Path) -> None:
+    config = REPO / "configs/ci_pipeline.yaml"
+    with pytest.raises(InputError, match="nat-graded needs a task with F1"):
+        validate(load_config(config, [f"out={tmp_path}", "study.modes=[nat, nat-graded]"]))
+    with pytest.raises(InputError, match="unknown template 'no-such'"):
+        validate(load_config(config, [f"out={tmp_path}", "study.templates=[no-such]"]))
+    with pytest.raises(InputError, match="collect kind 'import' needs questions and files"):
+        load_config(config, ["collect.files=[]"])
+    with pytest.raises(InputError, match=r"study\.modes"):
+        load_config(config, ["study.modes=[]"])
+    assert not any(tmp_path.iterdir())
