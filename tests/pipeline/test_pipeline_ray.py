@@ -1,0 +1,78 @@
+"""The whole pipeline for real on CPU: import, build two variants, two training steps each of a tiny model, eval of
+every variant and the base model through the engine with BM25 search, the teacher's row, the report; then a changed
+``train.lr`` redoes train, eval and report but not collect or build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nat_ray.config import load_config
+from nat_ray.pipeline.driver import run_pipeline
+from nat_ray.pipeline.stages import read_stage
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _stamp(folder: Path) -> str:
+    stage = read_stage(folder)
+    assert stage is not None and stage.complete, folder
+    return stage.started_at or ""
+
+
+def test_pipeline_end_to_end_then_a_changed_lr(tmp_path: Path, smollm2: Path, search_index: Path, ray_local) -> None:
+    from tests.training.test_train_ray import tiny_llama_folder
+
+    model = tiny_llama_folder(tmp_path / "tiny", smollm2)
+    overrides = [f"out={tmp_path / 'run'}", f"train.model={model}", f"tools.search.index.path={search_index}"]
+    summary = run_pipeline(load_config(REPO / "configs/ci_pipeline.yaml", overrides), progress=False)
+    run = tmp_path / "run"
+    assert summary["variants"] == ["vanilla", "nat"]
+    for folder in ["trajectories", "sets/vanilla", "sets/nat", "models/vanilla", "models/nat", "eval/vanilla",
+                   "eval/nat", "eval/base", "eval/teacher", "report"]:  # fmt: skip
+        assert read_stage(run / folder).complete, folder
+    sets = {
+        v: [json.loads(x) for x in (run / f"sets/{v}/train.jsonl").read_text().splitlines()] for v in ("vanilla", "nat")
+    }
+    assert len(sets["vanilla"]) == 8 and len(sets["nat"]) == 16
+    metrics = {
+        v: json.loads((run / f"eval/{v}/metrics.json").read_text()) for v in ("vanilla", "nat", "base", "teacher")
+    }
+    assert metrics["nat"]["template"] == "zero-shot-target-aware" and metrics["vanilla"]["template"] == "zero-shot"
+    assert metrics["base"]["template"] == "zero-shot"
+    for v in ("vanilla", "nat", "base"):
+        m = metrics[v]["datasets"]["strategyqa"]
+        assert m["n"] + m["errors"] == 4
+    assert metrics["teacher"]["datasets"]["strategyqa"]["n"] == 2333
+    table = (run / "report/table.md").read_text()
+    for row in ("| base |", "| vanilla |", "| nat |", "| teacher |"):
+        assert row in table
+    assert "45.9 [43.9, 47.9] (n=2333)" in table
+    readme = (run / "report/README.md").read_text()
+    assert "## Accuracy" in readme and "action-error rate" in readme and "![loss.png](loss.png)" in readme
+    import matplotlib.image
+
+    image = matplotlib.image.imread(run / "report/loss.png")
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
+    info = json.loads((run / "report/run.json").read_text())
+    assert info["versions"]["ray"] == "2.60.0" and {s["stage"] for s in info["stages"]} == {
+        "collect",
+        "build",
+        "train",
+        "eval",
+    }
+    collect_inputs = next(s["inputs"] for s in info["stages"] if s["stage"] == "collect")
+    assert len(collect_inputs) == 3 and all(len(h) == 16 for h in collect_inputs.values())  # data file hashes
+
+    before = {f: _stamp(run / f) for f in ["trajectories", "sets/nat", "models/nat", "eval/nat", "eval/base", "report"]}
+    again = load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, "train.lr=1e-4"])
+    run_pipeline(again, progress=False)
+    after = {f: _stamp(run / f) for f in before}
+    assert after["trajectories"] == before["trajectories"] and after["sets/nat"] == before["sets/nat"]
+    assert after["eval/base"] == before["eval/base"]  # the base model did not change
+    assert after["models/nat"] != before["models/nat"] and after["eval/nat"] != before["eval/nat"]
+    assert after["report"] != before["report"]
+    assert json.loads((run / "models/nat/nat_ray_train.json").read_text())["train"]["lr"] == 1e-4
