@@ -14,7 +14,22 @@ SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path: Path) -> None:
     cfg = load_config(path)
-    assert (cfg.rollout is not None and cfg.policy is not None) or cfg.train is not None
+    stages = {
+        "rollout": cfg.rollout is not None and cfg.policy is not None,
+        "train": cfg.train is not None,
+        "eval": cfg.eval is not None and cfg.policy is not None,
+        "pipeline": cfg.collect is not None,
+    }
+    assert any(stages.values()), f"{path.name} configures no stage"
+    if stages["pipeline"]:
+        from nat_ray.pipeline.driver import validate
+
+        assert validate(cfg)
+    elif stages["eval"]:  # each data set's questions and template resolve
+        from nat_ray.evaluation.plan import plan_eval
+
+        template = "zero-shot" if cfg.eval.template == "auto" else cfg.eval.template
+        assert all(p.specs for p in plan_eval(cfg, template, None))
 
 
 def test_shipped_configs_exist() -> None:
