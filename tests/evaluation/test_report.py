@@ -1,0 +1,70 @@
+"""`nat-ray report RUN_DIR` on a hand-built run folder: tables, the negatives sweep plots, run.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nat_ray.evaluation.metrics import eval_metrics
+from nat_ray.types import FinishReason, Label, Trajectory
+from tests.conftest import run_cli
+
+
+def _metrics(correct: int, n: int) -> dict:
+    trajs = [
+        Trajectory(
+            id=str(i),
+            task="strategyqa",
+            question="?",
+            ground_truth="true",
+            reward=i < correct,
+            label=Label.POSITIVE if i < correct else Label.NEGATIVE,
+            finish_reason=FinishReason.FINISH,
+        )
+        for i in range(n)
+    ]
+    return eval_metrics({"strategyqa": trajs}, {"kind": "transformers"}, "zero-shot-target-aware")
+
+
+def _run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    accs = {"base": 2, "vanilla": 4, "nat-neg0": 4, "nat-neg10": 6, "nat-neg20": 7}
+    for name, correct in accs.items():
+        (run / "eval" / name).mkdir(parents=True)
+        (run / "eval" / name / "metrics.json").write_text(json.dumps(_metrics(correct, 10)))
+        if name == "base":
+            continue
+        mode, _, neg = name.partition("-neg")
+        (run / "sets" / name).mkdir(parents=True)
+        manifest = {"kind": "training-set", "config": {"mode": mode, "neg_num": int(neg or 0)}}
+        (run / "sets" / name / "train.jsonl.manifest.json").write_text(json.dumps(manifest))
+        (run / "models" / name).mkdir(parents=True)
+        steps = [{"step": s, "loss": 2.0 / s} for s in (1, 2, 3)]
+        (run / "models" / name / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in steps))
+        ppl = {"dev_perplexity": 3.0 + int(neg or 0) / 10}
+        (run / "models" / name / "nat_ray_train.json").write_text(json.dumps(ppl))
+    return run
+
+
+def test_report_of_a_run_folder(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    run = _run(tmp_path)
+    r = run_cli("report", str(run))
+    assert r.returncode == 0, r.stderr
+    table = (run / "report/table.md").read_text()
+    assert table.splitlines()[2].startswith("| base | 20.0 [5.7, 51.0] (n=10)")
+    assert "| nat-neg20 | 70.0 [39.7, 89.2] (n=10)" in table and table in r.stdout
+    readme = (run / "report/README.md").read_text()
+    assert "| nat-neg10 | strategyqa | 60.0 | - | 0.00 | 0 | 4.00 |" in readme
+    for png in ("loss.png", "accuracy_vs_negatives.png", "perplexity_vs_negatives.png"):
+        image = matplotlib.image.imread(run / "report" / png)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0, png
+        assert f"![{png}]({png})" in readme
+    info = json.loads((run / "report/run.json").read_text())
+    assert info["hardware"]["cpus"] and "transformers" in info["versions"]
+
+
+def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    r = run_cli("report", str(tmp_path))
+    assert r.returncode == 2 and "no eval/ folder: not a pipeline run" in r.stderr
