@@ -80,6 +80,17 @@ def behaviour_table(rows: dict[str, dict], run: Path) -> str:
     return "\n".join(lines)
 
 
+def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> str:  # type: ignore[no-untyped-def]
+    import matplotlib.pyplot as plt
+
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
 def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path) -> list[str]:
     import matplotlib
 
@@ -98,11 +109,9 @@ def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path)
                 ax.plot([p["step"] for p in points], [p["loss"] for p in points], marker="o", label=v["name"])
                 curves += 1
     if curves:
-        ax.set(xlabel="optimizer step", ylabel="training loss (assistant tokens)", title="Training loss")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(report / "loss.png", dpi=100)
-        made.append("loss.png")
+        made.append(
+            _save(fig, ax, report / "loss.png", "optimizer step", "training loss (assistant tokens)", "Training loss")
+        )
     plt.close(fig)
 
     by_mode: dict[str, list[tuple[int, dict, dict]]] = {}
@@ -122,24 +131,16 @@ def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path)
                     [100 * (x["accuracy_ci95"][1] - (x["accuracy"] or 0)) for _, x in pts_d],
                 ]
                 ax.errorbar(xs, acc, yerr=err, marker="o", capsize=3, label=f"{mode} {d}")
-        ax.set(xlabel="number of negatives", ylabel="accuracy, % (95% CI)", title="Accuracy vs negatives")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(report / "accuracy_vs_negatives.png", dpi=100)
-        plt.close(fig)
-        made.append("accuracy_vs_negatives.png")
+        labels = ("number of negatives", "accuracy, % (95% CI)", "Accuracy vs negatives")
+        made.append(_save(fig, ax, report / "accuracy_vs_negatives.png", *labels))
         ppl = [(mode, n, info.get("dev_perplexity")) for mode, pts in by_mode.items() for n, _, info in pts]
         if any(p is not None for _, _, p in ppl):
             fig, ax = plt.subplots(figsize=(6, 4))
             for mode in by_mode:
                 pts_m = sorted((n, p) for m, n, p in ppl if m == mode and p is not None)
                 ax.plot([n for n, _ in pts_m], [p for _, p in pts_m], marker="o", label=mode)
-            ax.set(xlabel="number of negatives", ylabel="held-out perplexity", title="Perplexity vs negatives")
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            fig.savefig(report / "perplexity_vs_negatives.png", dpi=100)
-            plt.close(fig)
-            made.append("perplexity_vs_negatives.png")
+            labels = ("number of negatives", "held-out perplexity", "Perplexity vs negatives")
+            made.append(_save(fig, ax, report / "perplexity_vs_negatives.png", *labels))
     return made
 
 
