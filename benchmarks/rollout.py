@@ -144,7 +144,18 @@ def real_server(args, workdir: Path) -> dict:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).with_name("transformers")
-    cmd = [str(exe), "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--continuous-batching"]
+    cmd = [
+        str(exe),
+        "serve",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--continuous-batching",
+        "--cb-num-blocks",
+        "128",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):

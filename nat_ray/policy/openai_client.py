@@ -117,7 +117,8 @@ def _start_hint(base_url: str) -> str:
     if url.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
         port = url.port or 8000
         return (
-            f"start one with `transformers serve MODEL_DIR --host 127.0.0.1 --port {port} --continuous-batching` "
+            f"start one with `transformers serve MODEL_DIR --host 127.0.0.1 --port {port} --continuous-batching "
+            "--cb-num-blocks 128` "
             f"(CPU; MODEL_DIR e.g. from `nat-ray models prepare smollm2`) or `vllm serve MODEL --port {port}` (GPU)"
         )
     return "check policy.base_url and that the server is up (vllm serve, or a hosted API)"

@@ -27,7 +27,18 @@ def served(smollm2: Path):
         port = s.getsockname()[1]
     exe = Path(sys.executable).with_name("transformers")
     proc = subprocess.Popen(
-        [str(exe), "serve", str(smollm2), "--host", "127.0.0.1", "--port", str(port), "--continuous-batching"],
+        [
+            str(exe),
+            "serve",
+            str(smollm2),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--continuous-batching",
+            "--cb-num-blocks",
+            "128",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
