@@ -63,6 +63,34 @@ def accuracy_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def seeds_table(rows: dict[str, dict]) -> str | None:
+    """Variants that differ only in their training seed (``…-seedN``): mean and sample standard deviation of the
+    accuracy over the seeds, per data set. None when no variant has several seeds."""
+    import re
+    import statistics
+
+    groups: dict[str, list[dict]] = {}
+    for name, m in rows.items():
+        match = re.fullmatch(r"(.+)-seed\d+", name)
+        if match:
+            groups.setdefault(match.group(1), []).append(m)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return None
+    datasets = list(dict.fromkeys(d for ms in groups.values() for m in ms for d in m["datasets"]))
+    lines = ["| variant (seeds) | " + " | ".join(datasets) + " |", "|" + "---|" * (len(datasets) + 1)]
+    for name, ms in groups.items():
+        cells = []
+        for d in datasets:
+            accs = [
+                100 * m["datasets"][d]["accuracy"] for m in ms if m["datasets"].get(d, {}).get("accuracy") is not None
+            ]
+            sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            cells.append(f"{statistics.mean(accs):.1f} ± {sd:.1f}" if accs else "")
+        lines.append(f"| {name} ({len(ms)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def behaviour_table(rows: dict[str, dict], run: Path) -> str:
     """The paper's Table 6 measures, and the held-out perplexity where the run measured it."""
     lines = [
@@ -182,6 +210,7 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
     report.mkdir(parents=True, exist_ok=True)
     plots = _plots(run, rows, variants, report)
     table = accuracy_table(rows)
+    seeds = seeds_table(rows)
     (report / "table.md").write_text(table + "\n")
     stages = _stages(run)
     total = sum(s["seconds"] or 0 for s in stages)
@@ -198,6 +227,7 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
         "",
         table,
         "",
+        *(["## Over training seeds (mean ± standard deviation of accuracy, %)", "", seeds, ""] if seeds else []),
         "## Behaviour (the paper's Table 6) and held-out perplexity",
         "",
         behaviour_table(rows, run),

@@ -68,3 +68,12 @@ def test_report_of_a_run_folder(tmp_path: Path) -> None:
 def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     r = run_cli("report", str(tmp_path))
     assert r.returncode == 2 and "no eval/ folder: not a pipeline run" in r.stderr
+
+
+def test_variants_over_several_seeds_get_mean_and_spread(tmp_path: Path) -> None:
+    from nat_ray.evaluation.report import seeds_table
+
+    rows = {"nat-seed1": _metrics(5, 10), "nat-seed2": _metrics(7, 10), "vanilla": _metrics(4, 10)}
+    table = seeds_table(rows)
+    assert table is not None and "| nat (2) | 60.0 ± 14.1 |" in table
+    assert seeds_table({"nat": _metrics(5, 10)}) is None
