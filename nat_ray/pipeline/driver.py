@@ -58,7 +58,7 @@ def _default_build():  # type: ignore[no-untyped-def]
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
-    say: Callable[[str], None] = print if progress else (lambda _m: None)
+    say: Callable[[str], None] = (lambda m: print(m, flush=True)) if progress else (lambda _m: None)
     variants = validate(cfg)
     assert cfg.collect is not None and cfg.train is not None and cfg.eval is not None
     out = Path(cfg.out)
