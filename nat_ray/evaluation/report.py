@@ -23,15 +23,16 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def _rows(run: Path) -> dict[str, dict]:
-    """{row name: metrics.json} for base, each variant, teacher — in that order."""
+def _rows(run: Path, variants: list[str] | None = None) -> dict[str, dict]:
+    """{row name: metrics.json} for base, each variant (in the study's order), teacher."""
     evals = run / "eval"
     if not evals.is_dir():
         raise InputError(f"{run}: no eval/ folder: not a pipeline run (or nothing was evaluated yet)")
     found = {
         p.name: json.loads((p / "metrics.json").read_text()) for p in evals.iterdir() if (p / "metrics.json").exists()
     }
-    order = ["base", *sorted(k for k in found if k not in ("base", "teacher")), "teacher"]
+    rest = [k for k in variants or [] if k in found] + sorted(k for k in found if k not in (variants or []))
+    order = ["base", *(k for k in rest if k not in ("base", "teacher")), "teacher"]
     return {k: found[k] for k in order if k in found}
 
 
@@ -195,7 +196,7 @@ def _stages(run: Path) -> list[dict]:
 
 def write_report(run: str | Path, config: dict | None = None, variants: list[dict] | None = None) -> dict:
     run = Path(run)
-    rows = _rows(run)
+    rows = _rows(run, [v["name"] for v in variants] if variants else None)
     if variants is None:  # `nat-ray report` on a finished run: the variants its stages recorded
         variants = []
         for folder in sorted((run / "sets").glob("*")) if (run / "sets").exists() else []:
