@@ -48,3 +48,11 @@ def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     engine = result["engine"]
     assert {engine[k]["episodes"] for k in ("paper_loop", "static", "continuous")} == {8}
     assert "engine_speedup" in stdout and "speedup_vs_sequential" in stdout
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
+    result, stdout = _run_quick("pipeline.py", tmp_path / "pipe.json", timeout=900)
+    assert result["overhead_ratio"] > 0 and result["pipeline_s"] > 0
+    assert set(result["stages_s"]) >= {"collect", "train nat", "eval base", "report"}
+    assert "overhead_ratio" in stdout
