@@ -18,7 +18,6 @@ Reports latency p50/p99, sequential throughput, and observation mismatches again
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import statistics
@@ -30,6 +29,7 @@ import sympy as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nat_ray.storage import write_json
 from nat_ray.tasks import resolve_data_dir
 from nat_ray.tools.calculator import Calculator
 from nat_ray.tools.safe_sympy import evaluate
@@ -117,8 +117,7 @@ def main() -> None:
     }
     print(f"p50_ratio (safe isolated / plain): {result['p50_ratio']:.2f}  (target <= 1.5)")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

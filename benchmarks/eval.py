@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from nat_ray.evaluation.driver import run_eval
 from nat_ray.evaluation.plan import plan_eval
 from nat_ray.policy import build_policy
 from nat_ray.prompts import get_template
+from nat_ray.storage import write_json
 from nat_ray.tasks import get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
 from nat_ray.tools.calculator import Calculator
 
@@ -107,7 +107,6 @@ def orchestration(args, workdir: Path) -> dict:
 
 def engine(args) -> dict:
     from nat_ray.models import resolve_model_path
-    from nat_ray.policy.base import SamplingParams  # noqa: F401  (the engine's interface)
     from nat_ray.policy.engine_client import LocalEnginePolicy
     from nat_ray.policy.hf_engine import HFEngine
 
@@ -211,8 +210,7 @@ def main() -> None:
         print(f"engine_speedup = {result['engine_speedup']:.2f}x ({b['best']} batching vs the paper's loop)")
     print(f"speedup_vs_sequential = {speedup:.1f}x")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

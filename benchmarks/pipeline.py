@@ -15,13 +15,14 @@ JSON key: ``overhead_ratio`` = pipeline wall time / sum of the stages' wall time
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nat_ray.storage import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,9 +117,8 @@ def main() -> None:
     ratio = pipeline_s / total
     print(f"stages alone, summed: {total:.1f} s\noverhead_ratio = {ratio:.3f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         result = {"overhead_ratio": ratio, "pipeline_s": pipeline_s, "stages_s": alone, "quick": args.quick}
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import socket
 import statistics
@@ -37,7 +36,7 @@ from nat_ray.nat_import import ImportConfig, import_nat
 from nat_ray.policy import build_policy
 from nat_ray.rollout.driver import run_rollout
 from nat_ray.rollout.plan import episode_settings, plan_episodes
-from nat_ray.storage import read_trajectories
+from nat_ray.storage import read_trajectories, write_json
 from nat_ray.tasks import resolve_data_dir
 from nat_ray.tools.calculator import Calculator
 from nat_ray.tools.replay import ReplaySearch
@@ -245,8 +244,7 @@ def main() -> None:
     eff, speedup = result["efficiency_at_64"], result["speedup_vs_sequential"]
     print(f"\nefficiency_at_64 = {eff:.1%}   speedup_vs_sequential = {speedup:.1f}x")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

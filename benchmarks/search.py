@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from actors.tools import SearchActor
 from nat_ray.config import SearchConfig
 from nat_ray.models import prepare
 from nat_ray.react import parse_reply
-from nat_ray.storage import read_records
+from nat_ray.storage import read_records, write_json
 from nat_ray.tasks import resolve_data_dir
 from nat_ray.tools.search.local import LocalBM25, build_index
 from nat_ray.tools.search.pipeline import SearchPipeline
@@ -208,7 +207,7 @@ def main() -> None:
             f" miss (one lone query): p50 {result['cache_miss_ms']['p50']} ms"
         )
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

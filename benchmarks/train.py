@@ -245,8 +245,9 @@ def main() -> None:
         f"grouped {pad['grouped']:.3f}, random {pad['random']:.3f} (target >= 0.9)"
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        from nat_ray.storage import write_json
+
+        write_json(args.json, result)
 
 
 def throughput_report(a: dict, b: dict, c: dict, steps: int, max_length: int, micro: int, batch: int) -> dict:

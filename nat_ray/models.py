@@ -161,7 +161,7 @@ def training_info(path: Path) -> dict | None:
     template, prompts), or None for a model that is not one."""
     import json
 
-    from nat_ray.storage import dataset_manifest
+    from nat_ray.reformat import training_set
 
     info_file = Path(path) / "nat_ray_train.json"
     if not info_file.exists():
@@ -173,7 +173,5 @@ def training_info(path: Path) -> dict | None:
     training = info.get("training_set")
     if training is None:  # checkpoints from before the training set was recorded: its manifest, if still there
         data = (info.get("train") or {}).get("data")
-        meta = dataset_manifest(data) if data else None
-        if meta is not None and meta.get("kind") == "training-set":
-            training = {k: meta["config"].get(k) for k in ("mode", "template", "prompts")}
+        training = training_set(data) if data else None
     return training

@@ -20,7 +20,7 @@ from typing import Literal
 
 from nat_ray.errors import InputError
 from nat_ray.prompts import PromptTemplate, get_template
-from nat_ray.storage import manifest, read_trajectories, write_examples
+from nat_ray.storage import dataset_manifest, manifest, read_trajectories, write_examples
 from nat_ray.types import Example, Label, StrictModel, Trajectory, Turn
 
 Mode = Literal["vanilla", "nut", "nat", "nat-graded"]
@@ -132,3 +132,13 @@ def build(config: BuildConfig) -> dict:
     meta = manifest("training-set", config.model_dump(mode="json") | {"template": template.name}, counts)
     write_examples(examples, Path(config.out), meta)
     return meta
+
+
+def training_set(data: str | Path) -> dict | None:
+    """How a training set was built (mode, template, prompts file, counts), from the manifest :func:`build` wrote;
+    None when ``data`` has none. ``nat-ray train`` copies it into the checkpoint, for eval's ``template: auto``."""
+    meta = dataset_manifest(data)
+    if meta is None or meta.get("kind") != "training-set":
+        return None
+    config = meta.get("config", {})
+    return {k: config.get(k) for k in ("mode", "template", "prompts", "trajectories")} | {"counts": meta.get("counts")}

@@ -75,6 +75,18 @@ def strategyqa_nat_set(
     return out
 
 
+def assert_exactly_once(folder: Path, n: int) -> list:
+    """The trajectories dataset at ``folder`` holds ``n`` episodes, each (task, id, temperature, sample) once."""
+    from collections import Counter
+
+    from nat_ray.storage import read_trajectories
+
+    trajs = read_trajectories(folder)
+    keys = Counter(t.episode_key for t in trajs)
+    assert len(trajs) == n and len(keys) == n and max(keys.values()) == 1
+    return trajs
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray cluster (embedded), shared by the tests that need one."""

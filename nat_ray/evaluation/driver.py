@@ -11,7 +11,6 @@ killed eval started again runs only what is missing. ``<eval.out>/metrics.json``
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,7 +24,6 @@ from nat_ray.rollout.stream import run_episodes, steady_rate
 from nat_ray.rollout.writer import TrajectoryWriter
 from nat_ray.storage import dataset_manifest, read_trajectories, write_json
 
-log = logging.getLogger(__name__)
 METRICS = "metrics.json"
 
 
@@ -42,11 +40,7 @@ def _policy_info(cfg: RunConfig, training: dict | None) -> dict:
 def _validate(cfg: RunConfig) -> tuple[str, str, dict | None, list[DatasetPlan]]:
     if cfg.eval is None or cfg.policy is None:
         raise InputError("an eval needs the 'eval' and 'policy' sections")
-    if cfg.policy.kind in ("transformers", "vllm"):
-        from nat_ray.models import resolve_model_path
-
-        resolve_model_path(cfg.policy.model)
-    training = checkpoint_training(cfg)
+    training = checkpoint_training(cfg)  # resolves the model folder of an engine policy: a missing one stops here
     template, why = resolve_template(cfg, training)
     plans = plan_eval(cfg, template, training)
     for plan in plans:

@@ -11,7 +11,7 @@ from nat_ray.config import RunConfig
 from nat_ray.episode import EpisodeSettings, EpisodeSpec
 from nat_ray.errors import InputError
 from nat_ray.prompts import PromptTemplate, get_template
-from nat_ray.tasks import get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
+from nat_ray.tasks import data_file, get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,7 @@ def questions_path(cfg: RunConfig, dataset: str) -> tuple[Path, str | None]:
     task = get_task(dataset)
     given = cfg.eval.questions.get(dataset) or cfg.eval.questions.get(task.paper_name)
     if given:
-        path = Path(given)
-        if not path.is_absolute() and not path.exists():
-            path = resolve_data_dir(cfg.data_dir) / path  # a file of the data folder
+        path = data_file(given, cfg.data_dir)
         if not path.exists():
             raise InputError(f"eval.questions.{dataset}: {path} does not exist")
         return path, None

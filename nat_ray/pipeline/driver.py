@@ -16,16 +16,15 @@ from pathlib import Path
 
 from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
+from nat_ray.pipeline.sections import BuildStageConfig
 from nat_ray.pipeline.stages import file_hash, run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
 from nat_ray.storage import read_trajectories
-from nat_ray.tasks import get_task, prompts_file, resolve_data_dir
+from nat_ray.tasks import data_file, get_task, prompts_file
 
 
 def _data_path(cfg: RunConfig, path: str) -> str:
-    p = Path(path)
-    if not p.is_absolute() and not p.exists():
-        p = resolve_data_dir(cfg.data_dir) / p
+    p = data_file(path, cfg.data_dir)
     if not p.exists():
         raise InputError(f"collect: {path} does not exist (nor under the data folder)")
     return str(p)
@@ -40,7 +39,7 @@ def validate(cfg: RunConfig) -> list[Variant]:
     task = get_task(cfg.collect.task)
     if cfg.collect.kind == "rollout" and (cfg.rollout is None or cfg.policy is None):
         raise InputError("collect kind 'rollout' needs the 'rollout' and 'policy' sections")
-    variants = expand(cfg.build or _default_build(), cfg.study, cfg.train.seed)
+    variants = expand(cfg.build or BuildStageConfig(), cfg.study, cfg.train.seed)
     if any(v.mode == "nat-graded" for v in variants) and task.family != "qa":
         raise InputError(f"study.modes: nat-graded needs a task with F1 (hotpotqa), not {task.name}")
     from nat_ray.prompts import get_template
@@ -49,12 +48,6 @@ def validate(cfg: RunConfig) -> list[Variant]:
     for v in variants:
         get_template(prompts_file(task, cfg.data_dir), v.template or DEFAULT_TEMPLATE[v.mode])
     return variants
-
-
-def _default_build():  # type: ignore[no-untyped-def]
-    from nat_ray.pipeline.sections import BuildStageConfig
-
-    return BuildStageConfig()
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
@@ -145,8 +138,8 @@ def _train(cfg: RunConfig, v: Variant, out: Path, upstream: str, progress: bool,
 
     assert cfg.train is not None
     folder = out / "models" / v.name
-    train = cfg.train.model_copy(update={"data": str(out / "sets" / v.name / "train.jsonl"), "out": str(folder)})
-    train = train.model_copy(update={"seed": v.train_seed})
+    data = str(out / "sets" / v.name / "train.jsonl")
+    train = cfg.train.model_copy(update={"data": data, "out": str(folder), "seed": v.train_seed})
     view_cfg = cfg.model_copy(update={"train": train})
     view = train.model_dump(mode="json", exclude={"data", "out"})
 
@@ -168,8 +161,6 @@ def _eval(cfg: RunConfig, name: str, model: str, out: Path, upstream: dict, say)
     policy = PolicyConfig.model_validate({**base, "kind": "transformers", "model": model})
     view_cfg = cfg.model_copy(update={"policy": policy, "eval": cfg.eval.model_copy(update={"out": str(folder)})})
     view = {"eval": cfg.eval.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
-    if name == "base":
-        view["policy"]["model"] = model  # a model path, not a stage output: its content is the user's
     view["tools"] = cfg.tools.model_dump(mode="json")
 
     def body() -> dict:

@@ -101,13 +101,12 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
 
     from tqdm import tqdm
 
-    task = get_task(rc.task)
     bar = tqdm(total=len(specs), initial=writer.resumed, unit="ep", disable=not progress, desc="rollout", mininterval=2)
     if progress:
         bar.write(f"rollout: {len(todo)} episodes to run; starting env workers (the first episodes take a while)")
     complete = False
     try:
-        stats, pool_stats = run_episodes(cfg, rc, todo, {task.name: settings}, writer.add, bar)
+        stats, pool_stats = run_episodes(cfg, rc, todo, {settings.task.name: settings}, writer.add, bar)
         pool_stats.pop("engines_started")
         complete = True
     finally:

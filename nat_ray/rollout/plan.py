@@ -7,7 +7,7 @@ from pathlib import Path
 from nat_ray.config import RunConfig
 from nat_ray.episode import EpisodeSettings, EpisodeSpec
 from nat_ray.prompts import get_template
-from nat_ray.tasks import get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
+from nat_ray.tasks import data_file, get_task, load_questions_file, prompts_file, task_file
 
 
 def prompts_path(cfg: RunConfig) -> Path:
@@ -40,9 +40,7 @@ def plan_episodes(cfg: RunConfig) -> list[EpisodeSpec]:
     rc = cfg.rollout
     assert rc is not None
     task = get_task(rc.task)
-    path = Path(rc.questions) if rc.questions else task_file(task, rc.split, cfg.data_dir)
-    if rc.questions and not path.is_absolute() and not path.exists():
-        path = resolve_data_dir(cfg.data_dir) / path  # a file of the data folder, e.g. hotpotqa_distractor/...
+    path = data_file(rc.questions, cfg.data_dir) if rc.questions else task_file(task, rc.split, cfg.data_dir)
     questions = load_questions_file(task, path)[rc.offset :]
     if rc.limit is not None:
         questions = questions[: rc.limit]

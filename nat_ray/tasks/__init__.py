@@ -120,6 +120,15 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     raise InputError(f"no data folder found (tried {tried}); pass --data-dir or set NAT_RAY_DATA_DIR")
 
 
+def data_file(path: str | Path, data_dir: str | Path | None = None) -> Path:
+    """A file given in config: as written when it exists (or is absolute), else the same path under the data folder
+    (``hotpotqa_distractor/rpt_dev.jsonl``). Existence past that is the caller's to check."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return resolve_data_dir(data_dir) / p
+
+
 def task_file(task: TaskSpec, split: str, data_dir: str | Path | None = None) -> Path:
     if split not in task.splits:
         raise InputError(f"task {task.name} has no {split!r} split (it has: {', '.join(task.splits)})")

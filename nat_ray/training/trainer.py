@@ -25,7 +25,8 @@ from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.models import resolve_model_path
 from nat_ray.ray_init import init_ray, quiet_ray_data
-from nat_ray.storage import atomic_dir, dataset_manifest, read_examples
+from nat_ray.reformat import training_set
+from nat_ray.storage import atomic_dir, read_examples
 from nat_ray.training.loop import HF_DIR, train_loop_per_worker
 from nat_ray.training.memory import GB, ModelShape, TrainingMemoryError, check_fits, estimate_peak_bytes, knobs
 from nat_ray.training.progress import TrainProgress, say
@@ -162,16 +163,6 @@ def _summary(rows: list[dict], final: dict, wall: float, started_at: float) -> d
         "setup_peak_rss_gb_per_worker": final.get("setup_peak_rss_gb"),  # model loaded, before the first step
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
     }
-
-
-def training_set(data: str) -> dict | None:
-    """How the training set was built (mode, template, prompts file), from its manifest: eval's ``template: auto``
-    reads it from the checkpoint, so it holds even when the training set is gone."""
-    meta = dataset_manifest(data)
-    if meta is None or meta.get("kind") != "training-set":
-        return None
-    config = meta.get("config", {})
-    return {k: config.get(k) for k in ("mode", "template", "prompts", "trajectories")} | {"counts": meta.get("counts")}
 
 
 def _move_final(result, out: Path, live: Path, summary: dict) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,17 @@ from nat_ray.config import load_config
 from nat_ray.errors import InputError
 from nat_ray.evaluation.driver import run_eval
 from nat_ray.storage import read_trajectories
+from tests.conftest import assert_exactly_once
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs/ci_eval_scripted.yaml"
 pytestmark = pytest.mark.slow
 
 
-def _once(folder: Path, n: int) -> list:
-    trajs = read_trajectories(folder)
-    keys = Counter(t.episode_key for t in trajs)
-    assert len(trajs) == n and len(keys) == n and max(keys.values()) == 1
-    return trajs
-
-
 def test_scripted_eval_on_two_sets_writes_metrics_and_trajectories(tmp_path: Path, ray_local) -> None:
     metrics = run_eval(load_config(CONFIG, [f"out={tmp_path}"]), progress=False)
     for name in ("gsm8k", "svamp"):
-        trajs = _once(tmp_path / "eval" / name, 12)
+        trajs = assert_exactly_once(tmp_path / "eval" / name, 12)
         assert {t.temperature for t in trajs} == {0.2} and {t.task for t in trajs} == {name}
         m = metrics["datasets"][name]
         assert m["n"] == 12 and m["errors"] == 0
@@ -70,7 +63,7 @@ def test_killed_eval_resumes_exactly_once(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
     assert metrics["run"]["resumed_from"] == before and metrics["run"]["episodes_run"] == 60 - before
     for name in ("gsm8k", "svamp"):
-        _once(tmp_path / "eval" / name, 30)
+        assert_exactly_once(tmp_path / "eval" / name, 30)
         assert metrics["datasets"][name]["n"] == 30
     assert "gsm8k" in r.stdout and "math average" in r.stdout  # the printed table
 
@@ -106,7 +99,7 @@ def test_a_nat_checkpoint_is_evaluated_through_the_engine_with_its_hint(
     assert metrics["policy"]["training"] == {"mode": "nat", "template": "zero-shot-target-aware"}
     assert metrics["run"]["engines_started"] == 1
     for name in ("gsm8k", "multiarith"):
-        trajs = _once(tmp_path / "eval" / name, 3)
+        trajs = assert_exactly_once(tmp_path / "eval" / name, 3)
         assert all(t.model == str(checkpoint) for t in trajs)
         assert metrics["datasets"][name]["n"] + metrics["datasets"][name]["errors"] == 3
     # a template the checkpoint was not trained with is allowed, with a warning naming both

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from nat_ray.errors import InputError
 from nat_ray.rollout.driver import run_rollout
 from nat_ray.storage import read_trajectories
 from nat_ray.types import Label
+from tests.conftest import assert_exactly_once
 from tests.policy.fake_openai import FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,16 +30,9 @@ def _cfg(tmp_path: Path, *overrides: str):
     return load_config(CONFIG, [f"out={tmp_path}", *overrides])
 
 
-def _assert_exactly_once(out: Path, n: int) -> list:
-    trajs = read_trajectories(out)
-    keys = Counter(t.episode_key for t in trajs)
-    assert len(trajs) == n and len(keys) == n and max(keys.values()) == 1
-    return trajs
-
-
 def test_scripted_rollout_writes_each_episode_once(tmp_path: Path, ray_local) -> None:
     meta = run_rollout(_cfg(tmp_path, "rollout.limit=8"), progress=False)
-    trajs = _assert_exactly_once(tmp_path / "trajectories", 24)
+    trajs = assert_exactly_once(tmp_path / "trajectories", 24)
     assert meta["complete"] and meta["counts"]["trajectories"] == 24 and meta["counts"]["error"] == 0
     assert {t.label for t in trajs} <= {Label.POSITIVE, Label.NEGATIVE}
     assert {t.temperature for t in trajs} == {0.2, 0.5, 0.7}
@@ -88,7 +81,7 @@ def test_killed_env_worker_process_loses_and_duplicates_nothing(tmp_path: Path, 
     meta = run_rollout(cfg, progress=False)
     killer.join()
     assert killed, "no env worker was killed"
-    _assert_exactly_once(out, 72)
+    assert_exactly_once(out, 72)
     assert meta["complete"] and meta["counts"]["error"] == 0
 
 
@@ -110,7 +103,7 @@ def test_ray_killed_calculator_actor_is_replaced(tmp_path: Path, ray_local) -> N
     meta = run_rollout(cfg, progress=False)
     killer.join()
     assert killed
-    _assert_exactly_once(out, 72)
+    assert_exactly_once(out, 72)
     assert meta["counts"]["error"] == 0
     assert meta["run"]["tool_pools"]["calculate"]["replaced"] >= 1
 
@@ -133,7 +126,7 @@ def test_driver_killed_and_restarted_resumes(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["resumed_from"] == done_before and summary["episodes_run"] == 120 - done_before
-    _assert_exactly_once(out, 120)
+    assert_exactly_once(out, 120)
 
 
 def test_infrastructure_failures_are_labelled_error_and_reported(tmp_path: Path, ray_local) -> None:
@@ -145,7 +138,7 @@ def test_infrastructure_failures_are_labelled_error_and_reported(tmp_path: Path,
             "policy={kind: openai, model: fake-model, max_retries: 1, base_url: " + srv.base_url + "}",
         )
         meta = run_rollout(cfg, progress=False)
-    trajs = _assert_exactly_once(tmp_path / "trajectories", 12)
+    trajs = assert_exactly_once(tmp_path / "trajectories", 12)
     assert meta["counts"] == {"trajectories": 12, "positive": 0, "negative": 0, "error": 12}
     assert all(t.label == Label.ERROR and t.reward is None for t in trajs)
     assert all("no answer after 2 attempts" in (t.error or "") for t in trajs)
