@@ -123,6 +123,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         neg_num=args.neg_num,
         seed=args.seed,
         out=args.out,
+        negatives_from=args.negatives_from,
     )
     meta = build(config)
     print(json.dumps({"out": args.out, "template": meta["config"]["template"], **meta["counts"]}))
@@ -296,6 +297,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--neg-num", required=True, type=_count, help="M negatives sampled with --seed (or 'all')")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", required=True, help="PATH.jsonl, or a folder for a Parquet dataset")
+    p.add_argument("--negatives-from", default=None, help="take the negatives from this trajectories dataset instead")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("rollout", help="run agent episodes into a trajectories dataset (resumable)")

@@ -277,9 +277,31 @@ class RunConfig(StrictModel):
     build: BuildStageConfig | None = None
     study: StudyConfig | None = None
 
+    # Each stage reads its sections through these: present and typed, or one clear error naming the section.
+    def _section(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            raise InputError(f"config: this command needs the {name!r} section")
+        return value
+
+    @property
+    def train_section(self) -> TrainConfig:
+        return self._section("train")
+
+    @property
+    def eval_section(self) -> EvalConfig:
+        return self._section("eval")
+
+    @property
+    def rollout_section(self) -> RolloutConfig:
+        return self._section("rollout")
+
+    @property
+    def policy_section(self) -> PolicyConfig:
+        return self._section("policy")
+
     def checkpoint_dir(self) -> Path:
-        assert self.train is not None
-        return Path(self.train.out or Path(self.out) / "checkpoint")
+        return Path(self.train_section.out or Path(self.out) / "checkpoint")
 
     def search_cache_path(self) -> Path | None:
         search = self.tools.search
@@ -288,12 +310,10 @@ class RunConfig(StrictModel):
         return Path(search.cache or Path(self.out) / "search_cache.jsonl")
 
     def eval_dir(self) -> Path:
-        assert self.eval is not None
-        return Path(self.eval.out or Path(self.out) / "eval")
+        return Path(self.eval_section.out or Path(self.out) / "eval")
 
     def trajectories_dir(self) -> Path:
-        assert self.rollout is not None
-        return Path(self.rollout.out or Path(self.out) / "trajectories")
+        return Path(self.rollout_section.out or Path(self.out) / "trajectories")
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:

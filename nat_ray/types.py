@@ -159,7 +159,7 @@ class StageManifest(StrictModel):
     ``config_hash`` covers the stage's own config view and the hashes of the stages it reads, so a change upstream
     changes every hash below it."""
 
-    stage: str  # collect, build, train, eval, report
+    stage: str  # collect, regenerate, build, train, eval, report
     variant: str | None = None
     config_hash: str
     inputs: dict[str, str] = Field(default_factory=dict)  # path -> content hash (or the upstream stage's hash)

@@ -28,8 +28,7 @@ METRICS = "metrics.json"
 
 
 def _policy_info(cfg: RunConfig, training: dict | None) -> dict:
-    pc, ec = cfg.policy, cfg.eval
-    assert pc is not None and ec is not None
+    pc, ec = cfg.policy_section, cfg.eval_section
     info: dict = {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens}
     info |= {"temperature": ec.temperature, "samples": ec.samples, "max_turns": ec.max_turns}
     if training is not None:
@@ -52,8 +51,7 @@ def _validate(cfg: RunConfig) -> tuple[str, str, dict | None, list[DatasetPlan]]
 def run_eval(cfg: RunConfig, progress: bool = True) -> dict:
     """Run what is missing, then compute and write ``metrics.json``; returns it."""
     template, why, training, plans = _validate(cfg)
-    assert cfg.eval is not None and cfg.policy is not None
-    ec, out = cfg.eval, cfg.eval_dir()
+    ec, out = cfg.eval_section, cfg.eval_dir()
     say = print if progress else (lambda *_a, **_k: None)
     say(f"eval: template {template!r} ({why})")
     for plan in plans:
@@ -81,8 +79,7 @@ def run_eval(cfg: RunConfig, progress: bool = True) -> dict:
 def _generate(cfg: RunConfig, plans: list[DatasetPlan], writers: dict, todo: list, progress: bool) -> dict:
     from tqdm import tqdm
 
-    ec, pc = cfg.eval, cfg.policy
-    assert ec is not None and pc is not None
+    ec, pc = cfg.eval_section, cfg.policy_section
     check_endpoint(pc, plans[0].settings.template)
     start_ray(cfg)
 

@@ -48,10 +48,9 @@ def _has_hint(template: PromptTemplate) -> bool:
 
 def resolve_template(cfg: RunConfig, training: dict | None) -> tuple[str, str]:
     """(template name, why): ``auto`` follows the checkpoint's training mode; an explicit one is kept."""
-    assert cfg.eval is not None
     mode = (training or {}).get("mode")
-    if cfg.eval.template != "auto":
-        return cfg.eval.template, "eval.template"
+    if cfg.eval_section.template != "auto":
+        return cfg.eval_section.template, "eval.template"
     if mode in NAT_MODES:
         return training["template"], f"auto: trained in {mode} mode with {training['template']!r}; the correct hint"
     if mode is not None:
@@ -76,9 +75,9 @@ def check_template_fits(template: PromptTemplate, training: dict | None, name: s
 
 
 def questions_path(cfg: RunConfig, dataset: str) -> tuple[Path, str | None]:
-    assert cfg.eval is not None
     task = get_task(dataset)
-    given = cfg.eval.questions.get(dataset) or cfg.eval.questions.get(task.paper_name)
+    questions = cfg.eval_section.questions
+    given = questions.get(dataset) or questions.get(task.paper_name)
     if given:
         path = data_file(given, cfg.data_dir)
         if not path.exists():
@@ -105,8 +104,7 @@ def questions_path(cfg: RunConfig, dataset: str) -> tuple[Path, str | None]:
 
 
 def plan_eval(cfg: RunConfig, template_name: str, training: dict | None) -> list[DatasetPlan]:
-    ec, pc = cfg.eval, cfg.policy
-    assert ec is not None and pc is not None
+    ec, pc = cfg.eval_section, cfg.policy_section
     plans = []
     for dataset in ec.datasets:
         task = get_task(dataset)
@@ -140,8 +138,7 @@ def plan_eval(cfg: RunConfig, template_name: str, training: dict | None) -> list
 
 def identity(cfg: RunConfig, plan: DatasetPlan) -> dict:
     """The settings that define a data set's eval episodes; resuming into an output made with others is refused."""
-    ec, pc = cfg.eval, cfg.policy
-    assert ec is not None and pc is not None
+    ec, pc = cfg.eval_section, cfg.policy_section
     return {
         "dataset": plan.name,
         "questions": str(plan.questions),

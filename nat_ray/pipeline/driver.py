@@ -3,24 +3,126 @@
     nat-ray pipeline --config configs/quickstart.yaml
     ray job submit --working-dir . -- nat-ray pipeline --config configs/quickstart.yaml
 
-One run folder (``out``): ``trajectories/``, ``sets/<variant>/``, ``models/<variant>/``, ``eval/<variant>/``,
-``report/``; each stage output holds a ``_stage.json`` (:class:`~nat_ray.types.StageManifest`). Each stage runs on a
-view of the one config (the same section classes the stage commands read), and is skipped when its view and its
-inputs are unchanged (``nat_ray.pipeline.stages``).
+One run folder (``out``): ``trajectories/``, ``regenerated/`` (a study with ``negative_source: regenerated``),
+``sets/<variant>/``, ``models/<variant>/``, ``eval/<variant>/``, ``report/``; each stage output holds a
+``_stage.json`` (:class:`~nat_ray.types.StageManifest`). :func:`validate` turns the config into a
+:class:`PipelinePlan` (every section a stage needs, present and typed) before any stage runs; each stage runs on its
+view of the plan (the same section classes the stage commands read), and is skipped when its view and its inputs are
+unchanged (``nat_ray.pipeline.stages``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from nat_ray.config import RunConfig, dump_config
+from nat_ray.config import EvalConfig, PolicyConfig, RolloutConfig, RunConfig, TrainConfig, dump_config
 from nat_ray.errors import InputError
-from nat_ray.pipeline.sections import BuildStageConfig
+from nat_ray.pipeline.sections import BuildStageConfig, CollectConfig
 from nat_ray.pipeline.stages import file_hash, run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
 from nat_ray.storage import read_trajectories
-from nat_ray.tasks import data_file, get_task, prompts_file
+from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
+from nat_ray.types import Label, StageManifest
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """The config as the stages need it: every section present and typed, the variants expanded."""
+
+    cfg: RunConfig
+    out: Path
+    task: TaskSpec
+    collect: CollectConfig
+    train: TrainConfig
+    eval: EvalConfig
+    variants: list[Variant]
+
+    @property
+    def regenerates(self) -> bool:
+        return any(v.regenerated for v in self.variants)
+
+    def engine(self, model: str, source: str | None = None) -> PolicyConfig:
+        """An in-cluster engine on ``model``: the ``policy`` section's when it is one (``transformers`` or ``vllm``,
+        with its batch, token and GPU settings), else a default ``transformers`` engine (the section may name an
+        endpoint, the teacher that collected the trajectories, which cannot serve this run's checkpoints)."""
+        pc = self.cfg.policy
+        base = pc.model_dump() if pc is not None and pc.kind in ("transformers", "vllm") else {"kind": "transformers"}
+        return PolicyConfig.model_validate({**base, "model": model, "source": source})
+
+
+def validate(cfg: RunConfig) -> PipelinePlan:
+    """Everything checkable before any stage runs."""
+    if cfg.collect is None or cfg.train is None or cfg.eval is None:
+        missing = [name for name in ("collect", "train", "eval") if getattr(cfg, name) is None]
+        raise InputError(f"a pipeline needs the sections: {', '.join(missing)}")
+    task = get_task(cfg.collect.task)
+    if cfg.collect.kind == "rollout" and (cfg.rollout is None or cfg.policy is None):
+        raise InputError("collect kind 'rollout' needs the 'rollout' and 'policy' sections")
+    variants = expand(cfg.build or BuildStageConfig(), cfg.study, cfg.train.seed)
+    if any(v.mode == "nat-graded" for v in variants) and task.family != "qa":
+        raise InputError(f"study.modes: nat-graded needs a task with F1 (hotpotqa), not {task.name}")
+    if any(v.regenerated for v in variants) and cfg.rollout is None:
+        raise InputError(
+            "study.negative_source: 'regenerated' needs the 'rollout' section (questions, temperatures, turns of the "
+            "rollout that regenerates the negatives)"
+        )
+    if cfg.rollout is not None and get_task(cfg.rollout.task).name != task.name:
+        raise InputError(f"rollout.task: {cfg.rollout.task!r}, but collect.task is {cfg.collect.task!r}")
+    from nat_ray.prompts import get_template
+    from nat_ray.reformat import DEFAULT_TEMPLATE
+
+    for v in variants:
+        get_template(prompts_file(task, cfg.data_dir), v.template or DEFAULT_TEMPLATE[v.mode])
+    return PipelinePlan(cfg, Path(cfg.out), task, cfg.collect, cfg.train, cfg.eval, variants)
+
+
+def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
+    say: Say = (lambda m: print(m, flush=True)) if progress else (lambda _m: None)
+    plan = validate(cfg)
+    out = plan.out
+    say(f"pipeline: {len(plan.variants)} variant(s): {', '.join(v.name for v in plan.variants)}; run folder {out}")
+    collected = _collect(plan, say)
+    trajs = read_trajectories(out / "trajectories")
+    positives = sum(t.label == Label.POSITIVE for t in trajs)
+    negatives = sum(t.label == Label.NEGATIVE for t in trajs)
+    check_counts(plan.variants, positives, negatives, str(out / "trajectories"))
+    evals: dict[str, str] = {}
+    trained: dict[str, StageManifest] = {}
+    regenerated: StageManifest | None = None
+    for v in plan.variants:
+        upstream = {"collect": collected.config_hash}
+        if v.regenerated:
+            if regenerated is None:
+                source = plan.cfg.study.regenerate_from if plan.cfg.study else "vanilla"
+                regenerated = _regenerate(plan, source, trained[source].config_hash, say)
+            upstream["regenerate"] = regenerated.config_hash
+        built = _build(plan, v, upstream, say)
+        trained[v.name] = _train(plan, v, built.config_hash, progress, say)
+        model = str(out / "models" / v.name)
+        evals[v.name] = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
+    if cfg.study is None or cfg.study.base:
+        _eval(plan, "base", plan.train.model, {}, say)
+    if (cfg.study is None or cfg.study.teacher) and plan.collect.kind == "import":
+        _teacher(plan, collected.config_hash, say)
+    from nat_ray.evaluation.report import write_report
+
+    variants = [v.__dict__ for v in plan.variants]
+    report = run_stage(
+        out / "report",
+        "report",
+        None,
+        {"variants": [v.name for v in plan.variants], "task": plan.task.name},
+        evals,
+        lambda: write_report(out, dump_config(cfg), variants),
+        say,
+    )
+    say((out / "report" / "table.md").read_text())
+    names = [v.name for v in plan.variants]
+    return {"out": str(out), "variants": names, "report": str(out / "report"), **report.counts}
 
 
 def _data_path(cfg: RunConfig, path: str) -> str:
@@ -30,138 +132,108 @@ def _data_path(cfg: RunConfig, path: str) -> str:
     return str(p)
 
 
-def validate(cfg: RunConfig) -> list[Variant]:
-    """Everything checkable before any stage runs."""
-    missing = [name for name in ("collect", "train", "eval") if getattr(cfg, name) is None]
-    if missing:
-        raise InputError(f"a pipeline needs the sections: {', '.join(missing)}")
-    assert cfg.collect is not None and cfg.train is not None
-    task = get_task(cfg.collect.task)
-    if cfg.collect.kind == "rollout" and (cfg.rollout is None or cfg.policy is None):
-        raise InputError("collect kind 'rollout' needs the 'rollout' and 'policy' sections")
-    variants = expand(cfg.build or BuildStageConfig(), cfg.study, cfg.train.seed)
-    if any(v.mode == "nat-graded" for v in variants) and task.family != "qa":
-        raise InputError(f"study.modes: nat-graded needs a task with F1 (hotpotqa), not {task.name}")
-    from nat_ray.prompts import get_template
-    from nat_ray.reformat import DEFAULT_TEMPLATE
-
-    for v in variants:
-        get_template(prompts_file(task, cfg.data_dir), v.template or DEFAULT_TEMPLATE[v.mode])
-    return variants
-
-
-def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
-    say: Callable[[str], None] = (lambda m: print(m, flush=True)) if progress else (lambda _m: None)
-    variants = validate(cfg)
-    assert cfg.collect is not None and cfg.train is not None and cfg.eval is not None
-    out = Path(cfg.out)
-    say(f"pipeline: {len(variants)} variant(s): {', '.join(v.name for v in variants)}; run folder {out}")
-    collected = _collect(cfg, out / "trajectories", say)
-    trajs = read_trajectories(out / "trajectories")
-    positives = sum(t.label.value == "positive" for t in trajs)
-    negatives = sum(t.label.value == "negative" for t in trajs)
-    check_counts(variants, positives, negatives, str(out / "trajectories"))
-    rows: dict[str, dict] = {}
-    task = get_task(cfg.collect.task)
-    for v in variants:
-        built = _build(cfg, v, out, collected.config_hash, say)
-        trained = _train(cfg, v, out, built.config_hash, progress, say)
-        evaluated = _eval(cfg, v.name, str(out / "models" / v.name), out, {"train": trained.config_hash}, say)
-        rows[v.name] = {"variant": v.__dict__, "eval": evaluated.config_hash}
-    if cfg.study is None or cfg.study.base:
-        _eval(cfg, "base", cfg.train.model, out, {}, say)
-    if (cfg.study is None or cfg.study.teacher) and cfg.collect.kind == "import":
-        _teacher(out, collected.config_hash, say)
-    from nat_ray.evaluation.report import write_report
-
-    report = run_stage(
-        out / "report",
-        "report",
-        None,
-        {"variants": [v.name for v in variants], "task": task.name},
-        {name: r["eval"] for name, r in rows.items()},
-        lambda: write_report(out, dump_config(cfg), [v.__dict__ for v in variants]),
-        say,
-    )
-    say((out / "report" / "table.md").read_text())
-    return {"out": str(out), "variants": [v.name for v in variants], "report": str(out / "report"), **report.counts}
-
-
-def _collect(cfg: RunConfig, folder: Path, say: Callable[[str], None]):  # type: ignore[no-untyped-def]
-    c = cfg.collect
-    assert c is not None
+def _collect(plan: PipelinePlan, say: Say) -> StageManifest:
+    c, folder = plan.collect, plan.out / "trajectories"
     if c.kind == "import":
         from nat_ray.nat_import import ImportConfig, import_nat
 
-        questions, files = _data_path(cfg, c.questions or ""), [_data_path(cfg, f) for f in c.files]
-        view = c.model_dump(mode="json")
+        questions = _data_path(plan.cfg, c.questions or "")
+        files = [_data_path(plan.cfg, f) for f in c.files]
         inputs = {p: file_hash(p) for p in [questions, *files]}
 
         def body() -> dict:
-            meta = import_nat(
-                ImportConfig(task=c.task, questions=questions, out=str(folder), files=files, model=c.model),
-                overwrite=True,
-            )
-            return meta["counts"]
+            config = ImportConfig(task=c.task, questions=questions, out=str(folder), files=files, model=c.model)
+            return import_nat(config, overwrite=True)["counts"]
 
-        return run_stage(folder, "collect", None, view, inputs, body, say)
+        return run_stage(folder, "collect", None, c.model_dump(mode="json"), inputs, body, say)
+    return _rollout(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
+
+
+def _rollout(
+    plan: PipelinePlan,
+    stage: str,
+    folder: Path,
+    rollout: RolloutConfig,
+    policy: PolicyConfig,
+    upstream: dict[str, str],
+    say: Say,
+) -> StageManifest:
     from nat_ray.rollout.driver import run_rollout
 
-    assert cfg.rollout is not None and cfg.policy is not None
-    view_cfg = cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"task": c.task, "out": str(folder)})})
-    view = {"rollout": view_cfg.rollout.model_dump(mode="json"), "policy": cfg.policy.model_dump(mode="json")}
-    view["tools"] = cfg.tools.model_dump(mode="json")
-    return run_stage(folder, "collect", None, view, {}, lambda: run_rollout(view_cfg)["counts"], say)
+    rollout = rollout.model_copy(update={"out": str(folder)})
+    view_cfg = plan.cfg.model_copy(update={"rollout": rollout, "policy": policy})
+    view = {"rollout": rollout.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
+    view["tools"] = plan.cfg.tools.model_dump(mode="json")
+    return run_stage(folder, stage, None, view, upstream, lambda: run_rollout(view_cfg)["counts"], say)
 
 
-def _build(cfg: RunConfig, v: Variant, out: Path, upstream: str, say: Callable[[str], None]):  # type: ignore[no-untyped-def]
+def _regenerate(plan: PipelinePlan, source: str, upstream: str, say: Say) -> StageManifest:
+    """The ``source`` variant's checkpoint rolled out on the train questions with the template it was trained with:
+    its negatives replace the collected ones in the regenerated variants (the paper's negative-quality study)."""
+    from nat_ray.models import training_info
+
+    model = plan.out / "models" / source
+    rollout = plan.cfg.rollout_section
+    template = (training_info(model) or {}).get("template") or rollout.template
+    rollout = rollout.model_copy(update={"template": template})
+    policy = plan.engine(str(model), source=f"regenerated:{source}")
+    return _rollout(plan, "regenerate", plan.out / "regenerated", rollout, policy, {"train": upstream}, say)
+
+
+def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -> StageManifest:
     from nat_ray.reformat import ALL, BuildConfig, build
 
-    assert cfg.collect is not None
-    folder = out / "sets" / v.name
+    folder = plan.out / "sets" / v.name
+    negatives_from = str(plan.out / "regenerated") if v.regenerated else None
     config = BuildConfig(
-        trajectories=str(out / "trajectories"),
-        prompts=str(prompts_file(get_task(cfg.collect.task), cfg.data_dir)),
+        trajectories=str(plan.out / "trajectories"),
+        prompts=str(prompts_file(plan.task, plan.cfg.data_dir)),
         mode=v.mode,  # type: ignore[arg-type]
         template=v.template,
         pos_num=ALL if v.pos_num == "all" else int(v.pos_num),
         neg_num=ALL if v.neg_num == "all" else int(v.neg_num),
         seed=v.build_seed,
         out=str(folder / "train.jsonl"),
+        negatives_from=negatives_from,
     )
-    view = config.model_dump(mode="json", exclude={"out", "trajectories", "prompts"})
-    return run_stage(folder, "build", v.name, view, {"collect": upstream}, lambda: build(config)["counts"], say)
+    if negatives_from is not None and isinstance(v.neg_num, int):
+        have = sum(t.label == Label.NEGATIVE for t in read_trajectories(negatives_from))
+        if v.neg_num > have:
+            raise InputError(
+                f"study.negatives: {v.neg_num} negatives asked ({v.name}) but the regenerated trajectories "
+                f"({negatives_from}) hold {have}: roll out more questions (rollout.limit, rollout.temperatures)"
+            )
+    view = config.model_dump(mode="json", exclude={"out", "trajectories", "prompts", "negatives_from"})
+    if v.regenerated:  # (imported variants keep the hash they had before negative sources existed)
+        view["negative_source"] = v.negative_source
+    return run_stage(folder, "build", v.name, view, upstream, lambda: build(config)["counts"], say)
 
 
-def _train(cfg: RunConfig, v: Variant, out: Path, upstream: str, progress: bool, say):  # type: ignore[no-untyped-def]
+def _train(plan: PipelinePlan, v: Variant, upstream: str, progress: bool, say: Say) -> StageManifest:
     from nat_ray.training.trainer import run_train
 
-    assert cfg.train is not None
-    folder = out / "models" / v.name
-    data = str(out / "sets" / v.name / "train.jsonl")
-    train = cfg.train.model_copy(update={"data": data, "out": str(folder), "seed": v.train_seed})
-    view_cfg = cfg.model_copy(update={"train": train})
-    view = train.model_dump(mode="json", exclude={"data", "out"})
+    folder = plan.out / "models" / v.name
+    data = str(plan.out / "sets" / v.name / "train.jsonl")
+    train = plan.train.model_copy(update={"data": data, "out": str(folder), "seed": v.train_seed})
+    view_cfg = plan.cfg.model_copy(update={"train": train})
 
     def body() -> dict:
         summary = run_train(view_cfg, progress=progress)
         keep = ("step", "final_loss", "dev_perplexity", "tokens_seen", "wall_seconds", "peak_rss_gb_per_worker")
         return {k: summary.get(k) for k in keep}
 
+    view = train.model_dump(mode="json", exclude={"data", "out"})
     return run_stage(folder, "train", v.name, view, {"build": upstream}, body, say)
 
 
-def _eval(cfg: RunConfig, name: str, model: str, out: Path, upstream: dict, say):  # type: ignore[no-untyped-def]
-    from nat_ray.config import PolicyConfig
+def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], say: Say) -> StageManifest:
     from nat_ray.evaluation.driver import run_eval
 
-    assert cfg.eval is not None
-    folder = out / "eval" / name
-    base = cfg.policy.model_dump() if cfg.policy is not None and cfg.policy.kind == "transformers" else {}
-    policy = PolicyConfig.model_validate({**base, "kind": "transformers", "model": model})
-    view_cfg = cfg.model_copy(update={"policy": policy, "eval": cfg.eval.model_copy(update={"out": str(folder)})})
-    view = {"eval": cfg.eval.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
-    view["tools"] = cfg.tools.model_dump(mode="json")
+    folder = plan.out / "eval" / name
+    policy = plan.engine(model)
+    view_cfg = plan.cfg.model_copy(update={"policy": policy, "eval": plan.eval.model_copy(update={"out": str(folder)})})
+    view = {"eval": plan.eval.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
+    view["tools"] = plan.cfg.tools.model_dump(mode="json")
 
     def body() -> dict:
         m = run_eval(view_cfg, progress=False)
@@ -172,13 +244,13 @@ def _eval(cfg: RunConfig, name: str, model: str, out: Path, upstream: dict, say)
     return run_stage(folder, "eval", name, view, upstream, body, say)
 
 
-def _teacher(out: Path, upstream: str, say):  # type: ignore[no-untyped-def]
+def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
     from nat_ray.evaluation.driver import eval_trajectories
 
-    folder = out / "eval" / "teacher"
+    folder = plan.out / "eval" / "teacher"
 
     def body() -> dict:
-        m = eval_trajectories(out / "trajectories", folder)
+        m = eval_trajectories(plan.out / "trajectories", folder)
         return {f"{d}.accuracy": x["accuracy"] for d, x in m["datasets"].items()}
 
     return run_stage(folder, "eval", "teacher", {"teacher": True}, {"collect": upstream}, body, say)

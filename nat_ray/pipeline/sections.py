@@ -2,7 +2,8 @@
 
     collect: {kind: import, task: strategyqa, questions: FILE, files: [FILE, ...]}   # or {kind: rollout, task: ...}
     build:   {mode: nat, pos_num: 250, neg_num: 250, seed: 42}                        # the default variant
-    study:   {modes: [vanilla, nut, nat], negatives: [0, 250], templates: [...], seeds: [42, 43], base: true}
+    study:   {modes: [vanilla, nut, nat], negatives: [0, 250], templates: [...], seeds: [42, 43], base: true,
+              negative_source: [imported, regenerated], regenerate_from: vanilla}
 
 They are plain typed models (no Ray, no I/O); ``nat_ray.config.RunConfig`` holds them beside the stage sections.
 """
@@ -16,6 +17,7 @@ from pydantic import Field, model_validator
 from nat_ray.types import StrictModel
 
 Mode = Literal["vanilla", "nut", "nat", "nat-graded"]
+NegativeSource = Literal["imported", "regenerated"]
 
 
 class CollectConfig(StrictModel):
@@ -59,5 +61,9 @@ class StudyConfig(StrictModel):
     negatives: list[int | Literal["all"]] | None = Field(None, min_length=1)  # the paper's Figure 2 sweep
     templates: list[str] | None = Field(None, min_length=1)  # hint ablations, e.g. zero-shot-target-aware-prefix-AB
     seeds: list[int] | None = Field(None, min_length=1)  # training seeds per variant
+    # where the negatives come from: the collected trajectories, or a rollout of this run's `regenerate_from` model
+    # on the train questions (the `rollout` section's settings); positives are always the collected ones
+    negative_source: list[NegativeSource] | None = Field(None, min_length=1)
+    regenerate_from: str = "vanilla"  # the variant whose checkpoint regenerates the negatives
     base: bool = True  # also evaluate the base model (train.model) as a row
     teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)

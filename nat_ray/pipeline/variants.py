@@ -18,21 +18,30 @@ class Variant:
     neg_num: int | str
     build_seed: int
     train_seed: int
+    negative_source: str = "imported"  # or "regenerated": negatives from a rollout of this run's fine-tuned model
+
+    @property
+    def regenerated(self) -> bool:
+        return self.negative_source == "regenerated"
 
 
 def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) -> list[Variant]:
     """The variants of a study, in a stable order, without duplicates (vanilla is built without negatives, so a
-    negatives sweep gives it one variant)."""
+    negatives sweep or a negative-source study gives it one variant). Variants whose negatives are regenerated come
+    last: they need the ``regenerate_from`` variant's model."""
     study = study or StudyConfig()
     modes = study.modes or [build.mode]
     negatives = study.negatives or [build.neg_num]
     templates = study.templates or [build.template]
     seeds = study.seeds or [train_seed]
+    sources = study.negative_source or ["imported"]
     out: dict[str, Variant] = {}
-    for mode, neg, template, seed in itertools.product(modes, negatives, templates, seeds):
+    for source, mode, neg, template, seed in itertools.product(sources, modes, negatives, templates, seeds):
         if mode == "vanilla":
-            neg = 0
+            neg, source = 0, "imported"
         parts = [mode]
+        if study.negative_source and mode != "vanilla":
+            parts.append(source)
         if study.negatives and mode != "vanilla":
             parts.append(f"neg{neg}")
         if study.templates and template is not None:
@@ -40,15 +49,26 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
         if study.seeds:
             parts.append(f"seed{seed}")
         name = "-".join(parts)
-        out.setdefault(name, Variant(name, mode, template, build.pos_num, neg, build.seed, seed))
+        out.setdefault(name, Variant(name, mode, template, build.pos_num, neg, build.seed, seed, source))
     if not out:
         raise InputError("study: the study expands to no variant")
-    return list(out.values())
+    variants = sorted(out.values(), key=lambda v: v.regenerated)  # stable: the study's order otherwise
+    if any(v.regenerated for v in variants):
+        source = next((v for v in variants if v.name == study.regenerate_from), None)
+        if source is None or source.regenerated:
+            names = ", ".join(v.name for v in variants if not v.regenerated)
+            raise InputError(
+                f"study.regenerate_from: {study.regenerate_from!r} is not a variant trained on the collected "
+                f"trajectories (the study has: {names})"
+            )
+    return variants
 
 
 def check_counts(variants: list[Variant], positives: int, negatives: int, where: str) -> None:
     """A variant asking for more positives / negatives than the trajectories hold is an error, before any training."""
     for v in variants:
+        if v.regenerated:
+            continue  # their negatives do not exist yet: checked when they are regenerated
         if isinstance(v.pos_num, int) and v.pos_num > positives:
             raise InputError(f"build.pos_num: {v.pos_num} positives asked ({v.name}) but {where} has {positives}")
         if isinstance(v.neg_num, int) and v.neg_num > negatives:

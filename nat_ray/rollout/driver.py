@@ -88,8 +88,7 @@ def start_ray(cfg: RunConfig) -> None:
 
 def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
     validate(cfg)
-    rc, pc = cfg.rollout, cfg.policy
-    assert rc is not None and pc is not None
+    rc, pc = cfg.rollout_section, cfg.policy_section
     specs = plan_episodes(cfg)
     writer = TrajectoryWriter(cfg.trajectories_dir(), dump_config(cfg), identity(cfg), rc.flush_every)
     todo = [s for s in specs if s.key not in writer.done]

@@ -11,21 +11,20 @@ from nat_ray.tasks import data_file, get_task, load_questions_file, prompts_file
 
 
 def prompts_path(cfg: RunConfig) -> Path:
-    assert cfg.rollout is not None
-    if cfg.rollout.prompts:
-        return Path(cfg.rollout.prompts)
-    return prompts_file(get_task(cfg.rollout.task), cfg.data_dir)
+    rc = cfg.rollout_section
+    if rc.prompts:
+        return Path(rc.prompts)
+    return prompts_file(get_task(rc.task), cfg.data_dir)
 
 
 def source_tag(cfg: RunConfig) -> str:
-    assert cfg.policy is not None
-    return cfg.policy.source or f"rollout:{cfg.policy.kind}"
+    pc = cfg.policy_section
+    return pc.source or f"rollout:{pc.kind}"
 
 
 def episode_settings(cfg: RunConfig) -> EpisodeSettings:
     """The task and template resolved once, for the env workers."""
-    rc, pc = cfg.rollout, cfg.policy
-    assert rc is not None and pc is not None
+    rc, pc = cfg.rollout_section, cfg.policy_section
     return EpisodeSettings(
         task=get_task(rc.task),
         template=get_template(prompts_path(cfg), rc.template),
@@ -37,8 +36,7 @@ def episode_settings(cfg: RunConfig) -> EpisodeSettings:
 
 
 def plan_episodes(cfg: RunConfig) -> list[EpisodeSpec]:
-    rc = cfg.rollout
-    assert rc is not None
+    rc = cfg.rollout_section
     task = get_task(rc.task)
     path = data_file(rc.questions, cfg.data_dir) if rc.questions else task_file(task, rc.split, cfg.data_dir)
     questions = load_questions_file(task, path)[rc.offset :]
@@ -54,8 +52,7 @@ def plan_episodes(cfg: RunConfig) -> list[EpisodeSpec]:
 
 def identity(cfg: RunConfig) -> dict:
     """The settings that define a rollout's episodes; resuming into an output made with others is refused."""
-    rc, pc = cfg.rollout, cfg.policy
-    assert rc is not None and pc is not None
+    rc, pc = cfg.rollout_section, cfg.policy_section
     return {
         "task": get_task(rc.task).name,
         "split": rc.split,

@@ -147,10 +147,9 @@ def run_episodes(
     stop them. Returns the stream's timings and the session's counters (tool pools, engines started)."""
     from actors.session import ActorSession
 
-    assert cfg.policy is not None
     with ActorSession(
         cfg.tools,
-        cfg.policy,
+        cfg.policy_section,
         {s.task.tool for s in settings.values()},
         env_workers_min=section.env_workers.min,
         search_cache=cfg.search_cache_path(),

@@ -63,8 +63,7 @@ def prepare_data(cfg: RunConfig) -> tuple[Path, list[dict], list[dict], dict]:
     """Validate the model and data and tokenise: (model path, train rows, dev rows, stats incl. the longest row)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    tc = cfg.train
-    assert tc is not None
+    tc = cfg.train_section
     model_path = resolve_model_path(tc.model)
     architectures = AutoConfig.from_pretrained(model_path).architectures or []
     if not any(a.endswith("ForCausalLM") for a in architectures):
@@ -92,8 +91,7 @@ def estimate_memory(cfg: RunConfig, model_path: Path, longest: int) -> int:
     """Estimated peak resident memory of one worker, in bytes (CPU runs; see ``nat_ray.training.memory``)."""
     from transformers import AutoConfig
 
-    tc = cfg.train
-    assert tc is not None
+    tc = cfg.train_section
     return estimate_peak_bytes(
         ModelShape.from_config(AutoConfig.from_pretrained(model_path)),
         tc.strategy,
@@ -110,8 +108,7 @@ def preflight_memory(cfg: RunConfig, estimate: int, longest: int) -> None:
     """Refuse a CPU run on an embedded local cluster whose workers cannot all fit in this machine's free memory."""
     import psutil
 
-    tc = cfg.train
-    assert tc is not None
+    tc = cfg.train_section
     if not tc.check_memory or tc.use_gpu or cfg.ray_address or os.environ.get("RAY_ADDRESS"):
         return  # GPU memory, or other machines' memory: not this machine's to judge
     what = f"this run ({tc.strategy}, micro_batch_size {tc.micro_batch_size}, sequences up to {longest} tokens"
@@ -134,8 +131,7 @@ def _memory_failure(exc: BaseException, cfg: RunConfig, peak_gb: float | None) -
         seen = seen.__cause__ or seen.__context__
     if not _RAY_OOM.search(text):
         return None
-    tc = cfg.train
-    assert tc is not None
+    tc = cfg.train_section
     node = re.search(r"(\d+(?:\.\d+)?GB) */ *(\d+(?:\.\d+)?GB)", text)
     used = f" (node memory {node.group(1)} of {node.group(2)})" if node else ""
     peak = f"; the largest worker had reached {peak_gb:.1f} GB" if peak_gb else ""

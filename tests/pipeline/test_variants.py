@@ -45,6 +45,19 @@ def test_templates_and_seeds_are_axes_too() -> None:
     assert [v.name for v in expand(BuildStageConfig(mode="nut"), None, 0)] == ["nut"]
 
 
+def test_negative_source_regenerated_variants_come_after_the_model_that_regenerates() -> None:
+    study = StudyConfig(modes=["nat", "vanilla", "nut"], negative_source=["regenerated", "imported"])
+    vs = expand(BuildStageConfig(pos_num=10, neg_num=10), study, 0)
+    assert [v.name for v in vs] == ["vanilla", "nat-imported", "nut-imported", "nat-regenerated", "nut-regenerated"]
+    assert [v.negative_source for v in vs] == ["imported"] * 3 + ["regenerated"] * 2
+    check_counts(vs, positives=10, negatives=10, where="traj")  # regenerated negatives are checked when they exist
+    with pytest.raises(InputError, match=r"study.regenerate_from: 'nat' is not a variant trained on the collected"):
+        study = StudyConfig(modes=["nat"], negative_source=["regenerated"], regenerate_from="nat")
+        expand(BuildStageConfig(), study, 0)
+    with pytest.raises(InputError, match=r"regenerate_from: 'vanilla' .*\(the study has: \)"):
+        expand(BuildStageConfig(), StudyConfig(modes=["nat"], negative_source=["regenerated"]), 0)
+
+
 def test_counts_above_what_exists_name_the_field() -> None:
     vs = expand(BuildStageConfig(pos_num=10), StudyConfig(modes=["nat"], negatives=[5, 50]), 0)
     check_counts(vs, positives=10, negatives=50, where="traj")
@@ -64,4 +77,10 @@ def test_bad_pipeline_configs_fail_before_any_stage(tmp_path: Path) -> None:
         load_config(config, ["collect.files=[]"])
     with pytest.raises(InputError, match=r"study\.modes"):
         load_config(config, ["study.modes=[]"])
+    with pytest.raises(InputError, match=r"study.negative_source: 'regenerated' needs the 'rollout' section"):
+        validate(load_config(config, [f"out={tmp_path}", "study.negative_source=[imported, regenerated]"]))
+    with pytest.raises(InputError, match=r"study\.negative_source"):
+        load_config(config, ["study.negative_source=[made-up]"])
+    with pytest.raises(InputError, match=r"rollout.task: 'gsm8k', but collect.task is 'strategyqa'"):
+        validate(load_config(config, [f"out={tmp_path}", "rollout={task: gsm8k}"]))
     assert not any(tmp_path.iterdir())
