@@ -178,6 +178,13 @@ def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path)
                     [100 * (x["accuracy_ci95"][1] - (x["accuracy"] or 0)) for _, x in pts_d],
                 ]
                 ax.errorbar(xs, acc, yerr=err, marker="o", capsize=3, label=f"{mode} {d}")
+        for v in variants:  # vanilla: the positives alone, the sweep's point at 0 negatives
+            for d in datasets if v["mode"] == "vanilla" else []:
+                x = rows.get(v["name"], {}).get("datasets", {}).get(d)
+                if x is not None and x["accuracy"] is not None:
+                    lo, hi = x["accuracy_ci95"]
+                    yerr = [[100 * (x["accuracy"] - lo)], [100 * (hi - x["accuracy"])]]
+                    ax.errorbar([0], [100 * x["accuracy"]], yerr=yerr, marker="s", capsize=3, label=f"{v['name']} {d}")
         labels = ("number of negatives", "accuracy, % (95% CI)", "Accuracy vs negatives")
         made.append(_save(fig, ax, report / "accuracy_vs_negatives.png", *labels))
         ppl = [(mode, n, info.get("dev_perplexity")) for mode, pts in by_mode.items() for n, _, info in pts]
