@@ -276,6 +276,9 @@ class RunConfig(StrictModel):
     collect: CollectConfig | None = None
     build: BuildStageConfig | None = None
     study: StudyConfig | None = None
+    # the engine that serves the pipeline's own models (eval, regeneration) when `policy` is an endpoint (the teacher);
+    # its `model` is replaced by each model. Default: `policy` when it is an engine, else a transformers engine.
+    engine: PolicyConfig | None = None
 
     # Each stage reads its sections through these: present and typed, or one clear error naming the section.
     def _section(self, name: str) -> Any:

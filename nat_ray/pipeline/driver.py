@@ -46,10 +46,10 @@ class PipelinePlan:
         return any(v.regenerated for v in self.variants)
 
     def engine(self, model: str, source: str | None = None) -> PolicyConfig:
-        """An in-cluster engine on ``model``: the ``policy`` section's when it is one (``transformers`` or ``vllm``,
-        with its batch, token and GPU settings), else a default ``transformers`` engine (the section may name an
-        endpoint, the teacher that collected the trajectories, which cannot serve this run's checkpoints)."""
-        pc = self.cfg.policy
+        """An in-cluster engine on ``model``: the ``engine`` section, else the ``policy`` section when it is an engine
+        (``transformers`` or ``vllm``, with its batch, token and GPU settings), else a default ``transformers`` engine
+        (``policy`` may name an endpoint: the teacher that collects, which cannot serve this run's checkpoints)."""
+        pc = self.cfg.engine or self.cfg.policy
         base = pc.model_dump() if pc is not None and pc.kind in ("transformers", "vllm") else {"kind": "transformers"}
         return PolicyConfig.model_validate({**base, "model": model, "source": source})
 
@@ -70,6 +70,8 @@ def validate(cfg: RunConfig) -> PipelinePlan:
             "study.negative_source: 'regenerated' needs the 'rollout' section (questions, temperatures, turns of the "
             "rollout that regenerates the negatives)"
         )
+    if cfg.engine is not None and cfg.engine.kind not in ("transformers", "vllm"):
+        raise InputError(f"engine.kind: transformers or vllm (it serves the run's models), not {cfg.engine.kind}")
     if cfg.rollout is not None and get_task(cfg.rollout.task).name != task.name:
         raise InputError(f"rollout.task: {cfg.rollout.task!r}, but collect.task is {cfg.collect.task!r}")
     from nat_ray.prompts import get_template
