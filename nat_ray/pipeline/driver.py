@@ -20,7 +20,7 @@ from pathlib import Path
 from nat_ray.config import EvalConfig, PolicyConfig, RolloutConfig, RunConfig, TrainConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.pipeline.sections import BuildStageConfig, CollectConfig
-from nat_ray.pipeline.stages import file_hash, run_stage
+from nat_ray.pipeline.stages import config_hash, file_hash, read_stage, run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
 from nat_ray.storage import read_trajectories
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
@@ -85,6 +85,7 @@ def validate(cfg: RunConfig) -> PipelinePlan:
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     say: Say = (lambda m: print(m, flush=True)) if progress else (lambda _m: None)
     plan = validate(cfg)
+    check_out(plan)
     out = plan.out
     say(f"pipeline: {len(plan.variants)} variant(s): {', '.join(v.name for v in plan.variants)}; run folder {out}")
     collected = _collect(plan, say)
@@ -134,21 +135,52 @@ def _data_path(cfg: RunConfig, path: str) -> str:
     return str(p)
 
 
+def _collect_identity(plan: PipelinePlan) -> tuple[dict, dict[str, str]]:
+    """The collect stage's view and inputs (data files with their content hashes)."""
+    c = plan.collect
+    if c.kind == "import":
+        paths = [_data_path(plan.cfg, c.questions or ""), *(_data_path(plan.cfg, f) for f in c.files)]
+        return c.model_dump(mode="json"), {p: file_hash(p) for p in paths}
+    view, _ = _rollout_view(plan, plan.out / "trajectories", plan.cfg.rollout_section, plan.cfg.policy_section)
+    return view, {}
+
+
+def check_out(plan: PipelinePlan) -> None:
+    """A run folder whose trajectories were collected with another config holds another run: refuse it before any
+    stage runs, rather than delete what may have cost a long rollout (later stages are redone when they change)."""
+    old = read_stage(plan.out / "trajectories")
+    if old is not None and old.config_hash != config_hash(*_collect_identity(plan)):
+        raise InputError(
+            f"out: {plan.out} holds a run whose trajectories were collected with another config (collect, its data "
+            f"files, or the collecting policy differ): choose another out, or remove {plan.out / 'trajectories'} "
+            "to collect again"
+        )
+
+
 def _collect(plan: PipelinePlan, say: Say) -> StageManifest:
     c, folder = plan.collect, plan.out / "trajectories"
+    view, inputs = _collect_identity(plan)
     if c.kind == "import":
         from nat_ray.nat_import import ImportConfig, import_nat
 
-        questions = _data_path(plan.cfg, c.questions or "")
-        files = [_data_path(plan.cfg, f) for f in c.files]
-        inputs = {p: file_hash(p) for p in [questions, *files]}
+        questions, *files = inputs
 
         def body() -> dict:
             config = ImportConfig(task=c.task, questions=questions, out=str(folder), files=files, model=c.model)
             return import_nat(config, overwrite=True)["counts"]
 
-        return run_stage(folder, "collect", None, c.model_dump(mode="json"), inputs, body, say)
+        return run_stage(folder, "collect", None, view, inputs, body, say)
     return _rollout(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
+
+
+def _rollout_view(
+    plan: PipelinePlan, folder: Path, rollout: RolloutConfig, policy: PolicyConfig
+) -> tuple[dict, RunConfig]:
+    rollout = rollout.model_copy(update={"out": str(folder)})
+    view_cfg = plan.cfg.model_copy(update={"rollout": rollout, "policy": policy})
+    view = {"rollout": rollout.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
+    view["tools"] = plan.cfg.tools.model_dump(mode="json")
+    return view, view_cfg
 
 
 def _rollout(
@@ -162,10 +194,7 @@ def _rollout(
 ) -> StageManifest:
     from nat_ray.rollout.driver import run_rollout
 
-    rollout = rollout.model_copy(update={"out": str(folder)})
-    view_cfg = plan.cfg.model_copy(update={"rollout": rollout, "policy": policy})
-    view = {"rollout": rollout.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
-    view["tools"] = plan.cfg.tools.model_dump(mode="json")
+    view, view_cfg = _rollout_view(plan, folder, rollout, policy)
     return run_stage(folder, stage, None, view, upstream, lambda: run_rollout(view_cfg)["counts"], say)
 
 

@@ -84,3 +84,17 @@ def test_bad_pipeline_configs_fail_before_any_stage(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"rollout.task: 'gsm8k', but collect.task is 'strategyqa'"):
         validate(load_config(config, [f"out={tmp_path}", "rollout={task: gsm8k}"]))
     assert not any(tmp_path.iterdir())
+
+
+def test_an_out_holding_another_run_is_refused_before_any_stage(tmp_path: Path) -> None:
+    from nat_ray.pipeline.driver import run_pipeline
+    from nat_ray.pipeline.stages import STAGE_FILE
+    from nat_ray.types import StageManifest
+
+    (tmp_path / "trajectories").mkdir()
+    other = StageManifest(stage="collect", config_hash="0123456789abcdef", complete=True)
+    (tmp_path / "trajectories" / STAGE_FILE).write_text(other.model_dump_json())
+    cfg = load_config(REPO / "configs/ci_pipeline.yaml", [f"out={tmp_path}"])
+    with pytest.raises(InputError, match=r"out: .* holds a run whose trajectories were collected with another config"):
+        run_pipeline(cfg, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trajectories"]  # nothing was touched
