@@ -22,9 +22,8 @@ from nat_ray.errors import InputError
 from nat_ray.pipeline.sections import BuildStageConfig, CollectConfig
 from nat_ray.pipeline.stages import config_hash, file_hash, read_stage, run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
-from nat_ray.storage import read_trajectories
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
-from nat_ray.types import Label, StageManifest
+from nat_ray.types import StageManifest
 
 Say = Callable[[str], None]
 
@@ -89,10 +88,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     out = plan.out
     say(f"pipeline: {len(plan.variants)} variant(s): {', '.join(v.name for v in plan.variants)}; run folder {out}")
     collected = _collect(plan, say)
-    trajs = read_trajectories(out / "trajectories")
-    positives = sum(t.label == Label.POSITIVE for t in trajs)
-    negatives = sum(t.label == Label.NEGATIVE for t in trajs)
-    check_counts(plan.variants, positives, negatives, str(out / "trajectories"))
+    check_counts(plan.variants, _count(collected, "positive"), _count(collected, "negative"), str(out / "trajectories"))
     evals: dict[str, str] = {}
     trained: dict[str, StageManifest] = {}
     regenerated: StageManifest | None = None
@@ -102,6 +98,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
             if regenerated is None:
                 source = plan.cfg.study.regenerate_from if plan.cfg.study else "vanilla"
                 regenerated = _regenerate(plan, source, trained[source].config_hash, say)
+                where = f"the regenerated trajectories ({out / 'regenerated'})"
+                hint = ": roll out more questions (rollout.limit, rollout.temperatures)"
+                check_counts(plan.variants, 0, _count(regenerated, "negative"), where, regenerated=True, hint=hint)
             upstream["regenerate"] = regenerated.config_hash
         built = _build(plan, v, upstream, say)
         trained[v.name] = _train(plan, v, built.config_hash, progress, say)
@@ -126,6 +125,11 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     say((out / "report" / "table.md").read_text())
     names = [v.name for v in plan.variants]
     return {"out": str(out), "variants": names, "report": str(out / "report"), **report.counts}
+
+
+def _count(stage: StageManifest, label: str) -> int:
+    """Trajectories with ``label`` in a collect / regenerate stage's output, from its manifest."""
+    return int(stage.counts.get(label) or 0)
 
 
 def _data_path(cfg: RunConfig, path: str) -> str:
@@ -227,13 +231,6 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
         out=str(folder / "train.jsonl"),
         negatives_from=negatives_from,
     )
-    if negatives_from is not None and isinstance(v.neg_num, int):
-        have = sum(t.label == Label.NEGATIVE for t in read_trajectories(negatives_from))
-        if v.neg_num > have:
-            raise InputError(
-                f"study.negatives: {v.neg_num} negatives asked ({v.name}) but the regenerated trajectories "
-                f"({negatives_from}) hold {have}: roll out more questions (rollout.limit, rollout.temperatures)"
-            )
     view = config.model_dump(mode="json", exclude={"out", "trajectories", "prompts", "negatives_from"})
     if v.regenerated:  # (imported variants keep the hash they had before negative sources existed)
         view["negative_source"] = v.negative_source

@@ -64,13 +64,22 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
     return variants
 
 
-def check_counts(variants: list[Variant], positives: int, negatives: int, where: str) -> None:
-    """A variant asking for more positives / negatives than the trajectories hold is an error, before any training."""
+def check_counts(
+    variants: list[Variant],
+    positives: int,
+    negatives: int,
+    where: str,
+    regenerated: bool = False,
+    hint: str = "",
+) -> None:
+    """A variant asking for more positives / negatives than the trajectories hold is an error, before it is built:
+    the collected trajectories for the other variants (before any training), the regenerated ones for the variants
+    that use them (``regenerated=True``, once they exist)."""
     for v in variants:
-        if v.regenerated:
-            continue  # their negatives do not exist yet: checked when they are regenerated
-        if isinstance(v.pos_num, int) and v.pos_num > positives:
+        if v.regenerated != regenerated:
+            continue
+        if not regenerated and isinstance(v.pos_num, int) and v.pos_num > positives:
             raise InputError(f"build.pos_num: {v.pos_num} positives asked ({v.name}) but {where} has {positives}")
         if isinstance(v.neg_num, int) and v.neg_num > negatives:
             field = "study.negatives" if v.mode != "vanilla" else "build.neg_num"
-            raise InputError(f"{field}: {v.neg_num} negatives asked ({v.name}) but {where} has {negatives}")
+            raise InputError(f"{field}: {v.neg_num} negatives asked ({v.name}) but {where} has {negatives}{hint}")
