@@ -137,6 +137,14 @@ def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> str:  # 
     return path.name
 
 
+def _errorbar(ax, points: list[tuple[int, dict]], marker: str, label: str) -> None:  # type: ignore[no-untyped-def]
+    """Accuracy % at each number of negatives, with its 95% interval as the error bar."""
+    acc = [100 * (x["accuracy"] or 0) for _, x in points]
+    low = [a - 100 * x["accuracy_ci95"][0] for a, (_, x) in zip(acc, points, strict=True)]
+    high = [100 * x["accuracy_ci95"][1] - a for a, (_, x) in zip(acc, points, strict=True)]
+    ax.errorbar([n for n, _ in points], acc, yerr=[low, high], marker=marker, capsize=3, label=label)
+
+
 def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path) -> list[str]:
     import matplotlib
 
@@ -171,20 +179,12 @@ def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path)
         for mode, pts in by_mode.items():
             for d in datasets:
                 pts_d = sorted((n, m["datasets"][d]) for n, m, _ in pts if d in m["datasets"])
-                xs = [n for n, _ in pts_d]
-                acc = [100 * (x["accuracy"] or 0) for _, x in pts_d]
-                err = [
-                    [100 * ((x["accuracy"] or 0) - x["accuracy_ci95"][0]) for _, x in pts_d],
-                    [100 * (x["accuracy_ci95"][1] - (x["accuracy"] or 0)) for _, x in pts_d],
-                ]
-                ax.errorbar(xs, acc, yerr=err, marker="o", capsize=3, label=f"{mode} {d}")
+                _errorbar(ax, pts_d, "o", f"{mode} {d}")
         for v in variants:  # vanilla: the positives alone, the sweep's point at 0 negatives
             for d in datasets if v["mode"] == "vanilla" else []:
                 x = rows.get(v["name"], {}).get("datasets", {}).get(d)
                 if x is not None and x["accuracy"] is not None:
-                    lo, hi = x["accuracy_ci95"]
-                    yerr = [[100 * (x["accuracy"] - lo)], [100 * (hi - x["accuracy"])]]
-                    ax.errorbar([0], [100 * x["accuracy"]], yerr=yerr, marker="s", capsize=3, label=f"{v['name']} {d}")
+                    _errorbar(ax, [(0, x)], "s", f"{v['name']} {d}")
         labels = ("number of negatives", "accuracy, % (95% CI)", "Accuracy vs negatives")
         made.append(_save(fig, ax, report / "accuracy_vs_negatives.png", *labels))
         ppl = [(mode, n, info.get("dev_perplexity")) for mode, pts in by_mode.items() for n, _, info in pts]
