@@ -19,13 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -137,36 +134,13 @@ def orchestration(args, workdir: Path, data: Path) -> dict:
 
 def real_server(args, workdir: Path) -> dict:
     from nat_ray.models import prepare
+    from nat_ray.policy.serve import transformers_serve
 
-    model = prepare("smollm2")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("transformers")
-    cmd = [
-        str(exe),
-        "serve",
-        str(model),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--continuous-batching",
-        "--cb-num-blocks",
-        "128",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
+    with transformers_serve(prepare("smollm2")) as base_url:
         n = 6 if args.quick else 16
         overrides = [
             f"out={workdir}/serve",
-            f"policy={{kind: openai, base_url: 'http://127.0.0.1:{port}/v1', model: auto, max_tokens: 48}}",
+            f"policy={{kind: openai, base_url: '{base_url}', model: auto, max_tokens: 48}}",
             "rollout.split=test",
             f"rollout.limit={n}",
             "rollout.temperatures=[0.7]",
@@ -193,9 +167,6 @@ def real_server(args, workdir: Path) -> dict:
             "episodes_ratio": pool["episodes_per_s"] / seq["episodes_per_s"],
             "tokens_ratio": pool["tokens_per_s"] / seq["tokens_per_s"] if seq["tokens_per_s"] else None,
         }
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def main() -> None:

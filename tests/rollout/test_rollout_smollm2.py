@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from nat_ray.config import load_config
+from nat_ray.policy.serve import transformers_serve
 from nat_ray.rollout.driver import run_rollout
 from nat_ray.storage import read_trajectories
 from nat_ray.types import FinishReason, Label
@@ -22,41 +18,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def served(smollm2: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("transformers")
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "serve",
-            str(smollm2),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--continuous-batching",
-            "--cb-num-blocks",
-            "128",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None, "transformers serve exited"
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("transformers serve did not come up")
-    yield f"{url}/v1"
-    proc.terminate()
-    proc.wait(timeout=60)
+    with transformers_serve(smollm2) as base_url:
+        yield base_url
 
 
 COMMON = [
