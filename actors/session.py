@@ -21,8 +21,9 @@ import ray
 from actors.engine import start_engines
 from actors.pool import ElasticPool
 from actors.tools import CalculatorActor, SearchActor
-from nat_ray.config import PolicyConfig, ToolsConfig
+from nat_ray.config import PolicyConfig
 from nat_ray.errors import InputError
+from nat_ray.tools.config import ToolsConfig
 
 # Env workers mostly wait on the policy; a quarter CPU each lets many share a node with the engines and tools.
 ENV_WORKER_CPUS = 0.25

@@ -33,7 +33,7 @@ class SearchActor:
     def __init__(self, config: dict, cache_path: str | None = None) -> None:
         import torch
 
-        from nat_ray.config import SearchConfig
+        from nat_ray.tools.config import SearchConfig
         from nat_ray.tools.search import build_pipeline
         from nat_ray.tools.search.batcher import MicroBatcher
 

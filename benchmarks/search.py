@@ -32,11 +32,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.tools import SearchActor
-from nat_ray.config import SearchConfig
 from nat_ray.models import prepare
 from nat_ray.react import parse_reply
 from nat_ray.storage import read_records, write_json
 from nat_ray.tasks import resolve_data_dir
+from nat_ray.tools.config import SearchConfig
 from nat_ray.tools.search.local import LocalBM25, build_index
 from nat_ray.tools.search.pipeline import SearchPipeline
 from nat_ray.tools.search.rank import DPRReranker, EmbeddingFilter

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from nat_ray.config import SearchConfig
 from nat_ray.errors import InputError
 from nat_ray.policy.base import SamplingParams
 from nat_ray.prompts import PromptTemplate
 from nat_ray.react import Episode
 from nat_ray.tasks import Question, TaskSpec
 from nat_ray.tools.base import Tool
+from nat_ray.tools.config import SearchConfig
 
 HINTS = ("auto", "correct", "incorrect", "none")
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from nat_ray.config import PolicyConfig, RunConfig, SearchConfig, dump_config
+from nat_ray.config import PolicyConfig, RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.policy.base import PolicyError
 from nat_ray.prompts import PromptTemplate, get_template
@@ -24,6 +24,7 @@ from nat_ray.rollout.plan import episode_settings, identity, plan_episodes, prom
 from nat_ray.rollout.stream import run_episodes, steady_rate
 from nat_ray.rollout.writer import TrajectoryWriter
 from nat_ray.tasks import get_task
+from nat_ray.tools.config import SearchConfig
 
 
 def validate(cfg: RunConfig) -> None:

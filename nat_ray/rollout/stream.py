@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from nat_ray.config import PoolConfig, RunConfig
+from nat_ray.config import RunConfig
 from nat_ray.episode import EpisodeSettings, EpisodeSpec
+from nat_ray.tools.config import PoolConfig
 
 
 def steady_rate(

@@ -22,7 +22,7 @@ def test_explanations_never_start_with_or_consist_of_a_bare_yes_or_no(data_dir: 
 
 
 def test_the_source_is_opt_in_and_builds_into_an_index(tmp_path: Path, data_dir: Path) -> None:
-    from nat_ray.config import SearchIndexConfig
+    from nat_ray.tools.config import SearchIndexConfig
 
     assert "strategyqa_test_explanations" in SOURCES
     assert "strategyqa_test_explanations" not in SearchIndexConfig(path="x").sources
