@@ -84,10 +84,11 @@ def validate(cfg: RunConfig) -> PipelinePlan:
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     say: Say = (lambda m: print(m, flush=True)) if progress else (lambda _m: None)
     plan = validate(cfg)
-    check_out(plan)
+    identity = _collect_identity(plan)  # hashes the data files: once, for the check and the stage
+    check_out(plan, identity)
     out = plan.out
     say(f"pipeline: {len(plan.variants)} variant(s): {', '.join(v.name for v in plan.variants)}; run folder {out}")
-    collected = _collect(plan, say)
+    collected = _collect(plan, identity, say)
     check_counts(plan.variants, _count(collected, "positive"), _count(collected, "negative"), str(out / "trajectories"))
     evals: dict[str, str] = {}
     trained: dict[str, StageManifest] = {}
@@ -149,11 +150,11 @@ def _collect_identity(plan: PipelinePlan) -> tuple[dict, dict[str, str]]:
     return view, {}
 
 
-def check_out(plan: PipelinePlan) -> None:
+def check_out(plan: PipelinePlan, identity: tuple[dict, dict[str, str]]) -> None:
     """A run folder whose trajectories were collected with another config holds another run: refuse it before any
     stage runs, rather than delete what may have cost a long rollout (later stages are redone when they change)."""
     old = read_stage(plan.out / "trajectories")
-    if old is not None and old.config_hash != config_hash(*_collect_identity(plan)):
+    if old is not None and old.config_hash != config_hash(*identity):
         raise InputError(
             f"out: {plan.out} holds a run whose trajectories were collected with another config (collect, its data "
             f"files, or the collecting policy differ): choose another out, or remove {plan.out / 'trajectories'} "
@@ -161,9 +162,9 @@ def check_out(plan: PipelinePlan) -> None:
         )
 
 
-def _collect(plan: PipelinePlan, say: Say) -> StageManifest:
+def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say) -> StageManifest:
     c, folder = plan.collect, plan.out / "trajectories"
-    view, inputs = _collect_identity(plan)
+    view, inputs = identity
     if c.kind == "import":
         from nat_ray.nat_import import ImportConfig, import_nat
 
