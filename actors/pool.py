@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from typing import Any
 
 import ray
@@ -32,8 +33,17 @@ class ElasticPool:
         check_every_s: float = 1.0,
         idle_s: float = 30.0,
     ) -> None:
-        self._remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_concurrency=1000)(actor_cls)
-        self.name = ray.get_runtime_context().get_actor_name() or "pool"
+        # A member whose process or node is lost restarts and its calls are retried (tool calls are idempotent); one
+        # killed for good (ray.kill) or failing to restart is replaced by the loop below.
+        self._remote = ray.remote(
+            num_cpus=num_cpus, num_gpus=num_gpus, max_concurrency=1000, max_restarts=-1, max_task_retries=-1
+        )(actor_cls)
+        context = ray.get_runtime_context()
+        self.name = context.get_actor_name() or "pool"
+        # a restarted manager's members are new actors (the old ones died with the old manager, their owner): new
+        # names, so a name still held by a dying member cannot collide
+        if context.was_current_actor_reconstructed:
+            self.name += f"/r{uuid.uuid4().hex[:6]}"
         self._created = 0
         self.actor_kwargs = actor_kwargs
         self.min_size, self.max_size = min_size, max_size

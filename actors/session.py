@@ -56,7 +56,8 @@ class ActorSession:
                 self.pools["search"] = self._search_pool(search_cache)
             if policy.kind in ("transformers", "vllm"):
                 self.engines = start_engines(policy, self.run_id)
-            self.events = Queue(actor_options={"num_cpus": 0})
+            # progress only: a restarted queue loses the events it held, never an episode
+            self.events = Queue(actor_options={"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1})
         except BaseException:
             self.close()
             raise
@@ -90,7 +91,11 @@ class ActorSession:
         raise InputError(message + ": lower the num_cpus / num_gpus / pool sizes in the config")
 
     def _manager(self, name: str) -> Any:
-        return ray.remote(num_cpus=0, max_concurrency=1000)(ElasticPool).options(name=name)
+        # Restarted where Ray can place it when its process or node is lost; calls made meanwhile wait and are retried
+        # (members_list, report_dead and stats are safe to repeat). A restarted manager starts a fresh set of members.
+        return ray.remote(num_cpus=0, max_concurrency=1000, max_restarts=-1, max_task_retries=-1)(ElasticPool).options(
+            name=name
+        )
 
     def _calculator_pool(self) -> tuple[str, Any]:
         calc = self.tools_cfg.calculator

@@ -108,6 +108,49 @@ def test_ray_killed_calculator_actor_is_replaced(tmp_path: Path, ray_local) -> N
     assert meta["run"]["tool_pools"]["calculate"]["replaced"] >= 1
 
 
+def _sigkill_actor_process(title: str) -> list[int]:
+    """SIGKILL the worker process of an actor (Ray titles it "ray::<class name>"), as a lost node or OOM would."""
+    import psutil
+
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if title in " ".join(p.info["cmdline"] or []) and p.info["pid"] != os.getpid():
+            os.kill(p.info["pid"], signal.SIGKILL)
+            return [p.info["pid"]]
+    return []
+
+
+def test_calculator_pool_manager_process_lost_mid_rollout_is_survived(tmp_path: Path, ray_local) -> None:
+    """The pool's manager actor dies with its process: it restarts, starts new members (the old ones died with it,
+    their owner), and the rollout finishes by itself with every episode once and none labelled error."""
+    killed: list[int] = []
+    out = tmp_path / "trajectories"
+    cfg = _cfg(tmp_path, "rollout.limit=40", "policy.latency_s=0.3", "rollout.flush_every=4")
+    killer = _kill_when(lambda: _parts(out) >= 2, lambda: killed.extend(_sigkill_actor_process("ray::ElasticPool")))
+    meta = run_rollout(cfg, progress=False)
+    killer.join()
+    assert killed, "the pool manager was not killed"
+    assert_exactly_once(out, 120)
+    assert meta["complete"] and meta["counts"]["error"] == 0
+
+
+def test_engine_process_lost_mid_rollout_is_survived(tmp_path: Path, smollm2: Path, ray_local) -> None:
+    """The in-cluster engine (a tiny random Llama behind HFEngine) dies with its process mid-rollout: Ray restarts it,
+    its in-flight generations are retried, and no episode is lost, duplicated or labelled error."""
+    from tests.training.test_train_ray import tiny_llama_folder
+
+    model = tiny_llama_folder(tmp_path / "tiny", smollm2)
+    killed: list[int] = []
+    out = tmp_path / "trajectories"
+    policy = f"policy={{kind: transformers, model: '{model}', max_tokens: 24, max_batch_size: 8, num_cpus: 0.5}}"
+    cfg = _cfg(tmp_path, "rollout.limit=16", "rollout.temperatures=[0.7]", "rollout.flush_every=2", policy)
+    killer = _kill_when(lambda: _parts(out) >= 1, lambda: killed.extend(_sigkill_actor_process("ray::HFEngine")))
+    meta = run_rollout(cfg, progress=False)
+    killer.join()
+    assert killed, "the engine was not killed"
+    assert_exactly_once(out, 16)
+    assert meta["complete"] and meta["counts"]["error"] == 0
+
+
 def test_driver_killed_and_restarted_resumes(tmp_path: Path) -> None:
     out = tmp_path / "trajectories"
     args = [str(CONFIG), f"out={tmp_path}", "rollout.limit=40", "policy.latency_s=0.5", "rollout.flush_every=4"]
