@@ -10,6 +10,8 @@ its notice that they are.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
@@ -20,6 +22,9 @@ class _DropTokenAuthNotice(logging.Filter):
 
 
 def init_ray(address: str | None = None) -> None:
+    """Join ``address`` (else ``$RAY_ADDRESS``; "local" forces a new embedded cluster) or start an embedded one.
+
+    Joining says so on stderr, with the cluster's nodes and CPUs, so a job's log shows where it ran."""
     import ray
 
     if ray.is_initialized():
@@ -27,7 +32,13 @@ def init_ray(address: str | None = None) -> None:
     logger = logging.getLogger(_AUTH_LOGGER)
     if not any(isinstance(f, _DropTokenAuthNotice) for f in logger.filters):
         logger.addFilter(_DropTokenAuthNotice())
+    target = address or os.environ.get("RAY_ADDRESS")
+    joining = target not in (None, "", "local")
     ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+    if joining:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cpus = ray.cluster_resources().get("CPU", 0)
+        print(f"ray: joined the cluster at {target} ({len(nodes)} nodes, {cpus:g} CPUs)", file=sys.stderr)
 
 
 def quiet_ray_data() -> None:
