@@ -87,11 +87,12 @@ def local_head(
     extra_args: tuple[str, ...] = (),
     dashboard: bool = True,
     timeout: float = 120,
+    port: int | None = None,
 ) -> Iterator[Head]:
     # short: Ray's unix socket paths live under it and must stay under ~107 characters
     temp_dir = Path(tempfile.mkdtemp(prefix="nr-", dir="/tmp"))
     log = temp_dir.parent / f"{temp_dir.name}.log"
-    port, dash = free_port(), free_port()
+    port, dash = port or free_port(), free_port()
     full_env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     full_env.pop("RAY_ADDRESS", None)
     cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}"]
@@ -115,3 +116,4 @@ def local_head(
     finally:
         _stop(proc, temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+        log.unlink(missing_ok=True)
