@@ -156,7 +156,7 @@ class ActorSession:
         for h in [*(h for _, h in self.pools.values()), *self.engines]:
             ray.kill(h)
         if self.events is not None:
-            self.events.shutdown()
+            self.events.shutdown(force=True)  # killed: a graceful exit would be retried (max_task_retries)
         self.pools, self.engines, self.events = {}, [], None
 
     def __enter__(self) -> ActorSession:

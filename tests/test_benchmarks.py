@@ -56,3 +56,12 @@ def test_pipeline_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     assert result["overhead_ratio"] > 0 and result["pipeline_s"] > 0
     assert set(result["stages_s"]) >= {"collect", "train nat", "eval base", "report"}
     assert "overhead_ratio" in stdout
+
+
+@pytest.mark.slow
+def test_scaling_benchmark_quick(tmp_path: Path) -> None:
+    result, stdout = _run_quick("scaling.py", tmp_path / "scaling.json")
+    assert result["scale_efficiency"] > 0 and "scale_efficiency" in stdout
+    one, three = result["one_node"], result["three_nodes"]
+    assert (one["nodes"], three["nodes"]) == (1, 3) and three["episodes"] == 3 * one["episodes"]
+    assert one["errors"] == three["errors"] == 0
