@@ -198,6 +198,18 @@ class RunConfig(StrictModel):
     # its `model` is replaced by each model. Default: `policy` when it is an engine, else a transformers engine.
     engine: PolicyConfig | None = None
 
+    @model_validator(mode="after")
+    def _outputs_are_paths(self) -> RunConfig:
+        # every writer works on local (or mounted shared) paths: a URI would silently become a folder named "s3:"
+        outs = {"out": self.out}
+        outs |= {f"{n}.out": getattr(getattr(self, n), "out", None) for n in ("rollout", "train", "eval")}
+        for name, value in outs.items():
+            if value and "://" in value:
+                raise ValueError(
+                    f"{name}: {value!r} is a URI; outputs need a file-system path (mount the bucket, or use NFS / EFS)"
+                )
+        return self
+
     # Each stage reads its sections through these: present and typed, or one clear error naming the section.
     def _section(self, name: str) -> Any:
         value = getattr(self, name)

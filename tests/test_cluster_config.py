@@ -31,3 +31,12 @@ def test_a_wrong_key_is_caught_by_the_schema() -> None:
         assert "idle_timeout_minute" in exc.message
     else:
         raise AssertionError("the schema accepted an unknown top-level key")
+
+
+def test_every_node_gets_this_checkout_and_knows_where_data_and_models_are() -> None:
+    config = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    assert config["file_mounts"]["~/nat_ray"] == "."  # the checkout `ray up` runs from: the submitted version
+    assert any("pip install -e" in c and "~/nat_ray" in c for c in config["setup_commands"])
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = next(c for c in config[key] if "ray start" in c)
+        assert "NAT_RAY_DATA_DIR=" in start and "NAT_RAY_MODELS_DIR=" in start, key
