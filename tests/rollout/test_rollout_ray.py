@@ -62,25 +62,31 @@ def _parts(out: Path) -> int:
     return len(list(out.glob("part-*.parquet")))
 
 
-def test_killed_env_worker_process_loses_and_duplicates_nothing(tmp_path: Path, ray_local) -> None:
+def _sigkill_actor_process(title: str) -> list[int]:
+    """SIGKILL the worker process of an actor (Ray titles it "ray::<class name>"), as a lost node or OOM would."""
     import psutil
 
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if title in " ".join(p.info["cmdline"] or []) and p.info["pid"] != os.getpid():
+            os.kill(p.info["pid"], signal.SIGKILL)
+            return [p.info["pid"]]
+    return []
+
+
+def _rollout_killing(cfg, out: Path, title: str, after_parts: int) -> dict:  # type: ignore[no-untyped-def]
+    """Run the rollout; once ``after_parts`` parts are written, SIGKILL the process of the actor titled ``title``."""
     killed: list[int] = []
-
-    def kill_a_worker() -> None:
-        # Ray titles an actor's worker process "ray::<class name>"
-        for p in psutil.process_iter(["pid", "cmdline"]):
-            if "EnvWorker" in " ".join(p.info["cmdline"] or []) and p.info["pid"] != os.getpid():
-                os.kill(p.info["pid"], signal.SIGKILL)
-                killed.append(p.info["pid"])
-                return
-
-    out = tmp_path / "trajectories"
-    cfg = _cfg(tmp_path, "rollout.limit=24", "policy.latency_s=0.3", "rollout.flush_every=4", "rollout.batch_size=2")
-    killer = _kill_when(lambda: _parts(out) >= 2, kill_a_worker)
+    killer = _kill_when(lambda: _parts(out) >= after_parts, lambda: killed.extend(_sigkill_actor_process(title)))
     meta = run_rollout(cfg, progress=False)
     killer.join()
-    assert killed, "no env worker was killed"
+    assert killed, f"no {title} process was killed"
+    return meta
+
+
+def test_killed_env_worker_process_loses_and_duplicates_nothing(tmp_path: Path, ray_local) -> None:
+    out = tmp_path / "trajectories"
+    cfg = _cfg(tmp_path, "rollout.limit=24", "policy.latency_s=0.3", "rollout.flush_every=4", "rollout.batch_size=2")
+    meta = _rollout_killing(cfg, out, "EnvWorker", after_parts=2)
     assert_exactly_once(out, 72)
     assert meta["complete"] and meta["counts"]["error"] == 0
 
@@ -108,27 +114,12 @@ def test_ray_killed_calculator_actor_is_replaced(tmp_path: Path, ray_local) -> N
     assert meta["run"]["tool_pools"]["calculate"]["replaced"] >= 1
 
 
-def _sigkill_actor_process(title: str) -> list[int]:
-    """SIGKILL the worker process of an actor (Ray titles it "ray::<class name>"), as a lost node or OOM would."""
-    import psutil
-
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        if title in " ".join(p.info["cmdline"] or []) and p.info["pid"] != os.getpid():
-            os.kill(p.info["pid"], signal.SIGKILL)
-            return [p.info["pid"]]
-    return []
-
-
 def test_calculator_pool_manager_process_lost_mid_rollout_is_survived(tmp_path: Path, ray_local) -> None:
     """The pool's manager actor dies with its process: it restarts, starts new members (the old ones died with it,
     their owner), and the rollout finishes by itself with every episode once and none labelled error."""
-    killed: list[int] = []
     out = tmp_path / "trajectories"
     cfg = _cfg(tmp_path, "rollout.limit=40", "policy.latency_s=0.3", "rollout.flush_every=4")
-    killer = _kill_when(lambda: _parts(out) >= 2, lambda: killed.extend(_sigkill_actor_process("ray::ElasticPool")))
-    meta = run_rollout(cfg, progress=False)
-    killer.join()
-    assert killed, "the pool manager was not killed"
+    meta = _rollout_killing(cfg, out, "ray::ElasticPool", after_parts=2)
     assert_exactly_once(out, 120)
     assert meta["complete"] and meta["counts"]["error"] == 0
 
@@ -139,14 +130,10 @@ def test_engine_process_lost_mid_rollout_is_survived(tmp_path: Path, smollm2: Pa
     from tests.training.test_train_ray import tiny_llama_folder
 
     model = tiny_llama_folder(tmp_path / "tiny", smollm2)
-    killed: list[int] = []
     out = tmp_path / "trajectories"
     policy = f"policy={{kind: transformers, model: '{model}', max_tokens: 24, max_batch_size: 8, num_cpus: 0.5}}"
     cfg = _cfg(tmp_path, "rollout.limit=16", "rollout.temperatures=[0.7]", "rollout.flush_every=2", policy)
-    killer = _kill_when(lambda: _parts(out) >= 1, lambda: killed.extend(_sigkill_actor_process("ray::HFEngine")))
-    meta = run_rollout(cfg, progress=False)
-    killer.join()
-    assert killed, "the engine was not killed"
+    meta = _rollout_killing(cfg, out, "ray::HFEngine", after_parts=1)
     assert_exactly_once(out, 16)
     assert meta["complete"] and meta["counts"]["error"] == 0
 
