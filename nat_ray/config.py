@@ -182,6 +182,8 @@ class TrainConfig(StrictModel):
 
 class RunConfig(StrictModel):
     out: str = "runs/default"
+    # a pyarrow.fs URI (s3://, gs://, file://) the pipeline mirrors `out` to, stage by stage (nat_ray/mirror.py)
+    storage: str | None = None
     data_dir: str | None = None
     ray_address: str | None = None  # default: $RAY_ADDRESS, else an embedded local cluster
     seed: int = 0
@@ -206,8 +208,11 @@ class RunConfig(StrictModel):
         for name, value in outs.items():
             if value and "://" in value:
                 raise ValueError(
-                    f"{name}: {value!r} is a URI; outputs need a file-system path (mount the bucket, or use NFS / EFS)"
+                    f"{name}: {value!r} is a URI; outputs need a file-system path (mount the bucket, or use NFS / "
+                    "EFS), or set `storage:` to mirror the run there"
                 )
+        if self.storage is not None and "://" not in self.storage:
+            raise ValueError(f"storage: {self.storage!r} is not a URI (s3://bucket/path, gs://..., file:///path)")
         return self
 
     # Each stage reads its sections through these: present and typed, or one clear error naming the section.

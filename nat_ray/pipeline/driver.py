@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nat_ray.config import EvalConfig, PolicyConfig, RolloutConfig, RunConfig, TrainConfig, dump_config
 from nat_ray.errors import InputError
+from nat_ray.mirror import StageMirror
 from nat_ray.pipeline.sections import BuildStageConfig, CollectConfig
 from nat_ray.pipeline.stages import config_hash, file_hash, read_stage, run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
@@ -39,6 +40,7 @@ class PipelinePlan:
     train: TrainConfig
     eval: EvalConfig
     variants: list[Variant]
+    mirror: StageMirror | None = None  # `storage:` set: each completed stage is uploaded there
 
     @property
     def regenerates(self) -> bool:
@@ -78,12 +80,16 @@ def validate(cfg: RunConfig) -> PipelinePlan:
 
     for v in variants:
         get_template(prompts_file(task, cfg.data_dir), v.template or DEFAULT_TEMPLATE[v.mode])
-    return PipelinePlan(cfg, Path(cfg.out), task, cfg.collect, cfg.train, cfg.eval, variants)
+    mirror = StageMirror(Path(cfg.out), cfg.storage) if cfg.storage else None
+    return PipelinePlan(cfg, Path(cfg.out), task, cfg.collect, cfg.train, cfg.eval, variants, mirror)
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     say: Say = (lambda m: print(m, flush=True)) if progress else (lambda _m: None)
     plan = validate(cfg)
+    if plan.mirror is not None:  # stages finished elsewhere (a lost head, another machine) are not redone
+        for rel in plan.mirror.pull():
+            say(f"pipeline: {rel}: downloaded from {plan.mirror.uri}")
     identity = _collect_identity(plan)  # hashes the data files: once, for the check and the stage
     check_out(plan, identity)
     out = plan.out
@@ -122,6 +128,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
         evals,
         lambda: write_report(out, dump_config(cfg), variants),
         say,
+        plan.mirror,
     )
     say((out / "report" / "table.md").read_text())
     names = [v.name for v in plan.variants]
@@ -174,7 +181,7 @@ def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say
             config = ImportConfig(task=c.task, questions=questions, out=str(folder), files=files, model=c.model)
             return import_nat(config, overwrite=True)["counts"]
 
-        return run_stage(folder, "collect", None, view, inputs, body, say)
+        return run_stage(folder, "collect", None, view, inputs, body, say, plan.mirror)
     return _rollout(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
 
 
@@ -200,7 +207,7 @@ def _rollout(
     from nat_ray.rollout.driver import run_rollout
 
     view, view_cfg = _rollout_view(plan, folder, rollout, policy)
-    return run_stage(folder, stage, None, view, upstream, lambda: run_rollout(view_cfg)["counts"], say)
+    return run_stage(folder, stage, None, view, upstream, lambda: run_rollout(view_cfg)["counts"], say, plan.mirror)
 
 
 def _regenerate(plan: PipelinePlan, source: str, upstream: str, say: Say) -> StageManifest:
@@ -235,7 +242,7 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
     view = config.model_dump(mode="json", exclude={"out", "trajectories", "prompts", "negatives_from"})
     if v.regenerated:  # (imported variants keep the hash they had before negative sources existed)
         view["negative_source"] = v.negative_source
-    return run_stage(folder, "build", v.name, view, upstream, lambda: build(config)["counts"], say)
+    return run_stage(folder, "build", v.name, view, upstream, lambda: build(config)["counts"], say, plan.mirror)
 
 
 def _train(plan: PipelinePlan, v: Variant, upstream: str, progress: bool, say: Say) -> StageManifest:
@@ -252,7 +259,7 @@ def _train(plan: PipelinePlan, v: Variant, upstream: str, progress: bool, say: S
         return {k: summary.get(k) for k in keep}
 
     view = train.model_dump(mode="json", exclude={"data", "out"})
-    return run_stage(folder, "train", v.name, view, {"build": upstream}, body, say)
+    return run_stage(folder, "train", v.name, view, {"build": upstream}, body, say, plan.mirror)
 
 
 def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], say: Say) -> StageManifest:
@@ -270,7 +277,7 @@ def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], s
             "math_average": m.get("math_average")
         }
 
-    return run_stage(folder, "eval", name, view, upstream, body, say)
+    return run_stage(folder, "eval", name, view, upstream, body, say, plan.mirror)
 
 
 def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
@@ -282,4 +289,4 @@ def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
         m = eval_trajectories(plan.out / "trajectories", folder)
         return {f"{d}.accuracy": x["accuracy"] for d, x in m["datasets"].items()}
 
-    return run_stage(folder, "eval", "teacher", {"teacher": True}, {"collect": upstream}, body, say)
+    return run_stage(folder, "eval", "teacher", {"teacher": True}, {"collect": upstream}, body, say, plan.mirror)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nat_ray.mirror import StageMirror
 from nat_ray.storage import write_json
 from nat_ray.types import StageManifest
 
@@ -60,13 +61,17 @@ def run_stage(
     upstream: dict[str, str],
     body: Callable[[], dict],
     say: Callable[[str], None] = print,
+    mirror: StageMirror | None = None,
 ) -> StageManifest:
-    """Run ``body`` (which writes into ``folder`` and returns counts) unless a complete run with this hash is there."""
+    """Run ``body`` (which writes into ``folder`` and returns counts) unless a complete run with this hash is there.
+    With a ``mirror``, the completed folder is uploaded (also a skipped one the mirror lacks)."""
     digest = config_hash(view, upstream)
     label = f"{stage}{f' {variant}' if variant else ''}"
     old = read_stage(folder)
     if old is not None and old.config_hash == digest and old.complete:
         say(f"pipeline: {label}: up to date, skipped")
+        if mirror is not None and not mirror.has(folder):
+            mirror.push(folder)
         return old
     if folder.exists() and (old is None or old.config_hash != digest):
         if old is not None or any(folder.iterdir()):
@@ -90,5 +95,7 @@ def run_stage(
         complete=True,
     )
     write_json(folder / STAGE_FILE, done.model_dump(mode="json"))
+    if mirror is not None:
+        mirror.push(folder)
     say(f"pipeline: {label}: done in {done.seconds:.0f} s")
     return done

@@ -1,10 +1,13 @@
 """`ray job submit` of a small pipeline to a real head (`ray start --head`), the command cluster/README.md shows:
 the job joins that cluster (not an embedded one), runs every stage, and its report and outputs are where the config
-put them. The head is stopped when the test ends, passed or failed."""
+put them; each finished stage is mirrored to `storage` (a pyarrow.fs URI), from which a run elsewhere with no local
+`out` (a new head) gets every stage back instead of redoing it. The head is stopped when the test ends, passed or
+failed."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from nat_ray.pipeline.stages import read_stage
 from nat_ray.tasks import resolve_data_dir
 from tests.cluster.head import local_head
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -25,7 +29,9 @@ def test_pipeline_submitted_as_a_ray_job(tmp_path: Path, smollm2: Path, search_i
     # the nodes' environment says where the data and the prepared models are (ray_cluster.yaml sets it on a cluster)
     node_env = {"NAT_RAY_DATA_DIR": str(resolve_data_dir()), "NAT_RAY_MODELS_DIR": str(smollm2.parent)}
     with local_head(num_cpus=4, env=node_env) as head:
+        bucket = tmp_path / "bucket"
         overrides = [f"out={out}", f"train.model={model}", f"tools.search.index.path={search_index}"]
+        overrides += [f"storage=file://{bucket}"]
         r = head.ray(
             "job", "submit", "--address", head.dashboard, "--working-dir", ".",
             "--runtime-env", "cluster/runtime_env.yaml", "--submission-id", "nat-ray-ci",
@@ -55,3 +61,10 @@ def test_pipeline_submitted_as_a_ray_job(tmp_path: Path, smollm2: Path, search_i
         assert row in table
     metrics = json.loads((out / "eval/nat/metrics.json").read_text())
     assert metrics["datasets"]["strategyqa"]["n"] + metrics["datasets"]["strategyqa"]["errors"] == 4
+
+    # the head is gone and so is the local run folder: the mirror has every stage, so nothing is redone
+    shutil.rmtree(out)
+    r = run_cli("pipeline", "--config", "configs/ci_pipeline.yaml", *overrides)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("downloaded from file://") == 10 and "running" not in r.stdout, r.stdout
+    assert r.stdout.count("up to date, skipped") == 10 and "| teacher | 45.9 [43.9, 47.9] (n=2333) |" in r.stdout
