@@ -9,6 +9,8 @@ resolved config is saved beside every output (the ``_manifest.json`` of the data
 from __future__ import annotations
 
 import difflib
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -344,9 +346,28 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
         _set(tree, key.strip(), value)
         overridden.add(key.strip())
     try:
-        return RunConfig.model_validate(tree)
+        cfg = RunConfig.model_validate(tree)
     except ValidationError as exc:
         raise InputError(_explain(exc, path, text, overridden)) from None
+    _refuse_relative_out_in_a_job(cfg)
+    return cfg
+
+
+def _refuse_relative_out_in_a_job(cfg: RunConfig) -> None:
+    """In a job submitted with ``--working-dir``, the current folder is Ray's temporary copy of it, removed with the
+    job: a relative ``out`` would be written there and lost."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw or Path(cfg.out).is_absolute():
+        return
+    try:
+        working_dir = (json.loads(raw).get("runtime_env") or {}).get("working_dir")
+    except (ValueError, AttributeError):
+        return
+    if working_dir:
+        raise InputError(
+            f"out: {cfg.out!r} is relative, and in a Ray job with a working dir it would be written into the job's "
+            "temporary copy of that folder and lost: give an absolute path on storage every node shares"
+        )
 
 
 def dump_config(config: RunConfig) -> dict:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,13 @@ def test_unknown_key_in_the_file_names_file_line_and_the_nearest(tmp_path: Path)
     path.write_text("out: x\ntrain:\n  model: m\n  data: d\n  zzz: 2\n")
     with pytest.raises(InputError, match=r"c\.yaml:5: train\.zzz: unknown key$"):
         load_config(path)
+
+
+def test_a_relative_out_is_refused_inside_a_ray_job_with_a_working_dir(monkeypatch) -> None:
+    job = {"runtime_env": {"working_dir": "gcs://_ray_pkg_0123.zip"}}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))
+    with pytest.raises(InputError, match="out: 'runs/ci-scripted' is relative, and in a Ray job"):
+        load_config(REPO / "configs/ci_rollout_gsm8k_scripted.yaml")
+    assert load_config(REPO / "configs/ci_rollout_gsm8k_scripted.yaml", ["out=/shared/runs/x"]).out == "/shared/runs/x"
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}}))  # no working dir: cwd is real
+    assert load_config(REPO / "configs/ci_rollout_gsm8k_scripted.yaml").out == "runs/ci-scripted"
