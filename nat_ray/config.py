@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -213,8 +214,16 @@ class RunConfig(StrictModel):
                     f"{name}: {value!r} is a URI; outputs need a file-system path (mount the bucket, or use NFS / "
                     "EFS), or set `storage:` to mirror the run there"
                 )
-        if self.storage is not None and "://" not in self.storage:
-            raise ValueError(f"storage: {self.storage!r} is not a URI (s3://bucket/path, gs://..., file:///path)")
+        if self.storage is not None:
+            if "://" not in self.storage:
+                raise ValueError(f"storage: {self.storage!r} is not a URI (s3://bucket/path, gs://..., file:///path)")
+            uri = urlsplit(self.storage)
+            # the config is saved beside every output and the URI is logged: keys belong in the environment
+            if uri.username or uri.password or any(k in uri.query.lower() for k in ("secret", "key", "token")):
+                raise ValueError(
+                    "storage: the URI carries credentials; give them in the environment instead "
+                    "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS)"
+                )
         return self
 
     # Each stage reads its sections through these: present and typed, or one clear error naming the section.

@@ -60,6 +60,7 @@ def test_overrides_are_yaml_values() -> None:
         (["out=s3://bucket/runs/x"], "out: 's3://bucket/runs/x' is a URI"),
         (["rollout.out=gs://b/t"], "rollout.out: 'gs://b/t' is a URI"),
         (["storage=runs/mirror"], "storage: 'runs/mirror' is not a URI"),
+        (["storage=s3://AKIA:hunter2@bucket/run"], "storage: the URI carries credentials"),
     ],
 )
 def test_bad_config_names_the_field(overrides: list[str], message: str) -> None:
