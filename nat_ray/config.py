@@ -185,7 +185,7 @@ class TrainConfig(StrictModel):
 
 class RunConfig(StrictModel):
     out: str = "runs/default"
-    # a pyarrow.fs URI (s3://, gs://, file://) the pipeline mirrors `out` to, stage by stage (nat_ray/mirror.py)
+    # a pyarrow.fs URI (s3://, gs://, file://) the pipeline mirrors `out` to, stage by stage (pipeline/mirror.py)
     storage: str | None = None
     data_dir: str | None = None
     ray_address: str | None = None  # default: $RAY_ADDRESS, else an embedded local cluster

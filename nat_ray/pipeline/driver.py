@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nat_ray.config import EvalConfig, PolicyConfig, RolloutConfig, RunConfig, TrainConfig, dump_config
 from nat_ray.errors import InputError
-from nat_ray.mirror import StageMirror
+from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.sections import BuildStageConfig, CollectConfig
 from nat_ray.pipeline.stages import config_hash, file_hash, read_stage, run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand

@@ -13,10 +13,13 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nat_ray.mirror import StageMirror
 from nat_ray.storage import write_json
 from nat_ray.types import StageManifest
+
+if TYPE_CHECKING:  # the mirror builds on this module (its manifests)
+    from nat_ray.pipeline.mirror import StageMirror
 
 STAGE_FILE = "_stage.json"
 

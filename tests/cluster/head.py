@@ -28,7 +28,6 @@ class Head:
     gcs: str  # host:port, what `ray start --address` and ray.init take
     dashboard: str  # http://127.0.0.1:PORT, what `ray job submit --address` takes
     temp_dir: Path
-    log: Path
     env: dict[str, str]  # the environment to run `ray` CLI commands against this head
 
     def ray(self, *args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -112,7 +111,7 @@ def local_head(
         _wait_up(proc, log, dashboard_url, timeout)
         # the CLI reads the head's token (~/.ray/auth_token) only when told token auth is on
         cli_env = {**full_env, "RAY_AUTH_MODE": "token"}
-        yield Head(f"127.0.0.1:{port}", dashboard_url or "", temp_dir, log, cli_env)
+        yield Head(f"127.0.0.1:{port}", dashboard_url or "", temp_dir, cli_env)
     finally:
         _stop(proc, temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)

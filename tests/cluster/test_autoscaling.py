@@ -84,7 +84,7 @@ def test_autoscaler_adds_nodes_under_load_removes_them_idle_and_a_lost_node_lose
     with local_head(
         num_cpus=1, env=env, port=port, dashboard=False, extra_args=(f"--autoscaling-config={config}",)
     ) as head:
-        gcs = f"127.0.0.1:{port}"
+        gcs = head.gcs
         nodes_log = tmp_path / "nodes.jsonl"
         watcher = subprocess.Popen(
             [sys.executable, "-m", "tests.cluster.watch_nodes", gcs, str(nodes_log)], cwd=REPO, env=head.env

@@ -12,13 +12,11 @@ resumed from the local ``out`` if that survives, else run again.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from pathlib import Path
 
 from nat_ray.errors import InputError
-
-STAGE_FILE = "_stage.json"
+from nat_ray.pipeline.stages import STAGE_FILE, read_stage
 
 
 class StageMirror:
@@ -78,7 +76,8 @@ class StageMirror:
 
         pulled = []
         for rel in self.stages():
-            if _complete(self.out / rel / STAGE_FILE):
+            local = read_stage(self.out / rel)
+            if local is not None and local.complete:
                 continue
             target = self.out / rel
             tmp = target.with_name(f".{target.name}.pull")
@@ -91,10 +90,3 @@ class StageMirror:
             tmp.rename(target)
             pulled.append(rel)
         return pulled
-
-
-def _complete(manifest: Path) -> bool:
-    try:
-        return bool(json.loads(manifest.read_text()).get("complete"))
-    except (OSError, ValueError):
-        return False

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nat_ray.errors import InputError
-from nat_ray.mirror import StageMirror
+from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.stages import read_stage, run_stage
 
 
