@@ -172,3 +172,32 @@ def test_search_errors(tmp_path: Path) -> None:
     config.write_text("tools:\n  search: {kind: serper, serper: {api_key_env: NAT_RAY_TEST_NO_SUCH_KEY}}\n")
     nokey = run_cli("search", "query", "--config", str(config), "-q", "x")
     assert nokey.returncode == 2 and "set $NAT_RAY_TEST_NO_SUCH_KEY" in nokey.stderr
+
+
+_RAY_ERRORS_THEN_SUMMARY = """
+import time
+import ray
+from ray._private.utils import publish_error_to_driver
+from nat_ray import cli
+from nat_ray.ray_init import init_ray
+
+init_ray("local")
+for _ in range(3):  # as a lost node's raylet reports itself: once, then held back as "[repeated 2x]"
+    publish_error_to_driver("node_lost", "a node was lost (test message)", ray._private.worker.global_worker.gcs_client)
+time.sleep(2)
+cli._leave_ray()
+print('{"summary": true}', flush=True)
+"""
+
+
+def test_summary_stays_stdouts_last_line_when_ray_reports_errors() -> None:
+    """Ray prints the errors it saw to the driver's stdout, the repeated ones when it disconnects: a command leaves Ray
+    before printing its summary, so a script reading the last line gets it (the autoscaling test once did not)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _RAY_ERRORS_THEN_SUMMARY], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert "repeated 2x" in r.stdout, r.stdout  # the held-back line was printed, before the summary
+    assert json.loads(lines[-1]) == {"summary": True}
