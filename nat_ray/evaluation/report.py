@@ -219,10 +219,23 @@ def _stages(run: Path) -> list[dict]:
     return out
 
 
+def _recorded(run: Path) -> tuple[dict | None, list[dict] | None]:
+    """The config and variants a pipeline's report stage wrote to ``report/run.json`` (``(None, None)`` without one),
+    so that ``nat-ray report`` on its run folder keeps them instead of writing ``config: null`` and sorting rows."""
+    path = run / "report" / "run.json"
+    try:
+        info = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    return info.get("config"), info.get("variants")
+
+
 def write_report(run: str | Path, config: dict | None = None, variants: list[dict] | None = None) -> dict:
     run = Path(run)
+    if config is None and variants is None:
+        config, variants = _recorded(run)
     rows = _rows(run, [v["name"] for v in variants] if variants else None)
-    if variants is None:  # `nat-ray report` on a finished run: the variants its stages recorded
+    if variants is None:  # `nat-ray report` on a run without a pipeline's report: the variants its sets recorded
         variants = []
         for folder in sorted((run / "sets").glob("*")) if (run / "sets").exists() else []:
             c = _set_manifest(run, folder.name).get("config", {})
@@ -270,6 +283,7 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
         report / "run.json",
         {
             "config": config,
+            "variants": variants,
             "git_commit": _git_commit(),
             "versions": versions(),
             "hardware": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},

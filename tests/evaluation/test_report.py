@@ -77,3 +77,23 @@ def test_variants_over_several_seeds_get_mean_and_spread(tmp_path: Path) -> None
     table = seeds_table(rows)
     assert table is not None and "| nat (2) | 60.0 ± 14.1 |" in table
     assert seeds_table({"nat": _metrics(5, 10)}) is None
+
+
+def test_report_again_keeps_the_pipelines_config_and_variant_order(tmp_path: Path) -> None:
+    """`nat-ray report` on a pipeline's run folder rewrites the report from what the pipeline recorded in run.json:
+    its config (not null) and its variants in the study's order (not sorted by folder name)."""
+    run = _run(tmp_path)
+    order = ["vanilla", "nat-neg20", "nat-neg0", "nat-neg10"]
+    variants = [{"name": n, "mode": n.partition("-neg")[0], "neg_num": int(n.partition("-neg")[2] or 0)} for n in order]
+    config = {"out": str(run), "train": {"lr": 1e-4}}
+    (run / "report").mkdir()
+    (run / "report/run.json").write_text(json.dumps({"config": config, "variants": variants}))
+    r = run_cli("report", str(run))
+    assert r.returncode == 0, r.stderr
+    rows = [line.split(" | ")[0].lstrip("| ") for line in (run / "report/table.md").read_text().splitlines()[2:]]
+    assert rows == ["base", *order]
+    info = json.loads((run / "report/run.json").read_text())
+    assert info["config"] == config and [v["name"] for v in info["variants"]] == order
+    (run / "report/run.json").write_text("{not json")
+    r = run_cli("report", str(run))
+    assert r.returncode == 2 and "report/run.json: not JSON" in r.stderr
