@@ -35,6 +35,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from nat_ray.errors import InputError, NatRayError, first_validation_error
+from nat_ray.ray_init import leave_ray
 from nat_ray.storage import parse_jsonl
 
 
@@ -102,18 +103,6 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _leave_ray() -> None:
-    """Disconnect from Ray (if this process joined it) before a command writes its result to stdout.
-
-    Ray prints the errors it saw (a lost node, a retried task) to the driver's stdout, and the repeated ones only
-    when it disconnects, at exit: after the summary, which then would not be stdout's last line."""
-    if "ray" in sys.modules:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
-
-
 def cmd_import_nat(args: argparse.Namespace) -> int:
     from nat_ray.nat_import import ImportConfig, import_nat
 
@@ -147,7 +136,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from nat_ray.rollout.driver import run_rollout
 
     meta = run_rollout(load_config(args.config, args.overrides), progress=not args.no_progress)
-    _leave_ray()
+    leave_ray()
     print(json.dumps({**meta["counts"], "complete": meta["complete"], **meta.get("run", {})}))
     return 0
 
@@ -157,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nat_ray.training.trainer import run_train
 
     summary = run_train(load_config(args.config, args.overrides))
-    _leave_ray()
+    leave_ray()
     print(json.dumps(summary))
     return 0
 
@@ -182,7 +171,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise InputError("--out is for --trajectories; with --config set eval.out=PATH")
         metrics = run_eval(load_config(args.config, args.overrides), progress=not args.no_progress)
         out = Path(metrics["run"]["out"])
-    _leave_ray()
+    leave_ray()
     print(format_table(metrics))
     print(f"metrics: {out / 'metrics.json'}")
     return 0
@@ -227,7 +216,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from nat_ray.pipeline.driver import run_pipeline
 
     summary = run_pipeline(load_config(args.config, args.overrides), progress=not args.no_progress)
-    _leave_ray()
+    leave_ray()
     print(json.dumps(summary))
     return 0
 

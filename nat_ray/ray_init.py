@@ -1,4 +1,4 @@
-"""Joining or starting Ray, the one way every stage driver does it.
+"""Joining or starting Ray, the one way every stage driver does it, and leaving it before a command prints its result.
 
 ``address`` (or ``$RAY_ADDRESS``) joins a running cluster; without one, an embedded local cluster starts. Ray
 2.60 turns token authentication on for a new local cluster and says so at warning level on every start ("Token
@@ -39,6 +39,18 @@ def init_ray(address: str | None = None) -> None:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         cpus = ray.cluster_resources().get("CPU", 0)
         print(f"ray: joined the cluster at {target} ({len(nodes)} nodes, {cpus:g} CPUs)", file=sys.stderr)
+
+
+def leave_ray() -> None:
+    """Disconnect from Ray, if this process joined it; a command calls it before writing its result to stdout.
+
+    Ray prints the errors it saw (a lost node, a retried task) to the driver's stdout, and the repeated ones only
+    when it disconnects, at exit: after the summary, which then would not be stdout's last line."""
+    if "ray" in sys.modules:  # a command that never used Ray does not pay for importing it here
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def quiet_ray_data() -> None:

@@ -178,14 +178,13 @@ _RAY_ERRORS_THEN_SUMMARY = """
 import time
 import ray
 from ray._private.utils import publish_error_to_driver
-from nat_ray import cli
-from nat_ray.ray_init import init_ray
+from nat_ray.ray_init import init_ray, leave_ray
 
 init_ray("local")
 for _ in range(3):  # as a lost node's raylet reports itself: once, then held back as "[repeated 2x]"
     publish_error_to_driver("node_lost", "a node was lost (test message)", ray._private.worker.global_worker.gcs_client)
 time.sleep(2)
-cli._leave_ray()
+leave_ray()
 print('{"summary": true}', flush=True)
 """
 
