@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nat_ray.errors import InputError
 from nat_ray.pipeline.stages import STAGE_FILE, read_stage, versions
-from nat_ray.storage import write_json
+from nat_ray.storage import read_json_file, write_json
 
 
 def _pct(x: float | None) -> str:
@@ -223,10 +223,7 @@ def _recorded(run: Path) -> tuple[dict | None, list[dict] | None]:
     """The config and variants a pipeline's report stage wrote to ``report/run.json`` (``(None, None)`` without one),
     so that ``nat-ray report`` on its run folder keeps them instead of writing ``config: null`` and sorting rows."""
     path = run / "report" / "run.json"
-    try:
-        info = json.loads(path.read_text()) if path.exists() else {}
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    info = read_json_file(path) if path.exists() else {}
     return info.get("config"), info.get("variants")
 
 

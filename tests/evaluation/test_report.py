@@ -96,4 +96,4 @@ def test_report_again_keeps_the_pipelines_config_and_variant_order(tmp_path: Pat
     assert info["config"] == config and [v["name"] for v in info["variants"]] == order
     (run / "report/run.json").write_text("{not json")
     r = run_cli("report", str(run))
-    assert r.returncode == 2 and "report/run.json: not JSON" in r.stderr
+    assert r.returncode == 2 and "report/run.json:1: malformed JSON" in r.stderr
