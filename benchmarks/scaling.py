@@ -8,6 +8,7 @@ and the pools' managers only) and N worker nodes with the same resources (2 CPUs
 pool; it gets 4 env workers per node (0.25 CPU each) x 4 concurrent episodes, and 3x the episodes on 3 nodes, so
 with no scheduling or cross-node cost the 3-node run is 3x as fast. The scripted policy only waits, so this measures
 Ray's scheduling and cross-node traffic (batches, tool calls to pools on other nodes), not this machine's 2 cores.
+The clusters use token authentication, with a token of their own in the run's temp dir (not ~/.ray).
 
 JSON key: ``scale_efficiency`` = steady episodes/s on 3 nodes / (3 x steady episodes/s on 1 node) (target >= 0.8).
 """
@@ -15,12 +16,14 @@ JSON key: ``scale_efficiency`` = steady episodes/s on 3 nodes / (3 x steady epis
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nat_ray.ray_init import private_token_env
 from nat_ray.storage import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +81,9 @@ def main() -> None:
     args = parser.parse_args()
     per_node = 60 if args.quick else 180
     with tempfile.TemporaryDirectory() as tmp:
+        # before Ray is imported: every node of both clusters, and the driver, get this token
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        os.environ.update(private_token_env(Path(tmp)))
         one = run_on(1, per_node, Path(tmp) / "one")
         print(f"1 node : {one}", flush=True)
         three = run_on(3, per_node, Path(tmp) / "three")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
+from pathlib import Path
 
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
@@ -39,6 +41,20 @@ def init_ray(address: str | None = None) -> None:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         cpus = ray.cluster_resources().get("CPU", 0)
         print(f"ray: joined the cluster at {target} ({len(nodes)} nodes, {cpus:g} CPUs)", file=sys.stderr)
+
+
+def private_token_env(folder: Path) -> dict[str, str]:
+    """The environment for a Ray cluster with token authentication and a new token of its own, kept in
+    ``folder/auth_token`` (mode 0600) rather than ``~/.ray/auth_token``: for a cluster started beside others on one
+    machine (a test's head, a benchmark's nodes), whose processes and clients all get this environment.
+
+    ``RAY_AUTH_TOKEN`` must not be set beside it: Ray reads that variable before the file."""
+    path = Path(folder) / "auth_token"
+    # O_EXCL: never overwrite a token a running cluster uses; 0600 from creation, never readable by others
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes: 256 random bits
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
 
 
 def leave_ray() -> None:

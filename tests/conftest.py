@@ -1,10 +1,18 @@
-"""Shared fixtures. The data folder is ../shared/data (or $NAT_RAY_DATA_DIR); it is never copied into the repo."""
+"""Shared fixtures. The data folder is ../shared/data (or $NAT_RAY_DATA_DIR); it is never copied into the repo.
+
+The suite is hermetic: before anything imports Ray or a model library, the session gets a home folder, caches and a
+Ray temp dir of its own (removed at the end), so nothing a test does reads or writes the user's ``~/.ray`` (Ray's
+token), ``~/.cache`` (prepared models, Hugging Face, matplotlib) or ``/tmp/ray``, and nothing an earlier run left
+there can make a test pass. The models are prepared again each session (about 30 s).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +20,37 @@ import pytest
 from nat_ray.tasks import resolve_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
+
+# what would point a library at a folder outside the session's own (or at a cluster the user started)
+_OUTSIDE = (
+    "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "NAT_RAY_MODELS_DIR",
+    "HF_HOME", "HF_HUB_CACHE", "HF_MODULES_CACHE", "TRANSFORMERS_CACHE", "SENTENCE_TRANSFORMERS_HOME",
+    "TORCH_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "MPLCONFIGDIR",
+)  # fmt: skip
+_SESSION_ROOT: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _SESSION_ROOT
+    # short, under /tmp: Ray's unix sockets live under RAY_TMPDIR and their paths must stay under ~107 characters
+    _SESSION_ROOT = Path(tempfile.mkdtemp(prefix="nrt-", dir="/tmp"))
+    home = _SESSION_ROOT / "home"
+    home.mkdir()
+    for var in _OUTSIDE:
+        os.environ.pop(var, None)
+    os.environ.update(
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        XDG_STATE_HOME=str(home / ".local/state"),
+        RAY_TMPDIR=str(_SESSION_ROOT),
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_ROOT is not None:
+        shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -40,3 +40,19 @@ def test_every_node_gets_this_checkout_and_knows_where_data_and_models_are() -> 
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         start = next(c for c in config[key] if "ray start" in c)
         assert "NAT_RAY_DATA_DIR=" in start and "NAT_RAY_MODELS_DIR=" in start, key
+
+
+def test_every_node_starts_with_token_authentication_and_gets_the_token_by_file_mount() -> None:
+    text = (REPO / "ray_cluster.yaml").read_text()
+    config = yaml.safe_load(text)
+    # the token generated on the launching machine, copied to the head (and by the head's autoscaler to every worker)
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in config[key]]
+    starts = [c for c in starts if "ray start" in c]
+    assert len(starts) == 2
+    for start in starts:
+        assert start.split("ray start")[0].split().count("RAY_AUTH_MODE=token") == 1, start
+    head = next(c for c in config["head_start_ray_commands"] if "ray start" in c)
+    assert "--dashboard-host=127.0.0.1" in head  # reached through `ray dashboard`'s SSH tunnel only
+    # the token itself is never in the file (it would be committed, printed by `ray up` and stored on the head)
+    assert "RAY_AUTH_TOKEN=" not in text

@@ -1,6 +1,10 @@
 """A real Ray head started with ``ray start --head`` (its own ports and temp dir, so it never touches another Ray
 on the machine), stopped on exit whatever happened: the group is sent SIGTERM, and every process still holding the
 head's temp dir is killed. ``ray stop`` is not used: it would stop every Ray on the machine, the test session's too.
+
+It starts as cluster/README.md documents, with token authentication on (``RAY_AUTH_MODE=token``), and with a token
+of its own in its temp dir (``RAY_AUTH_TOKEN_PATH``), never ``~/.ray/auth_token``: the head, the nodes its
+autoscaler starts and every client run with ``Head.env`` use it; a client without it is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from nat_ray.ray_init import private_token_env
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -28,12 +34,36 @@ class Head:
     gcs: str  # host:port, what `ray start --address` and ray.init take
     dashboard: str  # http://127.0.0.1:PORT, what `ray job submit --address` takes
     temp_dir: Path
-    env: dict[str, str]  # the environment to run `ray` CLI commands against this head
+    env: dict[str, str]  # the environment to run `ray` CLI commands (and drivers) against this head: its token
+    token: str  # to check that it appears in no output
+    log: Path  # what `ray start` printed
+
+    def assert_token_absent(self, *places: Path | str) -> int:
+        """The token is in none of the files under the head's temp dir (its session logs), its start log, the
+        folders or files given, and the texts given (command outputs); returns how many files were read."""
+        files = [f for f in self.temp_dir.rglob("*") if f.is_file() and f.name != "auth_token"] + [self.log]
+        texts = []
+        for place in places:
+            if isinstance(place, Path):
+                files += [place] if place.is_file() else [f for f in place.rglob("*") if f.is_file()]
+            else:
+                texts.append(place)
+        secret = self.token.encode()
+        leaked = [str(f) for f in files if secret in _read(f)] + [t[:200] for t in texts if self.token in t]
+        assert not leaked, f"the cluster's token was written to: {leaked}"
+        return len(files)
 
     def ray(self, *args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(VENV_BIN / "ray"), *args], env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout
         )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:  # a log rotated or a temp file removed while the head runs
+        return b""
 
 
 def free_port() -> int:
@@ -92,8 +122,10 @@ def local_head(
     temp_dir = Path(tempfile.mkdtemp(prefix="nr-", dir="/tmp"))
     log = temp_dir.parent / f"{temp_dir.name}.log"
     port, dash = port or free_port(), free_port()
-    full_env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    auth = private_token_env(temp_dir)
+    full_env = {**os.environ, **(env or {}), **auth, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     full_env.pop("RAY_ADDRESS", None)
+    full_env.pop("RAY_AUTH_TOKEN", None)  # it would take precedence over the head's own token file
     cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}"]
     cmd += [f"--temp-dir={temp_dir}", "--disable-usage-stats", f"--ray-client-server-port={free_port()}"]
     cmd += [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}"]
@@ -109,9 +141,8 @@ def local_head(
     dashboard_url = f"http://127.0.0.1:{dash}" if dashboard else None
     try:
         _wait_up(proc, log, dashboard_url, timeout)
-        # the CLI reads the head's token (~/.ray/auth_token) only when told token auth is on
-        cli_env = {**full_env, "RAY_AUTH_MODE": "token"}
-        yield Head(f"127.0.0.1:{port}", dashboard_url or "", temp_dir, cli_env)
+        token = Path(auth["RAY_AUTH_TOKEN_PATH"]).read_text()
+        yield Head(f"127.0.0.1:{port}", dashboard_url or "", temp_dir, full_env, token, log)
     finally:
         _stop(proc, temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,8 +1,8 @@
-"""`ray job submit` of a small pipeline to a real head (`ray start --head`), the command cluster/README.md shows:
-the job joins that cluster (not an embedded one), runs every stage, and its report and outputs are where the config
-put them; each finished stage is mirrored to `storage` (a pyarrow.fs URI), from which a run elsewhere with no local
-`out` (a new head) gets every stage back instead of redoing it. The head is stopped when the test ends, passed or
-failed."""
+"""`ray job submit` of a small pipeline to a real head (`ray start --head`, token authentication on), the command
+cluster/README.md shows: the job joins that cluster (not an embedded one), runs every stage, and its report and
+outputs are where the config put them, with the head's token in none of them nor in any log; each finished stage is
+mirrored to `storage` (a pyarrow.fs URI), from which a run elsewhere with no local `out` (a new head) gets every
+stage back instead of redoing it. The head is stopped when the test ends, passed or failed."""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ def test_pipeline_submitted_as_a_ray_job(tmp_path: Path, smollm2: Path, search_i
             files = [f for f in pkg.rglob("*") if f.is_file()]
             assert not any(part in (".venv", "runs", ".git") for f in files for part in f.relative_to(pkg).parts)
             assert sum(f.stat().st_size for f in files) < 20e6
+        # the head's token reached the job (it joined the cluster) but none of its logs, records or reports
+        head.assert_token_absent(out, bucket, r.stdout, r.stderr, logs, status)
     stages = ["trajectories", "sets/nat", "models/nat", "eval/nat", "eval/teacher", "report"]
     for folder in stages:
         stage = read_stage(out / folder)
