@@ -3,6 +3,7 @@ in-flight calls are retried; callers (``EnginePolicy``) see an error only when t
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import ray
@@ -23,6 +24,7 @@ def start_engines(cfg: PolicyConfig, run_id: str) -> list[Any]:
             "max_batch_size": cfg.max_batch_size,
             "num_threads": max(1, int(cfg.num_cpus)),
             "batching": cfg.batching,
+            "dtype": cfg.dtype,
         }
     remote = ray.remote(
         num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, max_restarts=-1, max_task_retries=2, max_concurrency=1000
@@ -30,4 +32,6 @@ def start_engines(cfg: PolicyConfig, run_id: str) -> list[Any]:
     handles = [remote.options(name=f"nat-ray-engine-{run_id}-{i}").remote(**kwargs) for i in range(cfg.replicas)]
     # surface load errors (missing folder, not a causal LM) now, before any episode is scheduled
     ray.get([h.__ray_ready__.remote() for h in handles])
+    if cfg.kind == "transformers":  # which precision the engines chose, and why (the log is the user's only view)
+        print(f"engine: {ray.get(handles[0].precision.remote())}", file=sys.stderr)
     return handles

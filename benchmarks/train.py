@@ -3,7 +3,7 @@ and padding efficiency.
 
     python benchmarks/train.py [--quick] [--json PATH]
 
-Same model (SmolLM2-135M-Instruct, fp32 on CPU), same data (StrategyQA NAT examples built from the shipped GPT-3.5
+Same model (SmolLM2-135M-Instruct on CPU), same data (StrategyQA NAT examples built from the shipped GPT-3.5
 trajectories), same tokenisation and loss mask, same batch sizes and length grouping, same machine, one after the
 other in one run:
 
@@ -14,6 +14,11 @@ other in one run:
 - ``hf_trainer``: ``transformers.Trainer`` with the same DeepSpeed config under ``torchrun --nproc_per_node 2``, as
   the paper's ``train/train.py`` (``benchmarks/hf_trainer_baseline.py``; full-vocabulary logits, the model's loss);
 - ``nat_ray ddp``: the nat_ray loop with ``train.strategy=ddp`` (plain PyTorch DDP under Ray Train, 2 workers).
+
+These three run in float32 (``train.bf16=off``), as the baseline does. Part (3) runs the shipped config's settings
+twice, ``train.bf16: auto`` (bfloat16 autocast where the CPU has AMX / AVX512-BF16, fp32 weights and AdamW states)
+and ``off``: ``bf16_speedup`` (auto / off tokens/s) and ``bf16_loss_gap`` (relative difference of the mean loss over
+the last half of the steps).
 
 Throughput is non-pad tokens per second over the optimizer steps after the first (start-up and the first step are
 left out on both sides). The loops order examples differently and attention cost grows with length, so the runs use
@@ -102,6 +107,7 @@ def ours(
     batch: int,
     strategy: str,
     extra: tuple[str, ...] = (),
+    tag: str = "",
 ) -> dict:
     from nat_ray.config import load_config
     from nat_ray.training.trainer import run_train
@@ -110,7 +116,7 @@ def ours(
     cfg = load_config(
         SHIPPED,
         [
-            f"out={workdir / f'ours-{strategy}-{len(extra)}'}",
+            f"out={workdir / f'ours-{strategy}-{len(extra)}{tag}'}",
             f"train.strategy={strategy}",
             f"train.log_every={log_every}",
             f"train.model={model}",
@@ -137,6 +143,7 @@ def ours(
         "peak_rss_gb": summary["peak_rss_gb_per_worker"],
         "setup_peak_rss_gb": summary["setup_peak_rss_gb_per_worker"],
         "tokens_per_step": sum(r["tokens"] for r in rows) / rows[-1]["step"],
+        "losses": {r["step"]: r["loss"] for r in rows},
     }
 
 
@@ -185,7 +192,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
-        "--part", choices=["all", "throughput", "memory"], default="all", help="(1) throughput, (2) memory, or both"
+        "--part",
+        choices=["all", "throughput", "memory", "bf16"],
+        default="all",
+        help="(1) throughput, (2) memory, (3) bf16 vs float32, or all",
     )
     args = parser.parse_args()
 
@@ -201,13 +211,14 @@ def main() -> None:
     assert shipped is not None
     micro = shipped.micro_batch_size
     steps, max_length, batch = (3, 256, 4 * micro) if args.quick else (9, 512, 4 * micro)
-    off = ("train.gradient_checkpointing=false",)
+    # (1) and (2) compare fp32 loops, as transformers.Trainer runs here; (3) measures what bf16 adds
+    off = ("train.gradient_checkpointing=false", "train.bf16=off")
     ray.init(log_to_driver=False, include_dashboard=False, logging_level="WARNING")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         full = build_set(workdir, resolve_data_dir(args.data_dir))
         pad = padding(model, full, micro=shipped.micro_batch_size, max_length=shipped.max_length)
-        a = b = c = m_ours = m_hf = None
+        a = b = c = m_ours = m_hf = bf = None
         if args.part in ("all", "throughput"):
             # (1) throughput: equal-length sequences, activation checkpointing off on every side
             subset = workdir / "subset.jsonl"
@@ -224,11 +235,14 @@ def main() -> None:
             settings = (
                 f"train.gradient_checkpointing={str(shipped.gradient_checkpointing).lower()}",
                 f"train.loss_chunk_tokens={shipped.loss_chunk_tokens}",
+                "train.bf16=off",
             )
             m_ours = ours(
                 workdir, model, longest, mem_steps, shipped.max_length, micro, mem_batch, shipped.strategy, settings
             )
             m_hf = hf_trainer(model, longest, mem_steps, shipped.max_length, micro, mem_batch, workdir / "hf_mem.json")
+        if args.part in ("all", "bf16"):
+            bf = bf16_runs(workdir, model, full, shipped, args.quick)
     result: dict = {
         "quick": args.quick,
         "padding_efficiency": pad["grouped"],
@@ -240,6 +254,8 @@ def main() -> None:
         result |= throughput_report(a, b, c, steps, max_length, micro, batch)
     if m_ours is not None:
         result |= memory_report(m_ours, m_hf, shipped, micro, mem_batch)
+    if bf is not None:
+        result |= bf16_report(*bf)
     print(
         f"padding efficiency over {pad['examples']} StrategyQA NAT examples, micro-batch {pad['micro_batch_size']}: "
         f"grouped {pad['grouped']:.3f}, random {pad['random']:.3f} (target >= 0.9)"
@@ -248,6 +264,60 @@ def main() -> None:
         from nat_ray.storage import write_json
 
         write_json(args.json, result)
+
+
+def bf16_runs(workdir: Path, model: Path, full: Path, shipped, quick: bool) -> tuple:  # type: ignore[no-untyped-def]
+    """(3) The shipped config's settings (strategy, workers, micro-batch, checkpointing, loss chunks) with
+    ``train.bf16: auto`` and with ``off``, on the same equal-length sequences, one after the other; a loss logged at
+    every step, for the loss gap over the last half of the run."""
+    from nat_ray.storage import write_jsonl
+
+    steps, max_length, batch = (4, 128, 2) if quick else (20, 512, 4)
+    data = workdir / "bf16.jsonl"
+    write_jsonl(data, (e.to_row() for e in long_examples(model, full, max_length)[: batch * (steps + 1)]))
+    settings = (
+        f"train.gradient_checkpointing={str(shipped.gradient_checkpointing).lower()}",
+        f"train.loss_chunk_tokens={shipped.loss_chunk_tokens}",
+        "train.log_every=1",
+    )
+    micro = shipped.micro_batch_size
+    runs = {}
+    for name in ("auto", "off"):
+        runs[name] = ours(
+            workdir, model, data, steps, max_length, micro, batch, shipped.strategy, (*settings, f"train.bf16={name}"),
+            tag=f"-bf16-{name}",
+        )  # fmt: skip
+    return runs["auto"], runs["off"], steps, max_length, batch, shipped.strategy
+
+
+def bf16_report(auto: dict, off: dict, steps: int, max_length: int, batch: int, strategy: str) -> dict:
+    from nat_ray.hardware import resolve_bf16
+
+    chosen = resolve_bf16("auto", "train.bf16", cuda=False)
+    half = [s for s in auto["losses"] if s > steps // 2]
+    mean_auto = sum(auto["losses"][s] for s in half) / len(half)
+    mean_off = sum(off["losses"][s] for s in half) / len(half)
+    speedup = auto["tokens_per_s"] / off["tokens_per_s"]
+    gap = abs(mean_auto - mean_off) / mean_off
+    print(
+        f"(3) bf16: the shipped settings ({strategy}, 2 workers), {steps} steps x {batch} sequences of {max_length} "
+        f"tokens; train.bf16: auto chose {chosen.name} ({chosen.reason})"
+    )
+    print(f"{'train.bf16':<12}{'tokens/s':>10}{'peak GB/worker':>16}{'mean loss, last half':>22}")
+    for name, r, m in (("auto", auto, mean_auto), ("off", off, mean_off)):
+        print(f"{name:<12}{r['tokens_per_s']:>10.1f}{r['peak_rss_gb']:>16.2f}{m:>22.4f}")
+    print(f"bf16_speedup = {speedup:.3f} (target >= 1.8); bf16_loss_gap = {gap:.4f} (target <= 0.02)")
+    return {
+        "bf16_speedup": speedup,
+        "bf16_loss_gap": gap,
+        "bf16": {
+            "chosen": chosen.name,
+            "reason": chosen.reason,
+            "settings": {"steps": steps, "max_length": max_length, "global_batch_size": batch, "strategy": strategy},
+            "auto": auto,
+            "off": off,
+        },
+    }
 
 
 def throughput_report(a: dict, b: dict, c: dict, steps: int, max_length: int, micro: int, batch: int) -> dict:

@@ -42,6 +42,8 @@ class PolicyConfig(StrictModel):
     max_batch_size: int = Field(16, gt=0)
     # transformers engine: static (window batches, faster on CPU) or continuous (transformers' continuous batching)
     batching: Literal["static", "continuous"] = "static"
+    # transformers engine: auto = bfloat16 where the hardware has it (CUDA with bf16, a CPU with AMX / AVX512-BF16)
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     script: Literal["replay", "arithmetic"] | None = None  # scripted
     replay_from: str | None = None
     latency_s: float = Field(0.0, ge=0)
@@ -144,7 +146,8 @@ class TrainConfig(StrictModel):
     lr: float = Field(5e-5, gt=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    bf16: Literal["auto", "on", "off"] = "auto"  # auto: where the hardware has it (CUDA with bf16)
+    # auto: bf16 where the hardware has it (a CUDA device with bf16, a CPU with AMX or AVX512-BF16); on: or refuse
+    bf16: Literal["auto", "on", "off"] = "auto"
     strategy: Literal["deepspeed", "ddp"] = "deepspeed"  # ddp: each worker holds the whole model (small models)
     shard_optimizer: bool = True  # ddp: AdamW states sharded over the workers (ZeRO-1, ZeroRedundancyOptimizer)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more compute

@@ -16,4 +16,4 @@ trap 'rm -rf "$FRESH_HOME"' EXIT
 # pytest exits 5 when it collects no tests; with `set -e` that fails the run, as it should.
 env HOME="$FRESH_HOME" XDG_CACHE_HOME="$FRESH_HOME/.cache" XDG_CONFIG_HOME="$FRESH_HOME/.config" \
     XDG_DATA_HOME="$FRESH_HOME/.local/share" XDG_STATE_HOME="$FRESH_HOME/.local/state" \
-    python -m pytest -q -ra --durations=10 "$@"
+    python -m pytest -q -ra --durations=25 "$@"

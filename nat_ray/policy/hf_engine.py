@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from nat_ray.errors import InputError
+from nat_ray.hardware import resolve_bf16
 from nat_ray.models import resolve_model_path
 from nat_ray.policy.base import Completion, SamplingParams, trim_at_stop
 
@@ -33,6 +34,7 @@ class HFEngine:
         batch_window_s: float = 0.01,
         num_threads: int | None = None,
         batching: str = "static",
+        dtype: str = "auto",
     ) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -44,12 +46,13 @@ class HFEngine:
         if num_threads:
             torch.set_num_threads(num_threads)
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self._precision = resolve_bf16(dtype, "policy.dtype", cuda=self.device.startswith("cuda"))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        torch_dtype = torch.bfloat16 if self._precision.bf16 else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
         self.model_name = str(path)
         self.max_batch_size = max_batch_size
         self.batch_window_s = batch_window_s
@@ -61,6 +64,10 @@ class HFEngine:
         self.batching = batching
         self._cb = None  # the continuous-batching manager, started on the first call
         self._cb_ids = 0
+
+    def precision(self) -> str:
+        """The weights' dtype and why it was chosen, e.g. ``bfloat16 (policy.dtype: auto -> bfloat16 (CPU has …))``."""
+        return f"{self._precision.name} ({self._precision.reason})"
 
     def generate_batch(self, conversations: list[list[dict[str, str]]], params: SamplingParams) -> list[Completion]:
         import torch

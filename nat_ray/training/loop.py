@@ -79,6 +79,7 @@ def train_loop_per_worker(config: dict) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
+    from nat_ray.hardware import resolve_bf16
     from nat_ray.training.loss import AssistantLoss
     from nat_ray.training.strategy import STRATEGIES
 
@@ -90,7 +91,7 @@ def train_loop_per_worker(config: dict) -> None:
     progress = _Progress(config.get("progress"), rank)
     torch.manual_seed(cfg.seed)
     cuda = torch.cuda.is_available() and cfg.use_gpu
-    bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and cuda and torch.cuda.is_bf16_supported())
+    precision = resolve_bf16(cfg.bf16, "train.bf16", cuda)
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     lm = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
@@ -112,14 +113,17 @@ def train_loop_per_worker(config: dict) -> None:
     def schedule(opt: Any) -> Any:
         return get_cosine_schedule_with_warmup(opt, warmup, total)
 
-    strategy = STRATEGIES[cfg.strategy](module, cfg, schedule, cuda, bf16, config["deepspeed"])
+    strategy = STRATEGIES[cfg.strategy](module, cfg, schedule, cuda, precision.bf16, config["deepspeed"])
     step = resumed_from = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             step = resumed_from = strategy.load(d) or 0
     setup_peak = memory.peak  # model load + strategy set-up, before the first micro-batch
-    progress("ready", seconds=time.monotonic() - started, total_steps=total, step=step, strategy=cfg.strategy)
+    progress(
+        "ready", seconds=time.monotonic() - started, total_steps=total, step=step, strategy=cfg.strategy,
+        precision=f"{precision.name} ({precision.reason})",
+    )  # fmt: skip
 
     epoch_batches: dict[int, list[list[int]]] = {}
     real = padded = 0
@@ -187,6 +191,7 @@ def train_loop_per_worker(config: dict) -> None:
         "peak_rss_gb": peak / GB,
         "setup_peak_rss_gb": setup_peak / GB,
         "dev_perplexity": ppl,
+        "precision": precision.name,
     }
     progress("saving")
     with tempfile.TemporaryDirectory() as d:

@@ -78,7 +78,9 @@ class TrainProgress:
             self.total, self.start_step = e["total_steps"], e["step"]
             if e["rank"] == 0:
                 resumed = f", resuming at step {e['step']}" if e["step"] else ""
-                say(f"workers ready after {_clock(time.monotonic() - self.launched)} (model loaded{resumed}); training")
+                how = f" in {e['precision']}" if e.get("precision") else ""
+                ready = _clock(time.monotonic() - self.launched)
+                say(f"workers ready after {ready} (model loaded{resumed}); training{how}")
                 self._open_bar()
         elif e["event"] == "micro":
             if self.first_step_at is None:

@@ -47,7 +47,8 @@ def fill_deepspeed_config(template: dict, cfg: TrainConfig, hidden_size: int, cu
     params["lr"], params["weight_decay"] = cfg.lr, cfg.weight_decay
     if not cuda and not cfg.offload_optimizer:
         params["torch_adam"] = True  # DeepSpeed's fused Adam is CUDA-only
-    ds["bf16"]["enabled"] = cfg.bf16 == "on" or (cfg.bf16 == "auto" and cuda and bf16_ok)
+    # GPUs: DeepSpeed keeps bf16 weights and fp32 master copies; CPUs: the step autocasts instead (DeepSpeedStrategy)
+    ds["bf16"]["enabled"] = cuda and bf16_ok
     ds["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
     ds["gradient_accumulation_steps"] = cfg.accumulation
     ds["train_batch_size"] = cfg.global_batch_size
@@ -68,9 +69,11 @@ class DeepSpeedStrategy:
             lr_scheduler=schedule,
         )
         self.module = self.engine.module
+        self.autocast = _cpu_autocast(cuda, bf16)
 
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.engine(**batch)
+        with self.autocast:
+            return self.engine(**batch)
 
     def backward(self, loss: torch.Tensor, boundary: bool) -> None:
         self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps itself
@@ -120,7 +123,8 @@ class DDPStrategy:
             self.optimizer = torch.optim.AdamW(params, **adam)
         self.scheduler = schedule(self.optimizer)
         self.accumulation = cfg.accumulation
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and bf16 else contextlib.nullcontext()
+        device = "cuda" if cuda else "cpu"
+        self.autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         self.device = next(module.parameters()).device
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -170,6 +174,12 @@ class DDPStrategy:
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()
+
+
+def _cpu_autocast(cuda: bool, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 on a CPU with native bf16: matmuls in bf16 under autocast, weights, gradients and AdamW states in fp32
+    (the loss's log-softmax and reductions stay fp32: AssistantLoss computes them in fp32)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and not cuda else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

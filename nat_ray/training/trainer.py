@@ -23,6 +23,7 @@ from pathlib import Path
 
 from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
+from nat_ray.hardware import resolve_bf16
 from nat_ray.models import resolve_model_path
 from nat_ray.ray_init import init_ray, quiet_ray_data
 from nat_ray.reformat import training_set
@@ -157,6 +158,7 @@ def _summary(rows: list[dict], final: dict, wall: float, started_at: float) -> d
         "train_seconds": round(sum(r["seconds"] for r in by_step.values()), 1),
         "peak_rss_gb_per_worker": final.get("peak_rss_gb"),
         "setup_peak_rss_gb_per_worker": final.get("setup_peak_rss_gb"),  # model loaded, before the first step
+        "precision": final.get("precision"),  # bfloat16 (autocast) or float32: train.bf16 resolved on the workers
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
     }
 
@@ -191,6 +193,8 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
         raise InputError("training needs the 'train' section")
     if tc.data is None:
         raise InputError("train.data: no training set given (a .jsonl or Parquet folder from `nat-ray build`)")
+    if not tc.use_gpu and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+        resolve_bf16(tc.bf16, "train.bf16", cuda=False)  # the workers run on this CPU: refuse what it lacks, now
     started_at, t0 = time.time(), time.monotonic()
     report = say if progress else (lambda _msg: None)
     report(f"tokenising {tc.data}")

@@ -13,6 +13,7 @@ import pytest
 
 from nat_ray.config import load_config
 from nat_ray.errors import InputError
+from nat_ray.hardware import resolve_bf16
 from nat_ray.storage import write_jsonl
 from nat_ray.training.trainer import run_train
 
@@ -126,6 +127,8 @@ def test_two_workers_learn_a_toy_set(tmp_path: Path, tiny_llama: Path, ray_local
     saved = json.loads((out / "nat_ray_train.json").read_text())
     assert saved["config"]["train"]["lr"] == 3e-3 and saved["data"]["examples"] == 64
     assert saved["config"]["train"]["strategy"] == strategy
+    # train.bf16: auto trains in bf16 on a CPU that has it (this machine: AVX512-BF16), else in float32
+    assert saved["precision"] == summary["precision"] == resolve_bf16("auto", "train.bf16", cuda=False).name
     assert saved["final_loss"] == pytest.approx(steps[-1]["loss"]) and saved["wall_seconds"] > 0
     assert saved["tokens_seen"] == sum(m["tokens"] for m in steps) and saved["peak_rss_gb_per_worker"] > 0.3
     assert not (tmp_path / "ray_train").exists()  # resumable checkpoints are gone with the completed run
