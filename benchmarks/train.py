@@ -197,6 +197,8 @@ def main() -> None:
         default="all",
         help="(1) throughput, (2) memory, (3) bf16 vs float32, or all",
     )
+    parser.add_argument("--bf16-strategy", choices=["ddp", "deepspeed"], default=None, help="(3): else the shipped one")
+    parser.add_argument("--bf16-steps", type=int, default=20, help="(3): optimizer steps per run (quick: 4)")
     args = parser.parse_args()
 
     import ray
@@ -242,7 +244,7 @@ def main() -> None:
             )
             m_hf = hf_trainer(model, longest, mem_steps, shipped.max_length, micro, mem_batch, workdir / "hf_mem.json")
         if args.part in ("all", "bf16"):
-            bf = bf16_runs(workdir, model, full, shipped, args.quick)
+            bf = bf16_runs(workdir, model, full, shipped, args.quick, args.bf16_strategy, args.bf16_steps)
     result: dict = {
         "quick": args.quick,
         "padding_efficiency": pad["grouped"],
@@ -266,13 +268,16 @@ def main() -> None:
         write_json(args.json, result)
 
 
-def bf16_runs(workdir: Path, model: Path, full: Path, shipped, quick: bool) -> tuple:  # type: ignore[no-untyped-def]
+def bf16_runs(  # type: ignore[no-untyped-def]
+    workdir: Path, model: Path, full: Path, shipped, quick: bool, strategy: str | None, steps: int
+) -> tuple:
     """(3) The shipped config's settings (strategy, workers, micro-batch, checkpointing, loss chunks) with
     ``train.bf16: auto`` and with ``off``, on the same equal-length sequences, one after the other; a loss logged at
     every step, for the loss gap over the last half of the run."""
     from nat_ray.storage import write_jsonl
 
-    steps, max_length, batch = (4, 128, 2) if quick else (20, 512, 4)
+    steps, max_length, batch = (4, 128, 2) if quick else (steps, 512, 4)
+    strategy = strategy or shipped.strategy
     data = workdir / "bf16.jsonl"
     write_jsonl(data, (e.to_row() for e in long_examples(model, full, max_length)[: batch * (steps + 1)]))
     settings = (
@@ -284,10 +289,10 @@ def bf16_runs(workdir: Path, model: Path, full: Path, shipped, quick: bool) -> t
     runs = {}
     for name in ("auto", "off"):
         runs[name] = ours(
-            workdir, model, data, steps, max_length, micro, batch, shipped.strategy, (*settings, f"train.bf16={name}"),
+            workdir, model, data, steps, max_length, micro, batch, strategy, (*settings, f"train.bf16={name}"),
             tag=f"-bf16-{name}",
         )  # fmt: skip
-    return runs["auto"], runs["off"], steps, max_length, batch, shipped.strategy
+    return runs["auto"], runs["off"], steps, max_length, batch, strategy
 
 
 def bf16_report(auto: dict, off: dict, steps: int, max_length: int, batch: int, strategy: str) -> dict:

@@ -148,6 +148,13 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0)
     # auto: bf16 where the hardware has it (a CUDA device with bf16, a CPU with AMX or AVX512-BF16); on: or refuse
     bf16: Literal["auto", "on", "off"] = "auto"
+
+    @field_validator("bf16", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: object) -> object:
+        # YAML reads a bare on / off (as in `train.bf16=off`) as a boolean
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     strategy: Literal["deepspeed", "ddp"] = "deepspeed"  # ddp: each worker holds the whole model (small models)
     shard_optimizer: bool = True  # ddp: AdamW states sharded over the workers (ZeRO-1, ZeroRedundancyOptimizer)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more compute

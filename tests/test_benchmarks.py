@@ -47,6 +47,7 @@ def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     assert result["speedup_vs_sequential"] > 1 and result["engine_speedup"] > 0
     engine = result["engine"]
     assert {engine[k]["episodes"] for k in ("paper_loop", "static", "continuous")} == {8}
+    assert engine["dtype"].split()[0] in ("bfloat16", "float32") and "policy.dtype: auto" in engine["dtype"]
     assert "engine_speedup" in stdout and "speedup_vs_sequential" in stdout
 
 

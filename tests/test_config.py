@@ -129,3 +129,11 @@ def test_a_relative_out_is_refused_inside_a_ray_job_with_a_working_dir(monkeypat
     assert load_config(REPO / "configs/ci_rollout_gsm8k_scripted.yaml", ["out=/shared/runs/x"]).out == "/shared/runs/x"
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}}))  # no working dir: cwd is real
     assert load_config(REPO / "configs/ci_rollout_gsm8k_scripted.yaml").out == "runs/ci-scripted"
+
+
+def test_train_bf16_takes_yamls_bare_on_and_off() -> None:
+    # YAML reads `off` / `on` as booleans; the key still means what was written, and anything else is refused
+    cfg = REPO / "configs/train_smollm2_strategyqa_nat.yaml"
+    assert [load_config(cfg, [f"train.bf16={v}"]).train.bf16 for v in ("off", "on", "auto")] == ["off", "on", "auto"]
+    with pytest.raises(InputError, match=r"train\.bf16"):
+        load_config(cfg, ["train.bf16=maybe"])

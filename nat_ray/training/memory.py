@@ -90,8 +90,11 @@ def estimate_peak_bytes(
     chunk_tokens: int | None,
     shard_optimizer: bool = True,
     bytes_per_param: int = 4,
+    autocast_bf16: bool = False,
 ) -> int:
-    """Peak resident memory of one worker (fp32 on CPU unless ``bytes_per_param`` says otherwise)."""
+    """Peak resident memory of one worker (fp32 on CPU unless ``bytes_per_param`` says otherwise). Under bf16
+    autocast the step also holds a bf16 copy of each weight it casts (measured +0.44 GB for SmolLM2); activations are
+    still counted as fp32, which over-counts them there."""
     p = shape.params
     states = 4 * p * 4  # fp32 master weights, gradients, two AdamW moments
     # ZeRO-3 shards the states, and a worker also holds gathered working copies and DeepSpeed's flat partition
@@ -110,7 +113,8 @@ def estimate_peak_bytes(
         act = tokens * shape.layers * per_layer
     chunk = tokens if chunk_tokens is None else min(chunk_tokens, tokens)  # None: every labelled position at once
     head = 3 * chunk * shape.vocab * 4  # logits, softmax and its gradient of one chunk
-    return int(PROCESS_OVERHEAD + model + act + head)
+    cast = 2 * p if autocast_bf16 else 0
+    return int(PROCESS_OVERHEAD + model + act + head + cast)
 
 
 def check_fits(estimate: int, workers_here: int, available: int, what: str, advice: str) -> None:

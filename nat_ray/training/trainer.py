@@ -102,6 +102,7 @@ def estimate_memory(cfg: RunConfig, model_path: Path, longest: int) -> int:
         tc.gradient_checkpointing,
         tc.head_chunk_tokens,
         tc.shard_optimizer,
+        autocast_bf16=not tc.use_gpu and resolve_bf16(tc.bf16, "train.bf16", cuda=False).bf16,
     )
 
 

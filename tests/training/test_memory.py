@@ -53,6 +53,7 @@ def test_estimate_grows_with_the_knobs_and_shrinks_with_checkpointing() -> None:
     assert est(strategy="ddp", shard_optimizer=False) > est(strategy="ddp")  # ZeRO-1 halves the AdamW moments
     assert est(workers=8) < est(workers=2)  # ZeRO-3 shards weights, gradients and moments
     assert est(chunk_tokens=None, micro_batch_size=4) > est(micro_batch_size=4)  # one head call: all logits at once
+    assert est(autocast_bf16=True) - est() == 2 * shape.params  # autocast's bf16 copy of the weights
 
 
 def test_check_fits_names_our_knobs() -> None:
