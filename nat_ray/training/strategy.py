@@ -69,7 +69,7 @@ class DeepSpeedStrategy:
             lr_scheduler=schedule,
         )
         self.module = self.engine.module
-        self.autocast = _cpu_autocast(cuda, bf16)
+        self.autocast = _bf16_autocast("cpu", bf16 and not cuda)  # on GPUs DeepSpeed's own bf16 mode does it
 
     def forward(self, batch: dict) -> torch.Tensor:
         with self.autocast:
@@ -123,8 +123,7 @@ class DDPStrategy:
             self.optimizer = torch.optim.AdamW(params, **adam)
         self.scheduler = schedule(self.optimizer)
         self.accumulation = cfg.accumulation
-        device = "cuda" if cuda else "cpu"
-        self.autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        self.autocast = _bf16_autocast("cuda" if cuda else "cpu", bf16)
         self.device = next(module.parameters()).device
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -176,10 +175,10 @@ class DDPStrategy:
         return self.module.state_dict()
 
 
-def _cpu_autocast(cuda: bool, bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 on a CPU with native bf16: matmuls in bf16 under autocast, weights, gradients and AdamW states in fp32
-    (the loss's log-softmax and reductions stay fp32: AssistantLoss computes them in fp32)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and not cuda else contextlib.nullcontext()
+def _bf16_autocast(device_type: str, on: bool) -> contextlib.AbstractContextManager:
+    """The forward pass's matmuls in bf16 under autocast, weights, gradients and AdamW states in fp32 (the loss's
+    log-softmax and reductions stay fp32: AssistantLoss computes them in fp32)."""
+    return torch.autocast(device_type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

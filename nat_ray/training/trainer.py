@@ -88,7 +88,7 @@ def prepare_data(cfg: RunConfig) -> tuple[Path, list[dict], list[dict], dict]:
     return model_path, rows, dev, stats
 
 
-def estimate_memory(cfg: RunConfig, model_path: Path, longest: int) -> int:
+def estimate_memory(cfg: RunConfig, model_path: Path, longest: int, autocast_bf16: bool = False) -> int:
     """Estimated peak resident memory of one worker, in bytes (CPU runs; see ``nat_ray.training.memory``)."""
     from transformers import AutoConfig
 
@@ -102,7 +102,7 @@ def estimate_memory(cfg: RunConfig, model_path: Path, longest: int) -> int:
         tc.gradient_checkpointing,
         tc.head_chunk_tokens,
         tc.shard_optimizer,
-        autocast_bf16=not tc.use_gpu and resolve_bf16(tc.bf16, "train.bf16", cuda=False).bf16,
+        autocast_bf16=autocast_bf16,
     )
 
 
@@ -194,13 +194,14 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
         raise InputError("training needs the 'train' section")
     if tc.data is None:
         raise InputError("train.data: no training set given (a .jsonl or Parquet folder from `nat-ray build`)")
-    if not tc.use_gpu and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
-        resolve_bf16(tc.bf16, "train.bf16", cuda=False)  # the workers run on this CPU: refuse what it lacks, now
+    # the workers run on this CPU: refuse a bf16 it lacks now, and count autocast's weight copy in the estimate
+    local_cpu = not tc.use_gpu and not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+    bf16_here = local_cpu and resolve_bf16(tc.bf16, "train.bf16", cuda=False).bf16
     started_at, t0 = time.time(), time.monotonic()
     report = say if progress else (lambda _msg: None)
     report(f"tokenising {tc.data}")
     model_path, rows, dev, stats = prepare_data(cfg)
-    estimate = estimate_memory(cfg, model_path, stats["longest"])
+    estimate = estimate_memory(cfg, model_path, stats["longest"], autocast_bf16=bf16_here)
     report(
         f"{len(rows):,} examples, {stats['tokens']:,} tokens, longest {stats['longest']:,}; estimated peak memory "
         f"{estimate / GB:.1f} GB per worker x {tc.num_workers} ({tc.strategy})"
