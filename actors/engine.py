@@ -1,5 +1,6 @@
-"""Engine actors: ``HFEngine`` (transformers) or ``VLLMEngine`` as Ray actors. A crashed engine restarts and its
-in-flight calls are retried; callers (``EnginePolicy``) see an error only when that also fails."""
+"""Engine actors: ``HFEngine`` (transformers), ``VLLMEngine`` or ``OVEngine`` (OpenVINO GenAI) as Ray actors. A
+crashed engine restarts and its in-flight calls are retried; callers (``EnginePolicy``) see an error only when that
+also fails."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ def start_engines(cfg: PolicyConfig, run_id: str) -> list[Any]:
         from nat_ray.policy.vllm_engine import VLLMEngine as engine_cls
 
         kwargs: dict = {"model": cfg.model}
+    elif cfg.kind == "openvino":
+        from nat_ray.policy.openvino_engine import OVEngine as engine_cls
+
+        kwargs = {"model": cfg.model, "max_batch_size": cfg.max_batch_size, "num_threads": max(1, int(cfg.num_cpus))}
     else:
         from nat_ray.policy.hf_engine import HFEngine as engine_cls
 

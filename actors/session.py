@@ -21,7 +21,7 @@ import ray
 from actors.engine import start_engines
 from actors.pool import ElasticPool
 from actors.tools import CalculatorActor, SearchActor
-from nat_ray.config import PolicyConfig
+from nat_ray.config import ENGINE_KINDS, PolicyConfig
 from nat_ray.errors import InputError
 from nat_ray.tools.config import ToolsConfig
 
@@ -54,7 +54,7 @@ class ActorSession:
             search = tools.search
             if "search" in needs and search is not None and search.kind != "replay":
                 self.pools["search"] = self._search_pool(search_cache)
-            if policy.kind in ("transformers", "vllm"):
+            if policy.kind in ENGINE_KINDS:
                 self.engines = start_engines(policy, self.run_id)
             # progress only: a restarted queue loses the events it held, never an episode
             self.events = Queue(actor_options={"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1})
@@ -69,7 +69,7 @@ class ActorSession:
         pc, search = self.policy_cfg, self.tools_cfg.search
         cpus = {"env workers": env_workers_min * ENV_WORKER_CPUS}
         gpus: dict[str, float] = {}
-        if pc.kind in ("transformers", "vllm"):
+        if pc.kind in ENGINE_KINDS:
             cpus["engines"], gpus["engines"] = pc.replicas * pc.num_cpus, pc.replicas * pc.num_gpus
         if "calculate" in self.needs:
             cpus["calculator pool"] = self.tools_cfg.calculator.pool.min * TOOL_ACTOR_CPUS

@@ -30,17 +30,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nat_ray.config import load_config
+from nat_ray.config import PolicyConfig, load_config
 from nat_ray.episode import EpisodeRunner, EpisodeSettings, EpisodeSpec
 from nat_ray.evaluation.driver import run_eval
 from nat_ray.evaluation.plan import plan_eval
 from nat_ray.policy import build_policy
+from nat_ray.policy.engine_client import LocalEnginePolicy
 from nat_ray.prompts import get_template
 from nat_ray.storage import write_json
 from nat_ray.tasks import get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
 from nat_ray.tools.calculator import Calculator
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ENGINE = PolicyConfig.model_fields["batching"].default  # what a config that does not choose gets
 
 
 def _calculator() -> dict:
@@ -107,12 +109,51 @@ def orchestration(args, workdir: Path) -> dict:
     return {"latency_s": args.latency, "sequential": seq, "eval": pool}
 
 
-def engine(args) -> dict:
+class PlainGenerate:
+    """The paper's loop: one conversation per ``model.generate`` call."""
+
+    def __init__(self, eng) -> None:
+        self.eng = eng
+
+    async def generate(self, messages, params):
+        return self.eng.generate_batch([messages], params)[0]
+
+    def close(self) -> None:
+        pass
+
+
+def _make_engine(name: str, batch: int, args):
+    """(engine, dtype label) for one row of the comparison."""
     from nat_ray.models import resolve_model_path
-    from nat_ray.policy.engine_client import LocalEnginePolicy
     from nat_ray.policy.hf_engine import HFEngine
 
-    n = 8 if args.quick else 24
+    if name == "openvino":
+        from nat_ray.policy.openvino_engine import OVEngine
+
+        return OVEngine(args.openvino, max_batch_size=batch, num_threads=args.threads), "openvino bf16 hint"
+    batching, dtype = {
+        "paper_loop": ("static", "auto"),
+        "static_float32": ("static", "float32"),
+    }.get(name, (name, "auto"))
+    eng = HFEngine(resolve_model_path("smollm2"), max_batch_size=batch, num_threads=args.threads, batching=batching,
+                   dtype=dtype)  # fmt: skip
+    label = eng.precision().split(" ")[0]
+    return (PlainGenerate(eng) if name == "paper_loop" else eng), label
+
+
+def _engine_names(args, full_only: tuple[str, ...] = ()) -> list[str]:
+    names = ["paper_loop", "cached", "static", "continuous"]
+    if not args.quick:
+        names += list(full_only)
+    if args.openvino:
+        names.append("openvino")
+    return names
+
+
+def engine(args) -> dict:
+    """GSM8K eval episodes through each engine; the paper's loop runs the first ``loop_n`` of the same episodes."""
+    n = 24
+    loop_n = 8 if args.quick else n
     task = get_task("gsm8k")
     data = resolve_data_dir(args.data_dir)
     questions = load_questions_file(task, task_file(task, "test", data))[:n]
@@ -125,17 +166,8 @@ def engine(args) -> dict:
         max_attempts=1,
     )
     specs = [EpisodeSpec(task.name, q.id, q.question, q.ground_truth, 0.0, 0) for q in questions]
-    model = str(resolve_model_path("smollm2"))
-    results: dict = {"episodes": n, "max_tokens": args.max_tokens, "threads": args.threads}
-
-    class PlainGenerate:
-        """The paper's loop: one conversation per model.generate call."""
-
-        def __init__(self, eng: HFEngine) -> None:
-            self.eng = eng
-
-        async def generate(self, messages, params):
-            return self.eng.generate_batch([messages], params)[0]
+    results: dict = {"episodes": n, "paper_loop_episodes": loop_n, "max_tokens": args.max_tokens,
+                     "threads": args.threads, "engines": []}  # fmt: skip
 
     async def run(policy, concurrent: bool) -> tuple[list, float]:
         runner = EpisodeRunner(settings, policy, _calculator())
@@ -143,40 +175,107 @@ def engine(args) -> dict:
         if concurrent:
             trajs = await asyncio.gather(*(runner.run(s) for s in specs))
         else:
-            trajs = [await runner.run(s) for s in specs]
+            trajs = [await runner.run(s) for s in specs[:loop_n]]
         return list(trajs), time.monotonic() - t0
 
-    from nat_ray.hardware import resolve_bf16
-
-    chosen = resolve_bf16("auto", "policy.dtype", cuda=False)
-    results["dtype"] = f"{chosen.name} ({chosen.reason})"
-    runs = [
-        ("paper_loop", "static", False, "auto"),
-        ("static", "static", True, "auto"),
-        ("continuous", "continuous", True, "auto"),
-    ]
-    if chosen.bf16 and not args.quick:  # what policy.dtype: auto gained over float32, same engine, same episodes
-        runs.append(("static_float32", "static", True, "float32"))
-    for name, batching, concurrent, dtype in runs:
-        eng = HFEngine(model, max_batch_size=n, num_threads=args.threads, batching=batching, dtype=dtype)
-        wrapped = PlainGenerate(eng) if name == "paper_loop" else eng
-        trajs, seconds = asyncio.run(run(LocalEnginePolicy(wrapped, model), concurrent))
+    replies: dict[str, list] = {}
+    for name in _engine_names(args, full_only=("static_float32",)):
+        eng, dtype = _make_engine(name, n, args)
+        trajs, seconds = asyncio.run(run(LocalEnginePolicy(eng, "smollm2"), name != "paper_loop"))
+        row = {"name": name, "dtype": dtype} | _summary(trajs, seconds)
+        if hasattr(eng, "cache_stats"):
+            row["cache"] = eng.cache_stats()
         eng.close()
-        results[name] = _summary(trajs, seconds)
-        print(f"  {name:<11} {results[name]}", flush=True)
-    loop = results["paper_loop"]
-    best = max(("static", "continuous"), key=lambda k: results[k]["tokens_per_s"])
-    results |= {
-        "best": best,
-        "static_tokens_ratio": results["static"]["tokens_per_s"] / loop["tokens_per_s"],
-        "continuous_tokens_ratio": results["continuous"]["tokens_per_s"] / loop["tokens_per_s"],
-        "static_episodes_ratio": results["static"]["episodes_per_s"] / loop["episodes_per_s"],
-        "continuous_episodes_ratio": results["continuous"]["episodes_per_s"] / loop["episodes_per_s"],
-        "continuous_vs_static": results["continuous"]["tokens_per_s"] / results["static"]["tokens_per_s"],
-    }
-    if "static_float32" in results:
-        results["bf16_speedup"] = results["static"]["tokens_per_s"] / results["static_float32"]["tokens_per_s"]
+        replies[name] = [[t.content for t in tr.turns] for tr in trajs]
+        results["engines"].append(row)
+        print(f"  {name:<15} {row}", flush=True)
+    _ratios(results, replies)
     return results
+
+
+def _ratios(results: dict, replies: dict[str, list]) -> None:
+    """Each engine's tokens/s over the paper loop's, and how many episodes it ran exactly as the loop did."""
+    by = {r["name"]: r for r in results["engines"]}
+    loop = by["paper_loop"]
+    for r in results["engines"]:
+        r["x_paper_loop"] = r["tokens_per_s"] / loop["tokens_per_s"]
+        shared = list(zip(replies["paper_loop"], replies[r["name"]], strict=False))
+        r["same_as_paper_loop"] = sum(a == b for a, b in shared) / len(shared)
+    results["default"] = DEFAULT_ENGINE
+    results["speedup"] = by[DEFAULT_ENGINE]["x_paper_loop"]
+    if "static_float32" in by:
+        results["bf16_speedup"] = by["static"]["tokens_per_s"] / by["static_float32"]["tokens_per_s"]
+
+
+def replay(args) -> dict:
+    """Multi-turn conversations: the NATInstruct StrategyQA trajectories (GPT-3.5 ReAct episodes with search
+    observations) replayed turn by turn; at each turn the engine replies (greedy) to the recorded history, and the
+    next turn's prompt is that history plus the recorded reply and observation. Conversations run concurrently,
+    the turns of one in order: the workload where keeping a conversation's KV cache between turns pays."""
+    import json
+
+    from nat_ray.policy.base import SamplingParams
+
+    n = 16 if args.quick else 32
+    task = get_task("strategyqa")
+    data = resolve_data_dir(args.data_dir)
+    template = get_template(prompts_file(task, data), "zero-shot-target-aware")
+    questions = {q.id: q for q in load_questions_file(task, task_file(task, "train", data))}
+    records = json.loads((data / "nat/dataset/strategyqa/strategyqa_gpt-3.5_positive.json").read_text())
+    convs = []
+    for rec in records:
+        if rec["id"] in questions and len(rec["conversations"]) >= 4:
+            head = [dict(m) for m in template.inference_messages(questions[rec["id"]].question)]
+            convs.append((head, [{"role": c["role"], "content": c["content"]} for c in rec["conversations"]]))
+        if len(convs) == n:
+            break
+    params = SamplingParams(temperature=0.0, max_tokens=args.replay_tokens)
+    loop_n = 4 if args.quick else 8
+    results: dict = {"conversations": n, "paper_loop_conversations": loop_n, "max_tokens": args.replay_tokens,
+                     "engines": []}  # fmt: skip
+
+    async def one(eng, head, turns) -> tuple[list[str], int]:
+        out, tokens = [], 0
+        for k, msg in enumerate(turns):
+            if msg["role"] != "assistant":
+                continue
+            c = await eng.generate(head + turns[:k], params)
+            out.append(c.text)
+            tokens += c.completion_tokens
+        return out, tokens
+
+    async def run(eng, concurrent: bool):
+        t0 = time.monotonic()
+        if concurrent:
+            done = await asyncio.gather(*(one(eng, h, t) for h, t in convs))
+        else:
+            done = [await one(eng, h, t) for h, t in convs[:loop_n]]
+        return done, time.monotonic() - t0
+
+    replies = {}
+    for name in _engine_names(args):
+        eng, dtype = _make_engine(name, n, args)
+        done, seconds = asyncio.run(run(eng, name != "paper_loop"))
+        tokens = sum(t for _, t in done)
+        row = {"name": name, "dtype": dtype, "replies": sum(len(o) for o, _ in done), "seconds": seconds,
+               "tokens_per_s": tokens / seconds}  # fmt: skip
+        if hasattr(eng, "cache_stats"):
+            row["cache"] = eng.cache_stats()
+        eng.close()
+        replies[name] = [o for o, _ in done]
+        results["engines"].append(row)
+        print(f"  {name:<15} {row}", flush=True)
+    _ratios(results, replies)
+    return results
+
+
+def _table(title: str, part: dict, unit: str) -> None:
+    print(f"\n{title}")
+    print(f"{'engine':<16}{'dtype':<20}{unit:>10}{'tokens/s':>10}{'x loop':>8}{'same':>7}")
+    for r in part["engines"]:
+        count = r.get("episodes", r.get("replies"))
+        print(f"{r['name']:<16}{r['dtype']:<20}{count:>10}{r['tokens_per_s']:>10.1f}{r['x_paper_loop']:>8.2f}"
+              f"{r['same_as_paper_loop']:>7.2f}")  # fmt: skip
 
 
 def main() -> None:
@@ -185,8 +284,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--latency", type=float, default=0.5, help="scripted reply latency L, seconds")
     parser.add_argument("--max-tokens", type=int, default=None, help="(b) tokens per reply at most (128; quick 96)")
-    parser.add_argument("--threads", type=int, default=2, help="(b) torch threads")
-    parser.add_argument("--no-engine", action="store_true", help="skip part (b), the SmolLM2 engine")
+    parser.add_argument("--replay-tokens", type=int, default=64, help="(c) tokens per reply at most")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the engines")
+    parser.add_argument("--no-engine", action="store_true", help="skip parts (b) and (c), the SmolLM2 engines")
+    parser.add_argument("--openvino", default=None, help="an OpenVINO IR export of SmolLM2: adds the OpenVINO engine")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     if args.max_tokens is None:
@@ -194,10 +295,12 @@ def main() -> None:
 
     import ray
 
-    b = None
+    b = c = None
     if not args.no_engine:  # first, alone on the machine: no Ray processes competing for the 2 cores
-        print("(b) SmolLM2-135M engine on this CPU: paper loop vs static vs continuous batching", flush=True)
+        print("(b) SmolLM2-135M engines on this CPU, GSM8K eval episodes", flush=True)
         b = engine(args)
+        print("(c) SmolLM2-135M engines, multi-turn replay of StrategyQA trajectories", flush=True)
+        c = replay(args)
     ray.init(log_to_driver=False, include_dashboard=False, logging_level="WARNING")
     with tempfile.TemporaryDirectory() as tmp:
         print(f"(a) orchestration, scripted policy with reply latency L = {args.latency}s", flush=True)
@@ -209,19 +312,15 @@ def main() -> None:
     print(f"\n(a) episodes/s: sequential {seq['episodes_per_s']:.3f}, distributed eval (64 in flight) steady "
           f"{pool['steady_episodes_per_s'] or float('nan'):.2f}, whole run {pool['episodes_per_s']:.2f}, "
           f"ideal {pool['ideal_per_s']:.1f}")  # fmt: skip
-    result: dict = {"speedup_vs_sequential": speedup, "quick": args.quick, "orchestration": a, "engine": b}
-    if b:
-        print(f"\n(b) {b['episodes']} GSM8K episodes, SmolLM2-135M, {args.threads} threads")
-        print(f"{'':<12}{'episodes/s':>12}{'tokens/s':>10}{'calls/ep':>10}")
-        print(f"engine dtype: {b['dtype']}")
-        for k in ("paper_loop", "static", "continuous", "static_float32"):
-            if k not in b:
-                continue
-            r = b[k]
-            print(f"{k:<12}{r['episodes_per_s']:>12.3f}{r['tokens_per_s']:>10.1f}{r['calls_per_episode']:>10.2f}")
-        result["engine_speedup"] = b[f"{b['best']}_tokens_ratio"]
-        print(f"continuous vs static: {b['continuous_vs_static']:.2f}x tokens/s")
-        print(f"engine_speedup = {result['engine_speedup']:.2f}x ({b['best']} batching vs the paper's loop)")
+    result: dict = {"speedup_vs_sequential": speedup, "quick": args.quick, "orchestration": a, "engine": b, "replay": c}
+    if b and c:
+        _table(f"(b) {b['episodes']} GSM8K episodes (paper loop: first {b['paper_loop_episodes']})", b, "episodes")
+        _table(f"(c) {c['conversations']} StrategyQA conversations replayed turn by turn", c, "replies")
+        result["engines"] = [{k: r[k] for k in ("name", "dtype", "tokens_per_s")} for r in b["engines"]]
+        result["engine_speedup"] = b["speedup"]
+        result["replay_speedup"] = c["speedup"]
+        print(f"engine_speedup = {b['speedup']:.2f}x (the default engine, batching: {b['default']}, vs the paper's "
+              f"loop); multi-turn replay {c['speedup']:.2f}x")  # fmt: skip
         if "bf16_speedup" in b:
             result["engine_bf16_speedup"] = b["bf16_speedup"]
             print(f"engine_bf16_speedup = {b['bf16_speedup']:.2f}x (static batching, bfloat16 vs float32 tokens/s)")

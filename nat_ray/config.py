@@ -24,12 +24,15 @@ from nat_ray.pipeline.sections import BuildStageConfig, CollectConfig, StudyConf
 from nat_ray.tools.config import PoolConfig, ToolsConfig
 from nat_ray.types import StrictModel
 
+ENGINE_KINDS = ("transformers", "vllm", "openvino")  # policies served by in-cluster engine actors
+
 
 class PolicyConfig(StrictModel):
     """Who answers: an OpenAI-compatible endpoint, in-cluster engine actors, or a scripted policy (tests)."""
 
-    kind: Literal["openai", "transformers", "vllm", "scripted"]
-    model: str = ""  # endpoint model name (openai); model folder or prepared name (transformers, vllm)
+    kind: Literal["openai", "transformers", "vllm", "openvino", "scripted"]
+    # endpoint model name (openai); model folder or prepared name (transformers, vllm); OpenVINO IR folder (openvino)
+    model: str = ""
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
     max_tokens: int = Field(512, gt=0)
@@ -40,8 +43,9 @@ class PolicyConfig(StrictModel):
     num_cpus: float = Field(1.0, gt=0)
     num_gpus: float = Field(0.0, ge=0)
     max_batch_size: int = Field(16, gt=0)
-    # transformers engine: static (window batches, faster on CPU) or continuous (transformers' continuous batching)
-    batching: Literal["static", "continuous"] = "static"
+    # transformers engine: cached (continuous batching that keeps each conversation's KV cache between turns; the
+    # fastest here, docs/benchmarks.md), static (window batches) or continuous (transformers' continuous batching)
+    batching: Literal["cached", "static", "continuous"] = "cached"
     # transformers engine: auto = bfloat16 where the hardware has it (CUDA with bf16, a CPU with AMX / AVX512-BF16)
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     script: Literal["replay", "arithmetic"] | None = None  # scripted
@@ -53,7 +57,7 @@ class PolicyConfig(StrictModel):
     def _kind_fields(self) -> PolicyConfig:
         if self.kind == "openai" and not (self.base_url and self.model):
             raise ValueError("policy kind 'openai' needs base_url and model")
-        if self.kind in ("transformers", "vllm") and not self.model:
+        if self.kind in ENGINE_KINDS and not self.model:
             raise ValueError(f"policy kind {self.kind!r} needs model (a model folder or a prepared model name)")
         if self.kind == "scripted" and self.script is None:
             raise ValueError("policy kind 'scripted' needs script (replay or arithmetic)")

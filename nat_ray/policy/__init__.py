@@ -1,7 +1,8 @@
 """Policy clients behind one interface (:class:`~nat_ray.policy.base.Policy`), built from config by kind.
 
 - ``openai``: any OpenAI-compatible endpoint (OpenAI, ``vllm serve``, Ray Serve LLM, ``transformers serve``);
-- ``transformers`` / ``vllm``: in-cluster engine actors (``actors.engine``) reached through ``EnginePolicy``;
+- ``transformers`` / ``vllm`` / ``openvino``: in-cluster engine actors (``actors.engine``) reached through
+  ``EnginePolicy``;
 - ``scripted``: ``replay`` / ``arithmetic`` policies for orchestration tests and benchmarks.
 """
 
@@ -48,6 +49,7 @@ POLICIES: dict[str, Callable[[PolicyConfig, PromptTemplate, list[Any]], Policy]]
     "openai": _openai,
     "transformers": _engine,
     "vllm": _engine,
+    "openvino": _engine,
     "scripted": _scripted,
 }
 

@@ -5,6 +5,8 @@ Two ways to share the model between concurrent episodes (``batching``), measured
 
 - ``static``: calls arriving within a short window run as one left-padded ``model.generate`` batch per sampling
   setting, to the longest reply. On 2 CPU cores it is the faster one (docs/benchmarks.md).
+- ``cached``: this project's continuous batching that keeps each conversation's KV cache between its turns and
+  shares the task prompt's cache between episodes (``nat_ray.policy.kv_engine``): a turn prefills only what is new.
 - ``continuous``: transformers' own continuous batching (what ``transformers serve --continuous-batching`` runs):
   requests join and leave the running batch token by token, with paged KV blocks shared between prompts that start
   alike; each reply streams back and is cut at the ReAct stop string as soon as it appears.
@@ -23,6 +25,8 @@ from nat_ray.errors import InputError
 from nat_ray.hardware import resolve_bf16
 from nat_ray.models import resolve_model_path
 from nat_ray.policy.base import Completion, SamplingParams, trim_at_stop
+
+BATCHING = ("cached", "static", "continuous")
 
 
 class HFEngine:
@@ -59,11 +63,12 @@ class HFEngine:
         self._queue: asyncio.Queue | None = None
         self._batcher: asyncio.Task | None = None
         self.batches = 0  # generate() batches run, for tests and metrics
-        if batching not in ("static", "continuous"):
-            raise InputError(f"batching {batching!r}: choose static or continuous")
+        if batching not in BATCHING:
+            raise InputError(f"batching {batching!r}: choose one of {', '.join(BATCHING)}")
         self.batching = batching
         self._cb = None  # the continuous-batching manager, started on the first call
         self._cb_ids = 0
+        self._kv = None  # the KV-reusing batcher, started on the first call
 
     def precision(self) -> str:
         """The weights' dtype and why it was chosen, e.g. ``bfloat16 (policy.dtype: auto -> bfloat16 (CPU has …))``."""
@@ -100,6 +105,8 @@ class HFEngine:
     async def generate(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         if self.batching == "continuous":
             return await self._generate_continuous(messages, params)
+        if self.batching == "cached":
+            return await self._generate_cached(messages, params)
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._batcher = asyncio.get_running_loop().create_task(self._run_batches())
@@ -198,7 +205,43 @@ class HFEngine:
         manager.add_request(ids, request_id=rid, max_new_tokens=params.max_tokens, streaming=True, **sampling)
         return await done
 
+    async def _generate_cached(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        import torch
+
+        from nat_ray.policy.kv_engine import KVBatcher, Request
+
+        if self._kv is None:
+            self._kv = KVBatcher(self.model, self.tokenizer, self.max_batch_size)
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+
+        def deliver(result: Completion | BaseException) -> None:  # from the batcher's thread
+            def settle() -> None:
+                if done.done():
+                    return
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+            loop.call_soon_threadsafe(settle)
+
+        self._kv.submit(Request(ids=torch.tensor(ids, dtype=torch.long), params=params, done=deliver))
+        return await done
+
+    def cache_stats(self) -> dict[str, int]:
+        """Prompt tokens asked for and served from kept KV caches (``cached`` batching), decode steps run."""
+        if self._kv is None:
+            return {"prompt_tokens": 0, "reused_tokens": 0, "steps": 0}
+        store = self._kv.store
+        return {"prompt_tokens": store.prompt_tokens, "reused_tokens": store.reused_tokens, "steps": self._kv.steps}
+
     def close(self) -> None:
+        if self._kv is not None:
+            self._kv.close()
+            self._kv = None
         if self._cb is not None:
             self._cb.stop(block=True)
             self._cb = None

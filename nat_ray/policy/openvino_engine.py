@@ -1,0 +1,130 @@
+"""An OpenVINO GenAI engine (``policy.kind: openvino``): continuous batching with prefix caching, a CPU runtime.
+
+Measured against the transformers engine in ``benchmarks/eval.py`` (docs/benchmarks.md says which is the default and
+why). It needs ``pip install 'nat-ray[openvino]'`` and a model exported to OpenVINO IR once, for example
+``optimum-cli export openvino --model <hf folder> --task text-generation-with-past --weight-format fp16 <out>``
+(optimum-intel pins its own transformers: export in a separate environment). Prompts are tokenized with the
+model's own chat template by the transformers tokenizer, as in the other engines, so every engine sees the same ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+from nat_ray.errors import InputError
+from nat_ray.policy.base import Completion, SamplingParams, trim_at_stop
+
+
+class OVEngine:
+    def __init__(
+        self,
+        model: str | Path,
+        max_batch_size: int = 16,
+        num_threads: int | None = None,
+        cache_gb: float = 2.0,
+        precision: str = "bf16",
+    ) -> None:
+        try:
+            import openvino_genai as og
+        except ImportError:
+            raise InputError("policy.kind openvino needs the openvino extra: pip install 'nat-ray[openvino]'") from None
+        from transformers import AutoTokenizer
+
+        path = Path(model)
+        if not (path / "openvino_model.xml").is_file():
+            raise InputError(f"{path}: no openvino_model.xml (export the model to OpenVINO IR first)")
+        self.model_name = str(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        sched = og.SchedulerConfig()
+        sched.enable_prefix_caching = True
+        sched.max_num_seqs = max_batch_size
+        sched.max_num_batched_tokens = max(512, 64 * max_batch_size)
+        sched.dynamic_split_fuse = True
+        sched.cache_size = max(1, int(cache_gb))
+        props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+        if num_threads:
+            props["INFERENCE_NUM_THREADS"] = num_threads
+        self._og = og
+        self._pipe = og.ContinuousBatchingPipeline(str(path), sched, "CPU", props)
+        self._ids = itertools.count()
+        self._inbox: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="nat-ray-openvino", daemon=True)
+        self._thread.start()
+
+    def precision(self) -> str:
+        return "openvino CPU inference precision hint (bf16 where the CPU has it)"
+
+    def _config(self, params: SamplingParams) -> Any:
+        gc = self._og.GenerationConfig()
+        gc.max_new_tokens = params.max_tokens
+        gc.stop_strings = set(params.stop)
+        gc.eos_token_id = self.tokenizer.eos_token_id
+        if params.temperature > 0:
+            gc.do_sample = True
+            gc.temperature = params.temperature
+            gc.top_p = params.top_p
+            gc.top_k = 50  # generate()'s default: engines sample alike
+            if params.seed is not None:
+                gc.rng_seed = params.seed
+        return gc
+
+    async def generate(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        import numpy as np
+        import openvino as ov
+
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+        tensor = ov.Tensor(np.asarray([ids], dtype=np.int64))
+        self._inbox.put((tensor, len(ids), self._config(params), params, loop, done))
+        return await done
+
+    def _loop(self) -> None:
+        running: list[tuple[Any, int, SamplingParams, Any, asyncio.Future]] = []
+        while True:
+            try:
+                while True:
+                    item = self._inbox.get(block=not running)
+                    if item is None:
+                        return
+                    tensor, n, gc, params, loop, done = item
+                    handle = self._pipe.add_request(next(self._ids), tensor, gc)
+                    running.append((handle, n, params, loop, done))
+            except queue.Empty:
+                pass
+            try:
+                self._pipe.step()
+            except Exception as exc:  # a failed step fails its requests, not the engine
+                for _, _, _, loop, done in running:
+                    loop.call_soon_threadsafe(_settle, done, exc)
+                running = []
+                continue
+            still = []
+            for handle, n, params, loop, done in running:
+                if handle.get_status() == self._og.GenerationStatus.RUNNING:
+                    still.append((handle, n, params, loop, done))
+                    continue
+                outputs = handle.read_all()
+                tokens = [t for t in outputs[0].generated_ids if t != self.tokenizer.eos_token_id]
+                text = trim_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), params.stop)
+                loop.call_soon_threadsafe(_settle, done, Completion(text, n, len(tokens)))
+            running = still
+
+    def close(self) -> None:
+        self._inbox.put(None)
+        self._thread.join(timeout=30)
+
+
+def _settle(done: asyncio.Future, result: Completion | BaseException) -> None:
+    if done.done():
+        return
+    if isinstance(result, BaseException):
+        done.set_exception(result)
+    else:
+        done.set_result(result)

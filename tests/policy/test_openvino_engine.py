@@ -1,0 +1,55 @@
+"""The OpenVINO GenAI engine (`policy.kind: openvino`) behind the policy interface. It needs the `openvino` extra and
+a model exported to OpenVINO IR (an export environment of its own), so it runs where `NAT_RAY_OPENVINO_MODEL` names
+one; without the extra, asking for the engine is one line saying what to install."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from nat_ray.errors import InputError
+from nat_ray.policy.base import SamplingParams
+
+HAVE_OPENVINO = importlib.util.find_spec("openvino_genai") is not None
+
+
+@pytest.mark.skipif(HAVE_OPENVINO, reason="checks the message shown when the extra is missing")
+def test_without_the_extra_the_engine_says_what_to_install(tmp_path: Path) -> None:
+    from nat_ray.policy.openvino_engine import OVEngine
+
+    with pytest.raises(InputError, match=r"pip install 'nat-ray\[openvino\]'"):
+        OVEngine(tmp_path)
+
+
+@pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino extra is not installed")
+def test_a_folder_without_an_export_is_refused(tmp_path: Path) -> None:
+    from nat_ray.policy.openvino_engine import OVEngine
+
+    with pytest.raises(InputError, match="no openvino_model.xml"):
+        OVEngine(tmp_path)
+
+
+@pytest.mark.skipif(
+    not (HAVE_OPENVINO and os.environ.get("NAT_RAY_OPENVINO_MODEL")), reason="no OpenVINO IR export named"
+)
+def test_openvino_replies_are_cut_at_the_stop_string_and_counted() -> None:
+    from nat_ray.policy.openvino_engine import OVEngine
+
+    engine = OVEngine(os.environ["NAT_RAY_OPENVINO_MODEL"], max_batch_size=4, num_threads=2)
+    try:
+
+        async def ask():
+            convs = [[{"role": "user", "content": q}] for q in ("What is 2 + 2?", "Say hello.")]
+            plain = SamplingParams(temperature=0.0, max_tokens=12)
+            stop = SamplingParams(temperature=0.0, max_tokens=24, stop=(" ",))
+            return await asyncio.gather(*(engine.generate(c, plain) for c in convs), engine.generate(convs[0], stop))
+
+        a, b, cut = asyncio.run(ask())
+        assert a.text.strip() and b.text.strip() and 0 < a.completion_tokens <= 12 and a.prompt_tokens > 5
+        assert " " not in cut.text.strip() and cut.completion_tokens < 24
+    finally:
+        engine.close()
