@@ -1,6 +1,7 @@
 """Evaluation throughput, each side by side with the paper's loop (one episode at a time).
 
-    python benchmarks/eval.py [--quick] [--json PATH] [--latency 0.5] [--no-engine]
+    python benchmarks/eval.py [--quick] [--json PATH] [--latency 0.5] [--no-engine] [--engines a,b]
+                              [--openvino IR_FOLDER]
 
 (a) Orchestration. The scripted ``arithmetic`` policy with a fixed reply latency L and the real calculator: the
     distributed eval (`run_eval`: env-worker actors, calculator pool, 64 episodes in flight) against a sequential loop
@@ -147,6 +148,8 @@ def _engine_names(args, full_only: tuple[str, ...] = ()) -> list[str]:
         names += list(full_only)
     if args.openvino:
         names.append("openvino")
+    if args.engines:  # a subset (the paper loop and the default always run: they make the headline ratio)
+        names = [n for n in names if n in {"paper_loop", DEFAULT_ENGINE, *args.engines.split(",")}]
     return names
 
 
@@ -288,6 +291,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the engines")
     parser.add_argument("--no-engine", action="store_true", help="skip parts (b) and (c), the SmolLM2 engines")
     parser.add_argument("--openvino", default=None, help="an OpenVINO IR export of SmolLM2: adds the OpenVINO engine")
+    parser.add_argument("--engines", default=None, help="comma-separated subset of the engines to run")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     if args.max_tokens is None:

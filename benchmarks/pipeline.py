@@ -7,7 +7,8 @@ examples; two DDP steps of a tiny random 2-layer Llama per variant; eval of both
 StrategyQA test questions with BM25 search; the teacher's row; the report). (1) `run_pipeline` into a fresh folder;
 (2) the same stages called one by one (`import_nat`, `build` x 2, `run_train` x 2, `run_eval` x 3,
 `eval_trajectories`, `write_report`) into another, each timed. Ray is started once before both; the pipeline runs
-first (its caches are the colder ones, so the ratio errs against it). `--quick` is the same run (it is already small).
+first (its caches are the colder ones, so the ratio errs against it). `--quick` runs one variant (NAT, no base-model
+eval): the same comparison with half the stages.
 
 JSON key: ``overhead_ratio`` = pipeline wall time / sum of the stages' wall times (target <= 1.10).
 """
@@ -45,7 +46,7 @@ def tiny_model(out: Path) -> Path:
     return out
 
 
-def stages_alone(cfg, out: Path) -> dict[str, float]:
+def stages_alone(cfg, out: Path, modes: tuple[str, ...]) -> dict[str, float]:
     """Each stage by its own entry point, with the config views the pipeline gives it."""
     from nat_ray.config import PolicyConfig
     from nat_ray.evaluation.driver import eval_trajectories, run_eval
@@ -68,16 +69,18 @@ def stages_alone(cfg, out: Path) -> dict[str, float]:
                        files=[str(data / f) for f in c.files])  # fmt: skip
     timed("collect", lambda: import_nat(imp, overwrite=True))
     prompts = str(prompts_file(get_task(c.task), cfg.data_dir))
-    for mode, neg in (("vanilla", 0), ("nat", cfg.build.neg_num)):
+    for mode in modes:
+        neg = 0 if mode == "vanilla" else cfg.build.neg_num
         b = BuildConfig(trajectories=str(out / "trajectories"), prompts=prompts, mode=mode, pos_num=cfg.build.pos_num,
                         neg_num=neg, seed=cfg.build.seed, out=str(out / f"sets/{mode}/train.jsonl"))  # fmt: skip
         timed(f"build {mode}", lambda b=b: build(b))
-    for mode in ("vanilla", "nat"):
+    for mode in modes:
         train = cfg.train.model_copy(
             update={"data": str(out / f"sets/{mode}/train.jsonl"), "out": str(out / f"models/{mode}")}
         )
         timed(f"train {mode}", lambda t=train: run_train(cfg.model_copy(update={"train": t}), progress=False))
-    for name, model in (("vanilla", out / "models/vanilla"), ("nat", out / "models/nat"), ("base", cfg.train.model)):
+    evals = [(m, out / f"models/{m}") for m in modes] + ([("base", cfg.train.model)] if cfg.study.base else [])
+    for name, model in evals:
         policy = PolicyConfig.model_validate({**cfg.policy.model_dump(), "model": str(model)})
         ev = cfg.eval.model_copy(update={"out": str(out / f"eval/{name}")})
         timed(f"eval {name}", lambda p=policy, e=ev: run_eval(cfg.model_copy(update={"policy": p, "eval": e}), False))
@@ -102,6 +105,9 @@ def main() -> None:
         model = tiny_model(work / "tiny")
         build_index(work / "index", ["hotpotqa", "strategyqa"])
         overrides = [f"train.model={model}", f"tools.search.index.path={work / 'index'}"]
+        modes = ("nat",) if args.quick else ("vanilla", "nat")
+        if args.quick:
+            overrides += ["study.modes=[nat]", "study.base=false"]
         init_ray()
         cfg = load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, f"out={work / 'pipeline'}"])
         t0 = time.monotonic()
@@ -109,7 +115,7 @@ def main() -> None:
         pipeline_s = time.monotonic() - t0
         print(f"pipeline: {pipeline_s:.1f} s", flush=True)
         alone = stages_alone(
-            load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, f"out={work / 'alone'}"]), work / "alone"
+            load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, f"out={work / 'alone'}"]), work / "alone", modes
         )
     total = sum(alone.values())
     for name, seconds in alone.items():

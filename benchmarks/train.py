@@ -193,9 +193,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
         "--part",
-        choices=["all", "throughput", "memory", "bf16"],
+        choices=["all", "throughput", "memory", "bf16", "shape"],
         default="all",
-        help="(1) throughput, (2) memory, (3) bf16 vs float32, or all",
+        help="(1) throughput, (2) memory, (3) bf16 vs float32, (4) worker shape and micro-batch (not in all), or all",
     )
     parser.add_argument("--bf16-strategy", choices=["ddp", "deepspeed"], default=None, help="(3): else the shipped one")
     parser.add_argument("--bf16-steps", type=int, default=20, help="(3): optimizer steps per run (quick: 4)")
@@ -220,7 +220,7 @@ def main() -> None:
         workdir = Path(tmp)
         full = build_set(workdir, resolve_data_dir(args.data_dir))
         pad = padding(model, full, micro=shipped.micro_batch_size, max_length=shipped.max_length)
-        a = b = c = m_ours = m_hf = bf = None
+        a = b = c = m_ours = m_hf = bf = shapes = None
         if args.part in ("all", "throughput"):
             # (1) throughput: equal-length sequences, activation checkpointing off on every side
             subset = workdir / "subset.jsonl"
@@ -245,6 +245,8 @@ def main() -> None:
             m_hf = hf_trainer(model, longest, mem_steps, shipped.max_length, micro, mem_batch, workdir / "hf_mem.json")
         if args.part in ("all", "bf16"):
             bf = bf16_runs(workdir, model, full, shipped, args.quick, args.bf16_strategy, args.bf16_steps)
+        if args.part == "shape":
+            shapes = shape_runs(workdir, model, full, shipped, args.quick)
     result: dict = {
         "quick": args.quick,
         "padding_efficiency": pad["grouped"],
@@ -258,6 +260,8 @@ def main() -> None:
         result |= memory_report(m_ours, m_hf, shipped, micro, mem_batch)
     if bf is not None:
         result |= bf16_report(*bf)
+    if shapes is not None:
+        result |= shapes
     print(
         f"padding efficiency over {pad['examples']} StrategyQA NAT examples, micro-batch {pad['micro_batch_size']}: "
         f"grouped {pad['grouped']:.3f}, random {pad['random']:.3f} (target >= 0.9)"
@@ -293,6 +297,43 @@ def bf16_runs(  # type: ignore[no-untyped-def]
             tag=f"-bf16-{name}",
         )  # fmt: skip
     return runs["auto"], runs["off"], steps, max_length, batch, strategy
+
+
+SHAPES = {  # name: overrides on top of the shipped config (bf16 auto)
+    "shipped": (),
+    "ddp2_micro2": ("train.micro_batch_size=2",),
+    "one_worker_2cpu": ("train.num_workers=1", "train.cpus_per_worker=2"),
+    "one_worker_2cpu_micro4": ("train.num_workers=1", "train.cpus_per_worker=2", "train.micro_batch_size=4"),
+    "one_worker_2cpu_micro4_no_ckpt": (
+        "train.num_workers=1", "train.cpus_per_worker=2", "train.micro_batch_size=4",
+        "train.gradient_checkpointing=false",
+    ),
+}  # fmt: skip
+
+
+def shape_runs(workdir: Path, model: Path, full: Path, shipped, quick: bool) -> dict:  # type: ignore[no-untyped-def]
+    """(4) The shipped config in bf16 as shipped (its workers, micro-batch, checkpointing) against one worker with
+    both cores and larger micro-batches: the same equal-length sequences, the same global batch, one after the other.
+    ``shipped_tokens_per_s`` is the shipped config's row (read the config after changing it)."""
+    from nat_ray.storage import write_jsonl
+
+    steps, max_length, batch = (3, 128, 8) if quick else (6, 512, 8)
+    data = workdir / "shape.jsonl"
+    write_jsonl(data, (e.to_row() for e in long_examples(model, full, max_length)[: batch * (steps + 1)]))
+    rows = {}
+    for name, extra in SHAPES.items():
+        settings = (
+            f"train.gradient_checkpointing={str(shipped.gradient_checkpointing).lower()}",
+            f"train.num_workers={shipped.num_workers}",
+            f"train.cpus_per_worker={shipped.cpus_per_worker}",
+            *extra,
+        )
+        micro = next((int(x.split("=")[1]) for x in extra if "micro_batch_size" in x), shipped.micro_batch_size)
+        r = ours(workdir, model, data, steps, max_length, micro, batch, shipped.strategy, settings, tag=f"-{name}")
+        rows[name] = {"overrides": list(extra), **{k: r[k] for k in ("tokens_per_s", "peak_rss_gb", "seconds")}}
+        print(f"  {name:<32}{r['tokens_per_s']:>9.1f} tokens/s  peak {r['peak_rss_gb']:.2f} GB/worker", flush=True)
+    return {"shapes": rows, "shape_steps": steps, "shape_max_length": max_length, "shape_batch": batch,
+            "shipped_tokens_per_s": rows["shipped"]["tokens_per_s"]}  # fmt: skip
 
 
 def bf16_report(auto: dict, off: dict, steps: int, max_length: int, batch: int, strategy: str) -> dict:

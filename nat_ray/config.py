@@ -146,6 +146,8 @@ class TrainConfig(StrictModel):
     global_batch_size: int = Field(64, gt=0)  # micro_batch_size x gradient accumulation x workers
     micro_batch_size: int = Field(1, gt=0)
     num_workers: int = Field(2, gt=0)
+    # CPU cores Ray reserves for each worker; Ray gives the worker as many torch threads (one worker on 2 cores: 2)
+    cpus_per_worker: int = Field(1, gt=0)
     use_gpu: bool = False
     lr: float = Field(5e-5, gt=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)

@@ -69,10 +69,18 @@ def strategyqa_files(data_dir: Path) -> dict[str, Path]:
     }
 
 
+# Commands that never start Ray run in the test's own process (no interpreter start-up and imports per call);
+# the others keep a process of their own, as a user's shell gives them (Ray, its exit-time output, signals).
+IN_PROCESS = frozenset({"calc", "grade", "build", "import-nat", "search", "show", "report"})
+
+
 def run_cli(
     *args: str, stdin: str | None = None, cwd: Path | None = None, env: dict | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `nat-ray` console script (falls back to `python -m nat_ray.cli`)."""
+    """Run `nat-ray ARGS`: in this process through ``cli.main`` where the command never starts Ray and the caller
+    keeps the environment and folder; else the installed console script (or ``python -m nat_ray.cli``)."""
+    if args and args[0] in IN_PROCESS and cwd is None and env is None:
+        return _run_cli_in_process(list(args), stdin)
     exe = Path(sys.executable).with_name("nat-ray")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nat_ray.cli"]
     return subprocess.run(
@@ -84,6 +92,32 @@ def run_cli(
         env=env if env is not None else os.environ.copy(),
         timeout=300,
     )
+
+
+def _run_cli_in_process(argv: list[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
+    import contextlib
+    import io
+    import traceback
+
+    from nat_ray import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_stdin, saved_cwd = sys.stdin, os.getcwd()
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        os.chdir(REPO)  # as the subprocess runs: relative paths in configs resolve from the repository
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(argv)
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+            except Exception:  # what the interpreter would print before exiting with 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.stdin = saved_stdin
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess(["nat-ray", *argv], code or 0, out.getvalue(), err.getvalue())
 
 
 def strategyqa_nat_set(

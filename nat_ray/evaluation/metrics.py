@@ -39,6 +39,16 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant pairs (a right and b wrong, and the reverse): a binomial
+    test of ``a_only`` against half of the discordant pairs; 1.0 when there are none."""
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def dataset_metrics(trajectories: Iterable[Trajectory]) -> dict:
     """The metrics of one data set's episodes (see the module docstring for every definition)."""
     trajs = list(trajectories)

@@ -231,7 +231,9 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
             "has_dev": bool(dev),
             "progress": events,
         },
-        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu),
+        scaling_config=ScalingConfig(
+            num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker={"CPU": tc.cpus_per_worker}
+        ),
         run_config=TrainRunConfig(
             storage_path=str(storage),
             failure_config=FailureConfig(max_failures=tc.max_failures),

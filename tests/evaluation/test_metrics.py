@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from nat_ray.evaluation.metrics import dataset_metrics, eval_metrics, format_table, wilson_interval
+from nat_ray.evaluation.metrics import dataset_metrics, eval_metrics, format_table, mcnemar_exact, wilson_interval
 from nat_ray.types import FinishReason, Label, Trajectory, Turn
 
 
@@ -96,3 +96,10 @@ def test_an_all_error_set_has_no_accuracy_and_the_table_says_so_loudly() -> None
     table = format_table(out)
     assert "WARNING: 1 episode(s) lost to infrastructure errors" in table
     assert not math.isnan(m["accuracy_ci95"][0])
+
+
+def test_exact_mcnemar_is_the_two_sided_binomial_test_on_discordant_pairs() -> None:
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(3, 3) == 1.0
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)  # 2 * P(X <= 0), X ~ Bin(5, 1/2)
+    assert mcnemar_exact(1, 9) == mcnemar_exact(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(10, 20) == pytest.approx(0.0987, abs=1e-4)  # scipy.stats.binomtest(10, 30).pvalue

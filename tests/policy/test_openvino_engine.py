@@ -29,7 +29,7 @@ def test_without_the_extra_the_engine_says_what_to_install(tmp_path: Path) -> No
 def test_a_folder_without_an_export_is_refused(tmp_path: Path) -> None:
     from nat_ray.policy.openvino_engine import OVEngine
 
-    with pytest.raises(InputError, match="no openvino_model.xml"):
+    with pytest.raises(InputError, match=r"no openvino_model\.xml"):
         OVEngine(tmp_path)
 
 
