@@ -4,6 +4,7 @@ also fails."""
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -20,14 +21,14 @@ def start_engines(cfg: PolicyConfig, run_id: str) -> list[Any]:
     elif cfg.kind == "openvino":
         from nat_ray.policy.openvino_engine import OVEngine as engine_cls
 
-        kwargs = {"model": cfg.model, "max_batch_size": cfg.max_batch_size, "num_threads": max(1, int(cfg.num_cpus))}
+        kwargs = {"model": cfg.model, "max_batch_size": cfg.max_batch_size, "num_threads": math.ceil(cfg.num_cpus)}
     else:
         from nat_ray.policy.hf_engine import HFEngine as engine_cls
 
         kwargs = {
             "model": cfg.model,
             "max_batch_size": cfg.max_batch_size,
-            "num_threads": max(1, int(cfg.num_cpus)),
+            "num_threads": math.ceil(cfg.num_cpus),
             "batching": cfg.batching,
             "dtype": cfg.dtype,
         }
