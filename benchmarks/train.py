@@ -126,6 +126,7 @@ def ours(
             f"train.micro_batch_size={micro}",
             f"train.global_batch_size={batch}",
             "train.num_workers=2",
+            "train.cpus_per_worker=1",
             "train.checkpoint_every=0",
             "train.check_memory=false",  # measured here, not estimated
             *extra,
@@ -299,15 +300,18 @@ def bf16_runs(  # type: ignore[no-untyped-def]
     return runs["auto"], runs["off"], steps, max_length, batch, strategy
 
 
-SHAPES = {  # name: overrides on top of the shipped config (bf16 auto)
+SHAPES = {  # name: the shape, on top of the shipped config (bf16 auto); "shipped" is the config as it is
     "shipped": (),
-    "ddp2_micro2": ("train.micro_batch_size=2",),
-    "one_worker_2cpu": ("train.num_workers=1", "train.cpus_per_worker=2"),
-    "one_worker_2cpu_micro4": ("train.num_workers=1", "train.cpus_per_worker=2", "train.micro_batch_size=4"),
-    "one_worker_2cpu_micro4_no_ckpt": (
-        "train.num_workers=1", "train.cpus_per_worker=2", "train.micro_batch_size=4",
-        "train.gradient_checkpointing=false",
-    ),
+    "ddp2_micro1_ckpt": ("train.num_workers=2", "train.cpus_per_worker=1", "train.micro_batch_size=1",
+                         "train.gradient_checkpointing=true"),
+    "ddp2_micro2_ckpt": ("train.num_workers=2", "train.cpus_per_worker=1", "train.micro_batch_size=2",
+                         "train.gradient_checkpointing=true"),
+    "one_worker_2cpu_micro1_ckpt": ("train.num_workers=1", "train.cpus_per_worker=2", "train.micro_batch_size=1",
+                                    "train.gradient_checkpointing=true"),
+    "one_worker_2cpu_micro4_ckpt": ("train.num_workers=1", "train.cpus_per_worker=2", "train.micro_batch_size=4",
+                                    "train.gradient_checkpointing=true"),
+    "one_worker_2cpu_micro4_no_ckpt": ("train.num_workers=1", "train.cpus_per_worker=2", "train.micro_batch_size=4",
+                                       "train.gradient_checkpointing=false"),
 }  # fmt: skip
 
 

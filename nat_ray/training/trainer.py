@@ -15,6 +15,7 @@ when it completes. A worker killed for memory ends the run with one line naming 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -104,6 +105,25 @@ def estimate_memory(cfg: RunConfig, model_path: Path, longest: int, autocast_bf1
         tc.shard_optimizer,
         autocast_bf16=autocast_bf16,
     )
+
+
+def check_worker_cpus(cfg: RunConfig) -> None:
+    """The workers' cores must fit the cluster, or Ray Train waits for them forever; a cluster's autoscaler may still
+    add nodes, so there it is a warning."""
+    import ray
+
+    tc = cfg.train_section
+    need, have = tc.num_workers * tc.cpus_per_worker, ray.cluster_resources().get("CPU", 0)
+    if need <= have + 1e-9:
+        return
+    message = (
+        f"training needs {need} CPUs (train.num_workers {tc.num_workers} x train.cpus_per_worker "
+        f"{tc.cpus_per_worker}) but the cluster has {have:g}"
+    )
+    if cfg.ray_address or os.environ.get("RAY_ADDRESS"):
+        logging.getLogger(__name__).warning(message)
+        return
+    raise InputError(message + ": lower train.num_workers or train.cpus_per_worker")
 
 
 def preflight_memory(cfg: RunConfig, estimate: int, longest: int) -> None:
@@ -213,6 +233,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     if not ray.is_initialized():
         report("starting Ray")
         init_ray(cfg.ray_address)
+    check_worker_cpus(cfg)
     quiet_ray_data()
     datasets = {"train": ray.data.from_items(rows)}
     if dev:

@@ -83,8 +83,8 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line(tmp_path: Path, smollm2: P
         tmp_path,
         smollm2,
         longest_examples,
-        "train.micro_batch_size=8",
-        "train.global_batch_size=16",
+        "train.micro_batch_size=32",  # ~55 GB estimated for one worker: more than this machine has
+        "train.global_batch_size=32",
         "train.gradient_checkpointing=false",
     )
     assert r.returncode == 2, r.stderr
@@ -102,7 +102,7 @@ def test_a_worker_killed_for_memory_ends_in_one_line(tmp_path: Path, smollm2: Pa
         tmp_path,
         smollm2,
         longest_examples,
-        "train.global_batch_size=2",
+        "train.global_batch_size=4",  # one micro-batch of the shipped size
         "train.max_steps=1",
         "train.max_failures=0",
         env=os.environ | env,

@@ -40,7 +40,7 @@ def tiny_llama_folder(out: Path, smollm2: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=1024,
+        max_position_embeddings=4096,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
@@ -79,6 +79,7 @@ def _cfg(tmp_path: Path, model: Path, data: Path, *overrides: str):
         "train.global_batch_size=8",
         "train.micro_batch_size=2",
         "train.num_workers=2",
+        "train.cpus_per_worker=1",
         "train.checkpoint_every=0",
     ]
     return load_config(REPO / "configs/train_smollm2_strategyqa_nat.yaml", [*base, *overrides])
