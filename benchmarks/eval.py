@@ -1,22 +1,24 @@
 """Evaluation throughput, each side by side with the paper's loop (one episode at a time).
 
     python benchmarks/eval.py [--quick] [--json PATH] [--latency 0.5] [--no-engine] [--engines a,b]
-                              [--openvino IR_FOLDER]
+                              [--episodes 64] [--conversations N] [--openvino IR_FOLDER]
 
 (a) Orchestration. The scripted ``arithmetic`` policy with a fixed reply latency L and the real calculator: the
     distributed eval (`run_eval`: env-worker actors, calculator pool, 64 episodes in flight) against a sequential loop
     like the paper's over the same GSM8K + SVAMP test questions. ``speedup_vs_sequential``: steady episodes/s of the
     eval (20%-90% of the run) over the loop's episodes/s.
-(b) The engine. SmolLM2-135M-Instruct on this machine's CPU, the same GSM8K test questions (the NAT eval prompt,
+(b) The engines. SmolLM2-135M-Instruct on this machine's CPU, GSM8K test questions (the NAT eval prompt,
     zero-shot-target-aware's correct hint; greedy; up to 4 turns; real calculator), no Ray: the paper's loop (one
-    episode at a time, one plain `generate` per call) against all episodes in flight through the transformers
-    engine with static batching and with transformers' continuous batching, all in the dtype ``policy.dtype: auto``
-    picks (bfloat16 on a CPU with AMX / AVX512-BF16); where that is bfloat16, a full run also measures static
-    batching in float32 (``engine_bf16_speedup``, tokens/s). ``engine_speedup``: generated tokens/s
-    of the faster engine over the paper's loop (greedy decoding makes the three runs do the same episodes, so
-    episodes/s is reported beside it).
+    episode at a time, one plain ``generate`` per call, on the first ``--loop-episodes``: all; quick: 8) against all
+    ``--episodes`` (24) at once through each engine: ``cached`` (the default), ``static``,
+    ``continuous`` (transformers'), ``static`` in float32 (a full run; ``engine_bf16_speedup``) and, with
+    ``--openvino IR_FOLDER``, OpenVINO GenAI. ``engine_speedup``: generated tokens/s of the default engine over the
+    paper loop's (a rate: the loop's does not depend on how many episodes it runs).
+(c) Multi-turn replay: NATInstruct StrategyQA trajectories replayed turn by turn through the same engines (see
+    :func:`replay`); ``replay_speedup`` likewise.
 
-JSON keys: ``speedup_vs_sequential`` (a), ``engine_speedup`` (b); details beside them.
+JSON keys: ``speedup_vs_sequential`` (a), ``engine_speedup`` (b), ``replay_speedup`` (c), ``engines`` (each engine
+of (b) with its tokens/s); details beside them.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def orchestration(args, workdir: Path) -> dict:
     ]
     cfg = load_config(REPO / "configs/ci_eval_scripted.yaml", overrides)
     plans = plan_eval(cfg, "zero-shot", None)
-    seq_n = 16 if args.quick else 48
+    seq_n = 8 if args.quick else 48
 
     async def loop() -> tuple[list, float]:
         tools = _calculator()
@@ -155,8 +157,8 @@ def _engine_names(args, full_only: tuple[str, ...] = ()) -> list[str]:
 
 def engine(args) -> dict:
     """GSM8K eval episodes through each engine; the paper's loop runs the first ``loop_n`` of the same episodes."""
-    n = 24
-    loop_n = 8 if args.quick else n
+    n = args.episodes
+    loop_n = min(n, args.loop_episodes or (8 if args.quick else n))  # a rate: it does not depend on the count
     task = get_task("gsm8k")
     data = resolve_data_dir(args.data_dir)
     questions = load_questions_file(task, task_file(task, "test", data))[:n]
@@ -219,7 +221,7 @@ def replay(args) -> dict:
 
     from nat_ray.policy.base import SamplingParams
 
-    n = 16 if args.quick else 32
+    n = args.conversations or (16 if args.quick else 32)
     task = get_task("strategyqa")
     data = resolve_data_dir(args.data_dir)
     template = get_template(prompts_file(task, data), "zero-shot-target-aware")
@@ -233,7 +235,7 @@ def replay(args) -> dict:
         if len(convs) == n:
             break
     params = SamplingParams(temperature=0.0, max_tokens=args.replay_tokens)
-    loop_n = 4 if args.quick else 8
+    loop_n = min(n, 2 if args.quick else 8)
     results: dict = {"conversations": n, "paper_loop_conversations": loop_n, "max_tokens": args.replay_tokens,
                      "engines": []}  # fmt: skip
 
@@ -292,6 +294,9 @@ def main() -> None:
     parser.add_argument("--no-engine", action="store_true", help="skip parts (b) and (c), the SmolLM2 engines")
     parser.add_argument("--openvino", default=None, help="an OpenVINO IR export of SmolLM2: adds the OpenVINO engine")
     parser.add_argument("--engines", default=None, help="comma-separated subset of the engines to run")
+    parser.add_argument("--episodes", type=int, default=24, help="(b) GSM8K episodes, all in flight")
+    parser.add_argument("--loop-episodes", type=int, default=None, help="(b) through the paper loop (all; quick 8)")
+    parser.add_argument("--conversations", type=int, default=None, help="(c) conversations (32; quick 16)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     if args.max_tokens is None:

@@ -18,7 +18,9 @@ other in one run:
 These three run in float32 (``train.bf16=off``), as the baseline does. Part (3) runs the shipped config's settings
 twice, ``train.bf16: auto`` (bfloat16 autocast where the CPU has AMX / AVX512-BF16, fp32 weights and AdamW states)
 and ``off``: ``bf16_speedup`` (auto / off tokens/s) and ``bf16_loss_gap`` (relative difference of the mean loss over
-the last half of the steps).
+the last half of the steps). Part (4), ``--part shape`` only, runs the shipped config in bf16 as shipped and in other
+shapes (workers x cores, micro-batch, activation checkpointing) on the same 512-token sequences:
+``shipped_tokens_per_s`` and each shape's tokens/s and peak memory (``shapes``).
 
 Throughput is non-pad tokens per second over the optimizer steps after the first (start-up and the first step are
 left out on both sides). The loops order examples differently and attention cost grows with length, so the runs use
@@ -238,6 +240,8 @@ def main() -> None:
             settings = (
                 f"train.gradient_checkpointing={str(shipped.gradient_checkpointing).lower()}",
                 f"train.loss_chunk_tokens={shipped.loss_chunk_tokens}",
+                f"train.num_workers={shipped.num_workers}",
+                f"train.cpus_per_worker={shipped.cpus_per_worker}",
                 "train.bf16=off",
             )
             m_ours = ours(
@@ -281,13 +285,16 @@ def bf16_runs(  # type: ignore[no-untyped-def]
     every step, for the loss gap over the last half of the run."""
     from nat_ray.storage import write_jsonl
 
-    steps, max_length, batch = (4, 128, 2) if quick else (steps, 512, 4)
+    per_step = shipped.micro_batch_size * shipped.num_workers  # the shipped shape: one micro-batch per worker
+    steps, max_length, batch = (4, 128, per_step) if quick else (steps, 512, max(4, per_step))
     strategy = strategy or shipped.strategy
     data = workdir / "bf16.jsonl"
     write_jsonl(data, (e.to_row() for e in long_examples(model, full, max_length)[: batch * (steps + 1)]))
     settings = (
         f"train.gradient_checkpointing={str(shipped.gradient_checkpointing).lower()}",
         f"train.loss_chunk_tokens={shipped.loss_chunk_tokens}",
+        f"train.num_workers={shipped.num_workers}",
+        f"train.cpus_per_worker={shipped.cpus_per_worker}",
         "train.log_every=1",
     )
     micro = shipped.micro_batch_size

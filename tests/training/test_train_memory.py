@@ -57,13 +57,13 @@ def test_shipped_smollm2_config_stays_under_its_stated_peak_memory(
             f"train.model={smollm2}",
             f"train.data={longest_examples}",
             f"train.global_batch_size={per_step}",
-            "train.max_steps=2",
+            "train.max_steps=1",  # the peak comes with the first step: its activations, gradients and AdamW states
             "train.log_every=1",
         ],
     )
     summary = run_train(cfg, progress=False)
     peak = summary["peak_rss_gb_per_worker"]
-    assert summary["step"] == 2 and summary["data"]["longest"] > 1400
+    assert summary["step"] == 1 and summary["data"]["longest"] > 1400
     assert 1.0 < peak < budget, f"peak {peak:.2f} GB per worker, header promises under {budget} GB"
     saved = json.loads((Path(summary["out"]) / "nat_ray_train.json").read_text())
     assert saved["final_loss"] > 0 and saved["tokens_seen"] > 2 * 1400 and saved["wall_seconds"] > 0
@@ -83,8 +83,8 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line(tmp_path: Path, smollm2: P
         tmp_path,
         smollm2,
         longest_examples,
-        "train.micro_batch_size=32",  # ~55 GB estimated for one worker: more than this machine has
-        "train.global_batch_size=32",
+        "train.micro_batch_size=16",  # ~30 GB estimated for one worker: more than this machine has
+        "train.global_batch_size=16",
         "train.gradient_checkpointing=false",
     )
     assert r.returncode == 2, r.stderr
