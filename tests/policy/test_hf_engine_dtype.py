@@ -11,6 +11,8 @@ from nat_ray.hardware import resolve_bf16
 from nat_ray.policy.base import SamplingParams
 from nat_ray.policy.hf_engine import HFEngine
 
+pytestmark = pytest.mark.slow  # loads SmolLM2
+
 
 @pytest.mark.parametrize("dtype", ["auto", "float32"])
 def test_the_engine_loads_in_the_resolved_dtype_and_generates(smollm2: Path, dtype: str) -> None:

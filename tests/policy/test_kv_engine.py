@@ -45,6 +45,7 @@ def engines(smollm2: Path):
     cached.close()
 
 
+@pytest.mark.slow  # loads SmolLM2
 def test_cached_replies_as_generate_does_turn_after_turn_and_prefills_only_what_is_new(engines) -> None:
     static, cached = engines
     params = [SamplingParams(temperature=0.0, max_tokens=m) for m in (24, 16, 24, 8)]
@@ -70,6 +71,7 @@ def test_cached_replies_as_generate_does_turn_after_turn_and_prefills_only_what_
     assert stats["steps"] > 0
 
 
+@pytest.mark.slow  # loads SmolLM2
 def test_a_seeded_sample_does_not_depend_on_what_shares_its_batch(engines) -> None:
     _, cached = engines
     seeded = SamplingParams(temperature=1.0, max_tokens=16, seed=1234)
@@ -87,6 +89,7 @@ def test_a_seeded_sample_does_not_depend_on_what_shares_its_batch(engines) -> No
     assert first.text == second.text and first.completion_tokens == second.completion_tokens
 
 
+@pytest.mark.slow  # loads SmolLM2
 def test_a_request_longer_than_the_context_fails_alone(engines) -> None:
     _, cached = engines
     too_long = SamplingParams(temperature=0.0, max_tokens=10_000_000)
