@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 from nat_ray.react import STOP
 
@@ -35,6 +37,27 @@ def trim_at_stop(text: str, stop: tuple[str, ...]) -> str:
         if i >= 0:
             text = text[:i]
     return text
+
+
+def chat_token_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The prompt's token ids under the model's own chat template, ready for the assistant's reply."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+
+def settle_threadsafe(loop: asyncio.AbstractEventLoop, done: asyncio.Future, result: Any) -> None:
+    """Resolve ``done`` on its event loop from an engine's own thread: an exception fails it, anything else is its
+    result; a future already resolved (its caller gave up) is left alone."""
+
+    def settle() -> None:
+        if done.done():
+            return
+        if isinstance(result, BaseException):
+            done.set_exception(result)
+        else:
+            done.set_result(result)
+
+    loop.call_soon_threadsafe(settle)
 
 
 class Policy(ABC):

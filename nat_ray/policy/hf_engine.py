@@ -18,13 +18,14 @@ folder works the same.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from pathlib import Path
 
 from nat_ray.errors import InputError
 from nat_ray.hardware import resolve_bf16
 from nat_ray.models import resolve_model_path
-from nat_ray.policy.base import Completion, SamplingParams, trim_at_stop
+from nat_ray.policy.base import Completion, SamplingParams, chat_token_ids, settle_threadsafe, trim_at_stop
 
 BATCHING = ("cached", "static", "continuous")
 
@@ -171,8 +172,7 @@ class HFEngine:
 
     async def _generate_continuous(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         tok = self.tokenizer
-        ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        ids = chat_token_ids(tok, messages)
         manager = self._manager()
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
@@ -212,22 +212,11 @@ class HFEngine:
 
         if self._kv is None:
             self._kv = KVBatcher(self.model, self.tokenizer, self.max_batch_size)
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        ids = chat_token_ids(self.tokenizer, messages)
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
 
-        def deliver(result: Completion | BaseException) -> None:  # from the batcher's thread
-            def settle() -> None:
-                if done.done():
-                    return
-                if isinstance(result, BaseException):
-                    done.set_exception(result)
-                else:
-                    done.set_result(result)
-
-            loop.call_soon_threadsafe(settle)
-
+        deliver = functools.partial(settle_threadsafe, loop, done)  # called from the batcher's thread
         self._kv.submit(Request(ids=torch.tensor(ids, dtype=torch.long), params=params, done=deliver))
         return await done
 

@@ -277,12 +277,10 @@ class KVBatcher:
         self._retire()
 
     def _step(self) -> None:
-        rows = len(self._active)
-        need = int(self._lengths.max()) + 1
-        self._ensure_capacity(rows, need)
+        # every row's room (prompt + max_tokens) was reserved when it was admitted
         at = self._lengths.to(self._device)
-        cache = SlotCache(self._keys, self._values, rows, at)
-        width = need
+        cache = SlotCache(self._keys, self._values, len(self._active), at)
+        width = int(self._lengths.max()) + 1
         mask = (torch.arange(width, device=self._device)[None, :] <= at[:, None])[:, None, None, :]
         ids = torch.tensor(self._next_tokens, device=self._device).unsqueeze(1)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=at.unsqueeze(1), cache=cache, use_cache=True)

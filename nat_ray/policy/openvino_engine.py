@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nat_ray.errors import InputError
-from nat_ray.policy.base import Completion, SamplingParams, trim_at_stop
+from nat_ray.policy.base import Completion, SamplingParams, chat_token_ids, settle_threadsafe, trim_at_stop
 
 
 class OVEngine:
@@ -77,8 +77,7 @@ class OVEngine:
         import numpy as np
         import openvino as ov
 
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        ids = chat_token_ids(self.tokenizer, messages)
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
         tensor = ov.Tensor(np.asarray([ids], dtype=np.int64))
@@ -102,7 +101,7 @@ class OVEngine:
                 self._pipe.step()
             except Exception as exc:  # a failed step fails its requests, not the engine
                 for _, _, _, loop, done in running:
-                    loop.call_soon_threadsafe(_settle, done, exc)
+                    settle_threadsafe(loop, done, exc)
                 running = []
                 continue
             still = []
@@ -113,18 +112,9 @@ class OVEngine:
                 outputs = handle.read_all()
                 tokens = [t for t in outputs[0].generated_ids if t != self.tokenizer.eos_token_id]
                 text = trim_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), params.stop)
-                loop.call_soon_threadsafe(_settle, done, Completion(text, n, len(tokens)))
+                settle_threadsafe(loop, done, Completion(text, n, len(tokens)))
             running = still
 
     def close(self) -> None:
         self._inbox.put(None)
         self._thread.join(timeout=30)
-
-
-def _settle(done: asyncio.Future, result: Completion | BaseException) -> None:
-    if done.done():
-        return
-    if isinstance(result, BaseException):
-        done.set_exception(result)
-    else:
-        done.set_result(result)
