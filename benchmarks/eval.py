@@ -10,7 +10,8 @@
 (b) The engines. SmolLM2-135M-Instruct on this machine's CPU, GSM8K test questions (the NAT eval prompt,
     zero-shot-target-aware's correct hint; greedy; up to 4 turns; real calculator), no Ray: the paper's loop (one
     episode at a time, one plain ``generate`` per call, on the first ``--loop-episodes``: all; quick: 8) against all
-    ``--episodes`` (24) at once through each engine: ``cached`` (the default), ``static``,
+    ``--episodes`` (64, the quickstart engine's batch) at once, each engine in a fresh process (as an engine
+    actor runs), through each engine: ``cached`` (the default), ``static``,
     ``continuous`` (transformers'), ``static`` in float32 (a full run; ``engine_bf16_speedup``) and, with
     ``--openvino IR_FOLDER``, OpenVINO GenAI. ``engine_speedup``: generated tokens/s of the default engine over the
     paper loop's (a rate: the loop's does not depend on how many episodes it runs).
@@ -25,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -155,8 +158,15 @@ def _engine_names(args, full_only: tuple[str, ...] = ()) -> list[str]:
     return names
 
 
-def engine(args) -> dict:
-    """GSM8K eval episodes through each engine; the paper's loop runs the first ``loop_n`` of the same episodes."""
+def _isolated(fn, *args):
+    """One engine's measurement in a fresh process, as an engine actor runs it. Torch work run earlier by a
+    process's main thread (the paper loop's ``generate``) halves the speed of a later engine thread on these 2 cores
+    (its OpenMP team stays), so engines measured one after another in one process are not measured fairly."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _episodes(args) -> tuple[EpisodeSettings, list[EpisodeSpec], int]:
     n = args.episodes
     loop_n = min(n, args.loop_episodes or (8 if args.quick else n))  # a rate: it does not depend on the count
     task = get_task("gsm8k")
@@ -170,28 +180,37 @@ def engine(args) -> dict:
         max_tokens=args.max_tokens,
         max_attempts=1,
     )
-    specs = [EpisodeSpec(task.name, q.id, q.question, q.ground_truth, 0.0, 0) for q in questions]
-    results: dict = {"episodes": n, "paper_loop_episodes": loop_n, "max_tokens": args.max_tokens,
+    return settings, [EpisodeSpec(task.name, q.id, q.question, q.ground_truth, 0.0, 0) for q in questions], loop_n
+
+
+def _measure_episodes(name: str, args) -> tuple[dict, list]:
+    settings, specs, loop_n = _episodes(args)
+    eng, dtype = _make_engine(name, len(specs), args)
+    runner = EpisodeRunner(settings, LocalEnginePolicy(eng, "smollm2"), _calculator())
+
+    async def run() -> list:
+        if name == "paper_loop":
+            return [await runner.run(s) for s in specs[:loop_n]]
+        return list(await asyncio.gather(*(runner.run(s) for s in specs)))
+
+    t0 = time.monotonic()
+    trajs = asyncio.run(run())
+    row = {"name": name, "dtype": dtype} | _summary(trajs, time.monotonic() - t0)
+    if hasattr(eng, "cache_stats"):
+        row["cache"] = eng.cache_stats()
+    eng.close()
+    return row, [[t.content for t in tr.turns] for tr in trajs]
+
+
+def engine(args) -> dict:
+    """GSM8K eval episodes through each engine, each in its own process; the paper's loop runs the first ``loop_n``
+    of the same episodes."""
+    _, _, loop_n = _episodes(args)
+    results: dict = {"episodes": args.episodes, "paper_loop_episodes": loop_n, "max_tokens": args.max_tokens,
                      "threads": args.threads, "engines": []}  # fmt: skip
-
-    async def run(policy, concurrent: bool) -> tuple[list, float]:
-        runner = EpisodeRunner(settings, policy, _calculator())
-        t0 = time.monotonic()
-        if concurrent:
-            trajs = await asyncio.gather(*(runner.run(s) for s in specs))
-        else:
-            trajs = [await runner.run(s) for s in specs[:loop_n]]
-        return list(trajs), time.monotonic() - t0
-
     replies: dict[str, list] = {}
     for name in _engine_names(args, full_only=("static_float32",)):
-        eng, dtype = _make_engine(name, n, args)
-        trajs, seconds = asyncio.run(run(LocalEnginePolicy(eng, "smollm2"), name != "paper_loop"))
-        row = {"name": name, "dtype": dtype} | _summary(trajs, seconds)
-        if hasattr(eng, "cache_stats"):
-            row["cache"] = eng.cache_stats()
-        eng.close()
-        replies[name] = [[t.content for t in tr.turns] for tr in trajs]
+        row, replies[name] = _isolated(_measure_episodes, name, args)
         results["engines"].append(row)
         print(f"  {name:<15} {row}", flush=True)
     _ratios(results, replies)
@@ -212,14 +231,8 @@ def _ratios(results: dict, replies: dict[str, list]) -> None:
         results["bf16_speedup"] = by["static"]["tokens_per_s"] / by["static_float32"]["tokens_per_s"]
 
 
-def replay(args) -> dict:
-    """Multi-turn conversations: the NATInstruct StrategyQA trajectories (GPT-3.5 ReAct episodes with search
-    observations) replayed turn by turn; at each turn the engine replies (greedy) to the recorded history, and the
-    next turn's prompt is that history plus the recorded reply and observation. Conversations run concurrently,
-    the turns of one in order: the workload where keeping a conversation's KV cache between turns pays."""
+def _conversations(args) -> list[tuple[list[dict], list[dict]]]:
     import json
-
-    from nat_ray.policy.base import SamplingParams
 
     n = args.conversations or (16 if args.quick else 32)
     task = get_task("strategyqa")
@@ -234,12 +247,17 @@ def replay(args) -> dict:
             convs.append((head, [{"role": c["role"], "content": c["content"]} for c in rec["conversations"]]))
         if len(convs) == n:
             break
-    params = SamplingParams(temperature=0.0, max_tokens=args.replay_tokens)
-    loop_n = min(n, 2 if args.quick else 8)
-    results: dict = {"conversations": n, "paper_loop_conversations": loop_n, "max_tokens": args.replay_tokens,
-                     "engines": []}  # fmt: skip
+    return convs
 
-    async def one(eng, head, turns) -> tuple[list[str], int]:
+
+def _measure_replay(name: str, args, loop_n: int) -> tuple[dict, list]:
+    from nat_ray.policy.base import SamplingParams
+
+    convs = _conversations(args)
+    params = SamplingParams(temperature=0.0, max_tokens=args.replay_tokens)
+    eng, dtype = _make_engine(name, len(convs), args)
+
+    async def one(head, turns) -> tuple[list[str], int]:
         out, tokens = [], 0
         for k, msg in enumerate(turns):
             if msg["role"] != "assistant":
@@ -249,25 +267,34 @@ def replay(args) -> dict:
             tokens += c.completion_tokens
         return out, tokens
 
-    async def run(eng, concurrent: bool):
-        t0 = time.monotonic()
-        if concurrent:
-            done = await asyncio.gather(*(one(eng, h, t) for h, t in convs))
-        else:
-            done = [await one(eng, h, t) for h, t in convs[:loop_n]]
-        return done, time.monotonic() - t0
+    async def run():
+        if name == "paper_loop":
+            return [await one(h, t) for h, t in convs[:loop_n]]
+        return await asyncio.gather(*(one(h, t) for h, t in convs))
 
+    t0 = time.monotonic()
+    done = asyncio.run(run())
+    seconds = time.monotonic() - t0
+    row = {"name": name, "dtype": dtype, "replies": sum(len(o) for o, _ in done), "seconds": seconds,
+           "tokens_per_s": sum(t for _, t in done) / seconds}  # fmt: skip
+    if hasattr(eng, "cache_stats"):
+        row["cache"] = eng.cache_stats()
+    eng.close()
+    return row, [o for o, _ in done]
+
+
+def replay(args) -> dict:
+    """Multi-turn conversations: the NATInstruct StrategyQA trajectories (GPT-3.5 ReAct episodes with search
+    observations) replayed turn by turn; at each turn the engine replies (greedy) to the recorded history, and the
+    next turn's prompt is that history plus the recorded reply and observation. Conversations run concurrently,
+    the turns of one in order: the workload where keeping a conversation's KV cache between turns pays."""
+    n = len(_conversations(args))
+    loop_n = min(n, 2 if args.quick else 8)
+    results: dict = {"conversations": n, "paper_loop_conversations": loop_n, "max_tokens": args.replay_tokens,
+                     "engines": []}  # fmt: skip
     replies = {}
     for name in _engine_names(args):
-        eng, dtype = _make_engine(name, n, args)
-        done, seconds = asyncio.run(run(eng, name != "paper_loop"))
-        tokens = sum(t for _, t in done)
-        row = {"name": name, "dtype": dtype, "replies": sum(len(o) for o, _ in done), "seconds": seconds,
-               "tokens_per_s": tokens / seconds}  # fmt: skip
-        if hasattr(eng, "cache_stats"):
-            row["cache"] = eng.cache_stats()
-        eng.close()
-        replies[name] = [o for o, _ in done]
+        row, replies[name] = _isolated(_measure_replay, name, args, loop_n)
         results["engines"].append(row)
         print(f"  {name:<15} {row}", flush=True)
     _ratios(results, replies)
@@ -294,7 +321,7 @@ def main() -> None:
     parser.add_argument("--no-engine", action="store_true", help="skip parts (b) and (c), the SmolLM2 engines")
     parser.add_argument("--openvino", default=None, help="an OpenVINO IR export of SmolLM2: adds the OpenVINO engine")
     parser.add_argument("--engines", default=None, help="comma-separated subset of the engines to run")
-    parser.add_argument("--episodes", type=int, default=24, help="(b) GSM8K episodes, all in flight")
+    parser.add_argument("--episodes", type=int, default=64, help="(b) GSM8K episodes, all in flight (quickstart: 64)")
     parser.add_argument("--loop-episodes", type=int, default=None, help="(b) through the paper loop (all; quick 8)")
     parser.add_argument("--conversations", type=int, default=None, help="(c) conversations (32; quick 16)")
     parser.add_argument("--data-dir", default=None)

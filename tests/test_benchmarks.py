@@ -56,6 +56,7 @@ def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     assert rows["cached"]["cache"]["reused_tokens"] > 0  # the task prompt is prefilled once, then shared
     cached = next(r for r in replay["engines"] if r["name"] == "cached")
     assert cached["cache"]["reused_tokens"] > cached["cache"]["prompt_tokens"] / 2  # turns reuse their history
+    assert cached["cache"]["pinned_rows"] > 0  # and decode on one copy of the shared task prompt
     assert [e["name"] for e in result["engines"]] == ["paper_loop", "cached"]
     assert "engine_speedup" in stdout and "speedup_vs_sequential" in stdout
 

@@ -221,11 +221,13 @@ class HFEngine:
         return await done
 
     def cache_stats(self) -> dict[str, int]:
-        """Prompt tokens asked for and served from kept KV caches (``cached`` batching), decode steps run."""
+        """Prompt tokens asked for and served from kept KV caches (``cached`` batching), decode steps run, rows admitted
+        on a pinned shared prefix."""
         if self._kv is None:
-            return {"prompt_tokens": 0, "reused_tokens": 0, "steps": 0}
+            return {"prompt_tokens": 0, "reused_tokens": 0, "steps": 0, "pinned_rows": 0}
         store = self._kv.store
-        return {"prompt_tokens": store.prompt_tokens, "reused_tokens": store.reused_tokens, "steps": self._kv.steps}
+        return {"prompt_tokens": store.prompt_tokens, "reused_tokens": store.reused_tokens, "steps": self._kv.steps,
+                "pinned_rows": self._kv.pinned_rows}  # fmt: skip
 
     def close(self) -> None:
         if self._kv is not None:

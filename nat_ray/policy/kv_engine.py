@@ -9,7 +9,10 @@ every episode prefills the task's long instruction prompt again. Here:
   header, and an episode's first turn prefills only what follows the task prompt shared with earlier episodes;
 - sequences decode together in slots of one preallocated cache, each at its own length (left-aligned, masked per
   row), so a sequence that stops leaves the batch at once and a waiting one takes its slot at the next step, without
-  copying the others.
+  copying the others;
+- a long prefix that several conversations share (a task's instructions, found where two prompts part ways) is
+  pinned: kept once, outside the slots, and read once per decode step for all the rows that start with it
+  (:mod:`nat_ray.policy.cascade`); a row's slot holds only what follows it.
 
 Plain torch over a transformers causal LM (its forward with a 4-D mask and per-row positions); :class:`HFEngine`
 drives it from one thread. Sampling matches ``generate``'s defaults (temperature, top-k 50, top-p).
@@ -28,10 +31,13 @@ import torch
 from transformers import DynamicCache
 
 from nat_ray.policy.base import Completion, SamplingParams, trim_at_stop
+from nat_ray.policy.cascade import KV, NAME, Cascade
 
-KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
 _STOP_WINDOW = 16  # tokens decoded to look for a stop string
 _PREFILL_TOKENS = 4096  # prompt tokens prefilled in one forward at most (bounds its memory and the others' wait)
+_PIN_MIN = 128  # a shared prefix shorter than this is not worth a cascade group of its own
+_PIN_BLOCK = 64  # pins end on a multiple of this, so prompts that share a few tokens past a task prompt share its pin
+_PINS = 8  # pinned prefixes kept at most (least recently used, unused by any row, goes first)
 
 
 class PrefixStore:
@@ -135,8 +141,14 @@ class KVBatcher:
         self._active: list[Request] = []  # row i of the slots
         self._lengths = torch.zeros(0, dtype=torch.long)  # tokens in each row's cache
         self._next_tokens: list[int] = []  # each row's sampled, not yet fed token
+        self._pins: OrderedDict[int, tuple[torch.Tensor, KV]] = OrderedDict()  # id -> (tokens, KV), LRU order
+        self._pin_ids = 0
+        self._row_pin: list[int] = []  # each row's pinned prefix (-1: none); its slot holds what follows it
+        self._offset = torch.zeros(0, dtype=torch.long)  # tokens of each row's pinned prefix
+        model.set_attn_implementation(NAME)
         self._inbox: queue.Queue[Request | None] = queue.Queue()
         self.steps = 0
+        self.pinned_rows = 0  # rows admitted on a pinned prefix, for metrics
         self._thread = threading.Thread(target=self._loop, name="nat-ray-kv-batcher", daemon=True)
         self._thread.start()
 
@@ -203,8 +215,9 @@ class KVBatcher:
     def _fail_all(self, waiting: list[Request], exc: BaseException) -> None:
         for r in self._active + waiting:
             r.done(exc)
-        self._active, self._next_tokens = [], []
+        self._active, self._next_tokens, self._row_pin = [], [], []
         self._lengths = torch.zeros(0, dtype=torch.long)
+        self._offset = torch.zeros(0, dtype=torch.long)
         waiting.clear()
 
     def _ensure_capacity(self, rows: int, tokens: int) -> None:
@@ -260,21 +273,50 @@ class KVBatcher:
         out = self.model(
             input_ids=ids, attention_mask=mask[:, None], position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1
         )
-        longest = max(len(r.ids) + r.params.max_tokens + 1 for r in reqs)
+        keeps = [valid[j].nonzero().squeeze(1) for j in range(m)]
+        pins: list[int] = []
+        for j, (r, (c, _), keep) in enumerate(zip(reqs, looks, keeps, strict=True)):
+            kv = [(la.keys[j][:, keep], la.values[j][:, keep]) for la in out.cache.layers]
+            pins.append(self._pin_for(r.ids, c, kv, in_use={*self._row_pin, *pins}))
+        offsets = [len(self._pins[p][0]) if p >= 0 else 0 for p in pins]
+        longest = max(len(r.ids) - o + r.params.max_tokens + 1 for r, o in zip(reqs, offsets, strict=True))
         self._ensure_capacity(len(self._active) + m, longest)
         first = self._sample(out.logits[:, -1], reqs)
         for j, r in enumerate(reqs):
-            n, row = len(r.ids), len(self._active)
-            keep = valid[j].nonzero().squeeze(1)
+            n, row, off = len(r.ids), len(self._active), offsets[j]
+            keep = keeps[j][off:]
             for i, layer in enumerate(out.cache.layers):
-                self._keys[i][row, :, :n] = layer.keys[j][:, keep]
-                self._values[i][row, :, :n] = layer.values[j][:, keep]
+                self._keys[i][row, :, : n - off] = layer.keys[j][:, keep]
+                self._values[i][row, :, : n - off] = layer.values[j][:, keep]
+            self._active.append(r)
+            self._row_pin.append(pins[j])
+            self.pinned_rows += pins[j] >= 0
+            self._offset = torch.cat([self._offset, torch.tensor([off])])
+            self._lengths = torch.cat([self._lengths, torch.tensor([n - off])])
+            self._next_tokens.append(first[j])
             if looks[j][0] < n - 1:  # later requests (the rest of a task's first turns) can share this prompt now
                 self.store.put(r.ids, self._row_kv(row, n))
-            self._active.append(r)
-            self._lengths = torch.cat([self._lengths, torch.tensor([n])])
-            self._next_tokens.append(first[j])
         self._retire()
+
+    def _pin_for(self, ids: torch.Tensor, reused: int, kv: KV, in_use: set[int]) -> int:
+        """The pinned prefix this prompt starts with (the longest), or a new one where it shares ``reused`` tokens
+        with a stored conversation (two conversations part ways there: a shared task prompt); -1 for none."""
+        best, best_len = -1, 0
+        for key, (tokens, _) in self._pins.items():
+            n = len(tokens)
+            if best_len < n < len(ids) and bool((tokens == ids[:n]).all()):
+                best, best_len = key, n
+        if best >= 0:
+            self._pins.move_to_end(best)
+            return best
+        n = reused // _PIN_BLOCK * _PIN_BLOCK
+        if n < _PIN_MIN:
+            return -1
+        for key in [k for k in self._pins if k not in in_use][: max(0, len(self._pins) + 1 - _PINS)]:
+            del self._pins[key]
+        self._pins[self._pin_ids] = (ids[:n].clone(), [(k[:, :n].clone(), v[:, :n].clone()) for k, v in kv])
+        self._pin_ids += 1
+        return self._pin_ids - 1
 
     def _step(self) -> None:
         # every row's room (prompt + max_tokens) was reserved when it was admitted
@@ -283,7 +325,13 @@ class KVBatcher:
         width = int(self._lengths.max()) + 1
         mask = (torch.arange(width, device=self._device)[None, :] <= at[:, None])[:, None, None, :]
         ids = torch.tensor(self._next_tokens, device=self._device).unsqueeze(1)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=at.unsqueeze(1), cache=cache, use_cache=True)
+        pins = torch.tensor(self._row_pin)
+        groups = [int(p) for p in pins.unique() if p >= 0]
+        cascade = Cascade([self._pins[p][1] for p in groups], [(pins == p).nonzero().squeeze(1) for p in groups])
+        pos = (self._offset.to(self._device) + at).unsqueeze(1)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, nat_ray_cascade=cascade
+        )
         self.steps += 1
         self._lengths += 1
         for r, t in zip(self._active, self._next_tokens, strict=True):
@@ -331,12 +379,17 @@ class KVBatcher:
             i += 1
 
     def _row_kv(self, row: int, n: int) -> KV:
-        """A copy of one row's first ``n`` cached tokens (the slot is reused)."""
-        return [(k[row, :, :n].clone(), v[row, :, :n].clone()) for k, v in zip(self._keys, self._values, strict=True)]
+        """A copy of one row's first ``n`` tokens of conversation, its pinned prefix included (the slot is reused)."""
+        off, pin = int(self._offset[row]), self._row_pin[row]
+        slots = zip(self._keys, self._values, strict=True)
+        if pin < 0:
+            return [(k[row, :, :n].clone(), v[row, :, :n].clone()) for k, v in slots]
+        return [(torch.cat([pk, k[row, :, : n - off]], dim=1), torch.cat([pv, v[row, :, : n - off]], dim=1))
+                for (pk, pv), (k, v) in zip(self._pins[pin][1], slots, strict=True)]  # fmt: skip
 
     def _finish(self, i: int) -> None:
         r = self._active[i]
-        n = int(self._lengths[i])
+        n = int(self._lengths[i] + self._offset[i])
         tokens = torch.cat([r.ids, torch.tensor(r.gen, dtype=r.ids.dtype)])[:n]
         self.store.put(tokens, self._row_kv(i, n))
         gen = [t for t in r.gen if t != self.tok.eos_token_id]
@@ -350,7 +403,11 @@ class KVBatcher:
             self._active[i] = self._active[last]
             self._next_tokens[i] = self._next_tokens[last]
             self._lengths[i] = self._lengths[last]
+            self._offset[i] = self._offset[last]
+            self._row_pin[i] = self._row_pin[last]
         self._active.pop()
         self._next_tokens.pop()
+        self._row_pin.pop()
         self._lengths = self._lengths[:last]
+        self._offset = self._offset[:last]
         r.done(Completion(text=text, prompt_tokens=len(r.ids), completion_tokens=len(gen)))

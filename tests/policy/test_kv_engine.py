@@ -14,6 +14,8 @@ from nat_ray.policy.hf_engine import HFEngine
 from nat_ray.policy.kv_engine import PrefixStore
 
 QUESTIONS = ["What is 2 + 2?", "Name a prime number above 10.", "Say hello in French.", "What colour is the sky?"]
+# a task prompt long enough to be pinned and shared by the rows' decode steps (nat_ray.policy.cascade)
+INSTRUCTIONS = "You answer questions in one short sentence. " + " ".join(f"Rule {i}: be brief." for i in range(40))
 
 
 def _kv(n: int, fill: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -46,12 +48,12 @@ def engines(smollm2: Path):
 
 
 @pytest.mark.slow  # loads SmolLM2
-def test_cached_replies_as_generate_does_turn_after_turn_and_prefills_only_what_is_new(engines) -> None:
+def test_cached_replies_as_generate_does_turn_after_turn_prefilling_only_what_is_new(engines) -> None:
     static, cached = engines
     params = [SamplingParams(temperature=0.0, max_tokens=m) for m in (24, 16, 24, 8)]
     stop_early = SamplingParams(temperature=0.0, max_tokens=24, stop=(" ",))  # a stop string inside the reply
     params[2] = stop_early
-    convs = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    convs = [[{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": q}] for q in QUESTIONS]
 
     async def turn(conversations):
         return await asyncio.gather(*(cached.generate(c, p) for c, p in zip(conversations, params, strict=True)))
@@ -69,6 +71,7 @@ def test_cached_replies_as_generate_does_turn_after_turn_and_prefills_only_what_
     # turn 2 of each conversation starts from its turn-1 cache; turn 1 of the later ones from the first's prompt
     assert stats["reused_tokens"] > 0.5 * stats["prompt_tokens"] - sum(len(q) for q in QUESTIONS)
     assert stats["steps"] > 0
+    assert stats["pinned_rows"] >= 2 * len(QUESTIONS) - 1  # all but the first turn decode on the shared prompt
 
 
 @pytest.mark.slow  # loads SmolLM2
