@@ -15,6 +15,7 @@
     nat-ray pipeline --config FILE [key=value ...]       collect -> build -> train -> eval -> report
     nat-ray report RUN_DIR                               tables + plots of a run
     nat-ray models prepare NAME               smollm2, mpnet, minilm
+    nat-ray data prepare [NAME ...] [--from DIR]   the public data files, checked, into NAT_RAY_DATA_DIR
     nat-ray search build-index --config FILE [key=value ...]
     nat-ray search query --config FILE [key=value ...] -q QUERY [-q QUERY ...]
 
@@ -237,6 +238,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from nat_ray.data_sources import default_data_dir, prepare
+
+    dest = args.dest or default_data_dir()
+    counts = prepare(args.names, dest, source_dir=args.source, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({"data_dir": str(dest), **counts}))
+    return 0
+
+
 def _search_config(args: argparse.Namespace):
     from nat_ray.config import load_config
 
@@ -364,6 +374,14 @@ def make_parser() -> argparse.ArgumentParser:
     mp.add_argument("name", help="smollm2, mpnet or minilm")
     mp.add_argument("--out", type=Path, default=None)
     mp.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("data", help="the data sets, from their public sources (pinned, checksummed)")
+    dsub = p.add_subparsers(dest="action", required=True)
+    dp = dsub.add_parser("prepare", help="fetch (or copy --from DIR) and verify; a no-op when present")
+    dp.add_argument("names", nargs="*", metavar="NAME", help="nat, gsm8k, hotpotqa-distractor (default: all)")
+    dp.add_argument("--from", dest="source", type=Path, default=None, help="a folder holding the same files")
+    dp.add_argument("--dest", type=Path, default=None, help="default: $NAT_RAY_DATA_DIR, else ~/.cache/nat_ray/data")
+    dp.set_defaults(func=cmd_data)
 
     p = sub.add_parser("search", help="the search tool: build the local index, or ask it")
     ssub = p.add_subparsers(dest="action", required=True)

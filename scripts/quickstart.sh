@@ -10,6 +10,9 @@ VENV=${NAT_RAY_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 CONFIG=configs/quickstart.yaml
 start=$(date +%s)
+# the data, pinned and checksummed (docs/data.md); a checkout beside ../shared/data (this project's CI) copies it
+nat-ray data prepare nat hotpotqa-distractor ${NAT_RAY_DATA_FROM:+--from "$NAT_RAY_DATA_FROM"} \
+  $( [ -z "${NAT_RAY_DATA_FROM:-}" ] && [ -d ../shared/data/nat ] && echo --from ../shared/data )
 nat-ray models prepare smollm2                     # the policy, as a local model folder (once)
 nat-ray search build-index --config "$CONFIG"      # BM25 over StrategyQA facts + HotpotQA paragraphs (once)
 nat-ray pipeline --config "$CONFIG" "$@"

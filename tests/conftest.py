@@ -71,7 +71,7 @@ def strategyqa_files(data_dir: Path) -> dict[str, Path]:
 
 # Commands that never start Ray run in the test's own process (no interpreter start-up and imports per call);
 # the others keep a process of their own, as a user's shell gives them (Ray, its exit-time output, signals).
-IN_PROCESS = frozenset({"calc", "grade", "build", "import-nat", "search", "show", "report"})
+IN_PROCESS = frozenset({"calc", "grade", "build", "import-nat", "search", "show", "report", "data"})
 
 
 def run_cli(

@@ -111,13 +111,17 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
         if not Path(env).is_dir():
             raise InputError(f"NAT_RAY_DATA_DIR={env} is not a folder")
         return Path(env)
+    from nat_ray.data_sources import default_data_dir
+
     checkout = Path(__file__).resolve().parents[2]
-    candidates = [Path.cwd() / "../shared/data", checkout / "../shared/data", Path.cwd() / "data"]
+    prepared = default_data_dir()
+    candidates = [prepared, Path.cwd() / "../shared/data", checkout / "../shared/data", Path.cwd() / "data"]
     for c in candidates:
         if (c / "nat").is_dir():
             return c.resolve()
     tried = ", ".join(str(c) for c in candidates)
-    raise InputError(f"no data folder found (tried {tried}); pass --data-dir or set NAT_RAY_DATA_DIR")
+    raise InputError(f"no data folder found (tried {tried}): run `nat-ray data prepare` (the public files, into "
+                     f"{prepared}), or pass --data-dir / set NAT_RAY_DATA_DIR")  # fmt: skip
 
 
 def data_file(path: str | Path, data_dir: str | Path | None = None) -> Path:
@@ -126,17 +130,28 @@ def data_file(path: str | Path, data_dir: str | Path | None = None) -> Path:
     p = Path(path)
     if p.is_absolute() or p.exists():
         return p
-    return resolve_data_dir(data_dir) / p
+    return _in_data_dir(str(p), data_dir, table_only=True)
+
+
+def _in_data_dir(rel: str, data_dir: str | Path | None, table_only: bool = False) -> Path:
+    """``rel`` under the data folder; a file of the data table that is missing says which set to prepare."""
+    from nat_ray.data_sources import SOURCES, prepare_hint
+
+    p = resolve_data_dir(data_dir) / rel
+    known = any(f.path == rel for s in SOURCES.values() for f in s.files)
+    if not p.exists() and (known or not table_only):
+        raise InputError(f"{p}: missing from the data folder: {prepare_hint(rel)}")
+    return p
 
 
 def task_file(task: TaskSpec, split: str, data_dir: str | Path | None = None) -> Path:
     if split not in task.splits:
         raise InputError(f"task {task.name} has no {split!r} split (it has: {', '.join(task.splits)})")
-    return resolve_data_dir(data_dir) / task.splits[split]
+    return _in_data_dir(task.splits[split], data_dir)
 
 
 def prompts_file(task: TaskSpec, data_dir: str | Path | None = None) -> Path:
-    return resolve_data_dir(data_dir) / task.prompts
+    return _in_data_dir(task.prompts, data_dir)
 
 
 def load_questions_file(task: TaskSpec, path: str | Path) -> list[Question]:
