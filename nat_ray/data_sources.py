@@ -2,7 +2,7 @@
 
     nat-ray data prepare                       # every set, from its public source, into NAT_RAY_DATA_DIR
     nat-ray data prepare nat gsm8k             # some sets
-    nat-ray data prepare --from ../shared/data # from a local copy (offline machines, CI)
+    nat-ray data prepare --from DIR            # from a local copy (offline machines; CI: --from ../shared/data)
 
 One table (:data:`SOURCES`): per file its path in the data folder, the URL of the file at a pinned commit of its
 repository, its sha256 and size. A file already present with the right checksum is left alone (a rerun is a no-op,

@@ -10,9 +10,10 @@ VENV=${NAT_RAY_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 CONFIG=configs/quickstart.yaml
 start=$(date +%s)
-# the data, pinned and checksummed (docs/data.md); a checkout beside ../shared/data (this project's CI) copies it
-nat-ray data prepare nat hotpotqa-distractor ${NAT_RAY_DATA_FROM:+--from "$NAT_RAY_DATA_FROM"} \
-  $( [ -z "${NAT_RAY_DATA_FROM:-}" ] && [ -d ../shared/data/nat ] && echo --from ../shared/data )
+# the data, pinned and checksummed (docs/data.md): fetched, or copied from NAT_RAY_DATA_FROM=DIR, or (a checkout with
+# a data folder beside it, as in this project's CI) from there
+FROM=${NAT_RAY_DATA_FROM:-$( [ -d ../shared/data/nat ] && echo ../shared/data )}
+nat-ray data prepare nat hotpotqa-distractor ${FROM:+--from "$FROM"}
 nat-ray models prepare smollm2                     # the policy, as a local model folder (once)
 nat-ray search build-index --config "$CONFIG"      # BM25 over StrategyQA facts + HotpotQA paragraphs (once)
 nat-ray pipeline --config "$CONFIG" "$@"

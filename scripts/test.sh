@@ -11,6 +11,10 @@ VENV=${NAT_RAY_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 ruff check .
 ruff format --check .
+# the data: the pinned public files, checked, into a folder of the checkout (.data, git-ignored) unless
+# NAT_RAY_DATA_DIR names one; beside ../shared/data (this project's CI) they are copied from there, else fetched
+export NAT_RAY_DATA_DIR="${NAT_RAY_DATA_DIR:-$PWD/.data}"
+nat-ray data prepare $( [ -d ../shared/data/nat ] && echo --from ../shared/data )
 FRESH_HOME=$(mktemp -d /tmp/nat-ray-home.XXXXXX)
 trap 'rm -rf "$FRESH_HOME"' EXIT
 # pytest exits 5 when it collects no tests; with `set -e` that fails the run, as it should.

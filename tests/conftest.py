@@ -1,4 +1,4 @@
-"""Shared fixtures. The data folder is ../shared/data (or $NAT_RAY_DATA_DIR); it is never copied into the repo.
+"""Shared fixtures. The data folder is $NAT_RAY_DATA_DIR (scripts/test.sh prepares it: `nat-ray data prepare`).
 
 The suite is hermetic: before anything imports Ray or a model library, the session gets a home folder, caches and a
 Ray temp dir of its own (removed at the end), so nothing a test does reads or writes the user's ``~/.ray`` (Ray's

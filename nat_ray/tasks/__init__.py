@@ -1,8 +1,8 @@
 """The paper's six tasks: where their questions live, how their answers are graded, which prompts they use.
 
-Files are found under a data folder laid out like ``../shared/data`` (``nat/dataset/<Task>/...``, ``gsm8k/``):
-``--data-dir`` / ``data_dir`` in config, else ``$NAT_RAY_DATA_DIR``, else ``../shared/data`` next to the working
-folder or to this checkout.
+Files are found under a data folder as ``nat-ray data prepare`` lays it out (``nat/dataset/<Task>/...``,
+``gsm8k/``; docs/data.md): ``--data-dir`` / ``data_dir`` in config, else ``$NAT_RAY_DATA_DIR``, else the per-user
+cache ``data prepare`` fills by default.
 """
 
 from __future__ import annotations
@@ -113,15 +113,12 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
         return Path(env)
     from nat_ray.data_sources import default_data_dir
 
-    checkout = Path(__file__).resolve().parents[2]
     prepared = default_data_dir()
-    candidates = [prepared, Path.cwd() / "../shared/data", checkout / "../shared/data", Path.cwd() / "data"]
-    for c in candidates:
-        if (c / "nat").is_dir():
-            return c.resolve()
-    tried = ", ".join(str(c) for c in candidates)
-    raise InputError(f"no data folder found (tried {tried}): run `nat-ray data prepare` (the public files, into "
-                     f"{prepared}), or pass --data-dir / set NAT_RAY_DATA_DIR")  # fmt: skip
+    if (prepared / "nat").is_dir():
+        return prepared
+    raise InputError(f"no data folder: {prepared} holds no prepared data; run `nat-ray data prepare` (the public "
+                     "files, pinned and checksummed; --from DIR for a local copy), or pass --data-dir / set "
+                     "NAT_RAY_DATA_DIR")  # fmt: skip
 
 
 def data_file(path: str | Path, data_dir: str | Path | None = None) -> Path:
