@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from nat_ray.config_sections import BuildStageConfig, CollectConfig, StudyConfig
 from nat_ray.errors import InputError
-from nat_ray.pipeline.sections import BuildStageConfig, CollectConfig, StudyConfig
 from nat_ray.tools.config import PoolConfig, ToolsConfig
 from nat_ray.types import StrictModel
 

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from nat_ray.errors import InputError
-from nat_ray.pipeline.stages import STAGE_FILE, read_stage, versions
+from nat_ray.records import STAGE_FILE, read_stage, versions
 from nat_ray.storage import read_json_file, write_json
 
 

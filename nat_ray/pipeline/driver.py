@@ -8,7 +8,7 @@ One run folder (``out``): ``trajectories/``, ``regenerated/`` (a study with ``ne
 ``_stage.json`` (:class:`~nat_ray.types.StageManifest`). :func:`validate` turns the config into a
 :class:`PipelinePlan` (every section a stage needs, present and typed) before any stage runs; each stage runs on its
 view of the plan (the same section classes the stage commands read), and is skipped when its view and its inputs are
-unchanged (``nat_ray.pipeline.stages``).
+unchanged (``nat_ray.pipeline.stages``, records in ``nat_ray.records``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nat_ray.config import EvalConfig, PolicyConfig, RolloutConfig, RunConfig, TrainConfig, dump_config
+from nat_ray.config_sections import BuildStageConfig, CollectConfig
 from nat_ray.errors import InputError
 from nat_ray.pipeline.mirror import StageMirror
-from nat_ray.pipeline.sections import BuildStageConfig, CollectConfig
-from nat_ray.pipeline.stages import config_hash, file_hash, read_stage, run_stage
+from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
+from nat_ray.records import config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
 from nat_ray.types import StageManifest
 

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from nat_ray.errors import InputError
-from nat_ray.pipeline.stages import STAGE_FILE, read_stage
+from nat_ray.records import STAGE_FILE, read_stage
 
 
 class StageMirror:

@@ -1,4 +1,4 @@
-"""Stage bookkeeping: config hashes, the ``_stage.json`` manifest, and the skip / redo / resume rule.
+"""The skip / redo / resume rule of pipeline stages (their records: ``nat_ray.records``).
 
 A stage whose output holds a complete manifest with the same config hash is skipped. An output made with another hash
 is removed and the stage runs again (everything downstream has another hash too, so it follows). An output with an
@@ -7,53 +7,18 @@ incomplete manifest of the same hash is resumed by the stage itself (rollout and
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nat_ray.records import STAGE_FILE, config_hash, read_stage, versions
 from nat_ray.storage import write_json
 from nat_ray.types import StageManifest
 
 if TYPE_CHECKING:  # the mirror builds on this module (its manifests)
     from nat_ray.pipeline.mirror import StageMirror
-
-STAGE_FILE = "_stage.json"
-
-
-def config_hash(view: object, upstream: dict[str, str] | None = None) -> str:
-    blob = json.dumps({"view": view, "upstream": upstream or {}}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def read_stage(folder: Path) -> StageManifest | None:
-    try:
-        return StageManifest.model_validate_json((folder / STAGE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for name in ("nat-ray", "ray", "torch", "transformers", "deepspeed"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            continue
-    return out
 
 
 def run_stage(

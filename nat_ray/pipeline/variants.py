@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from nat_ray.config_sections import BuildStageConfig, StudyConfig
 from nat_ray.errors import InputError
-from nat_ray.pipeline.sections import BuildStageConfig, StudyConfig
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nat_ray.pipeline.stages import read_stage
+from nat_ray.records import read_stage
 from nat_ray.tasks import resolve_data_dir
 from tests.cluster.head import local_head
 from tests.conftest import run_cli

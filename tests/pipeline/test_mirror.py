@@ -9,7 +9,8 @@ import pytest
 
 from nat_ray.errors import InputError
 from nat_ray.pipeline.mirror import StageMirror
-from nat_ray.pipeline.stages import read_stage, run_stage
+from nat_ray.pipeline.stages import run_stage
+from nat_ray.records import read_stage
 
 
 def _stage(out: Path, rel: str, mirror: StageMirror, files: dict[str, str], view: object = "v1") -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from nat_ray.config import load_config
 from nat_ray.pipeline.driver import run_pipeline
-from nat_ray.pipeline.stages import read_stage
+from nat_ray.records import read_stage
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

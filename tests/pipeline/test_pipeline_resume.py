@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nat_ray.pipeline.stages import read_stage
+from nat_ray.records import read_stage
 from tests.conftest import assert_exactly_once
 
 REPO = Path(__file__).resolve().parents[2]

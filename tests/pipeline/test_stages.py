@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from nat_ray.pipeline.stages import STAGE_FILE, config_hash, read_stage, run_stage
+from nat_ray.pipeline.stages import run_stage
+from nat_ray.records import STAGE_FILE, config_hash, read_stage
 
 
 def _body(folder: Path, calls: list):

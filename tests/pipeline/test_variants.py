@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from nat_ray.config import load_config
+from nat_ray.config_sections import BuildStageConfig, StudyConfig
 from nat_ray.errors import InputError
 from nat_ray.pipeline.driver import validate
-from nat_ray.pipeline.sections import BuildStageConfig, StudyConfig
 from nat_ray.pipeline.variants import check_counts, expand
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def test_bad_pipeline_configs_fail_before_any_stage(tmp_path: Path) -> None:
 
 def test_an_out_holding_another_run_is_refused_before_any_stage(tmp_path: Path) -> None:
     from nat_ray.pipeline.driver import run_pipeline
-    from nat_ray.pipeline.stages import STAGE_FILE
+    from nat_ray.records import STAGE_FILE
     from nat_ray.types import StageManifest
 
     (tmp_path / "trajectories").mkdir()

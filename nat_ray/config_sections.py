@@ -1,4 +1,4 @@
-"""The pipeline's own config sections: where trajectories come from, how training sets are built, what is compared.
+"""The pipeline's config sections: where trajectories come from, how training sets are built, what is compared.
 
     collect: {kind: import, task: strategyqa, questions: FILE, files: [FILE, ...]}   # or {kind: rollout, task: ...}
     build:   {mode: nat, pos_num: 250, neg_num: 250, seed: 42}                        # the default variant

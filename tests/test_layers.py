@@ -1,0 +1,52 @@
+"""Layers point one way (docs/design.md): core logic <- actors <- stage drivers <- the CLI. A module never imports
+from a layer above its own, not even inside a function."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = {"nat_ray.cli"}
+DRIVERS_PREFIX = ("nat_ray.pipeline",)
+DRIVERS = {
+    "nat_ray.rollout.driver",
+    "nat_ray.rollout.stream",  # the Ray Data stream of env-worker actors, shared by the rollout and eval drivers
+    "nat_ray.evaluation.driver",
+    "nat_ray.training.trainer",
+    "nat_ray.chat",
+    "nat_ray.ray_init",
+}
+
+
+def layer(module: str) -> int:
+    if module in CLI:
+        return 3
+    if module in DRIVERS or module.startswith(DRIVERS_PREFIX):
+        return 2
+    if module == "actors" or module.startswith("actors."):
+        return 1
+    return 0
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in [*(REPO / "nat_ray").rglob("*.py"), *(REPO / "actors").rglob("*.py")]:
+        out[".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")] = path
+    return out
+
+
+def test_no_module_imports_from_a_layer_above_it() -> None:
+    modules = _modules()
+    assert layer("nat_ray.config") == 0 and layer("actors.engine") == 1 and layer("nat_ray.pipeline.driver") == 2
+    upward = []
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            upward += [f"{name} imports {t}" for t in targets if t in modules and layer(t) > layer(name)]
+    assert upward == []
