@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from nat_ray.errors import InputError, NatRayError, first_validation_error
 from nat_ray.ray_init import leave_ray
+from nat_ray.records import TABLE, RunLayout
 from nat_ray.storage import parse_jsonl
 
 
@@ -226,8 +227,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from nat_ray.evaluation.report import write_report
 
     counts = write_report(args.run_dir)
-    print((Path(args.run_dir) / "report" / "table.md").read_text())
-    print(json.dumps({"report": str(Path(args.run_dir) / "report"), **counts}))
+    report = RunLayout(args.run_dir).report
+    print((report / TABLE).read_text())
+    print(json.dumps({"report": str(report), **counts}))
     return 0
 
 

@@ -161,9 +161,10 @@ def training_info(path: Path) -> dict | None:
     template, prompts), or None for a model that is not one."""
     import json
 
+    from nat_ray.records import TRAIN_RECORD
     from nat_ray.reformat import training_set
 
-    info_file = Path(path) / "nat_ray_train.json"
+    info_file = Path(path) / TRAIN_RECORD
     if not info_file.exists():
         return None
     try:

@@ -23,12 +23,11 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from nat_ray.errors import InputError, first_validation_error
+from nat_ray.records import MANIFEST, jsonl_manifest
 from nat_ray.types import EXAMPLE_ARROW_SCHEMA, SCHEMA_VERSION, TRAJECTORY_ARROW_SCHEMA, Example, Trajectory
 
 if TYPE_CHECKING:
     import ray.data
-
-MANIFEST = "_manifest.json"
 
 
 # ---------------------------------------------------------------- JSON input
@@ -152,7 +151,7 @@ def manifest(kind: str, config: dict, counts: dict[str, int]) -> dict:
 def dataset_manifest(path: str | Path) -> dict | None:
     """The manifest of a dataset folder (``_manifest.json``) or a ``.jsonl`` file (``<file>.manifest.json``)."""
     path = Path(path)
-    where = path.with_name(path.name + ".manifest.json") if path.suffix == ".jsonl" else path / MANIFEST
+    where = jsonl_manifest(path) if path.suffix == ".jsonl" else path / MANIFEST
     try:
         meta = json.loads(where.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -245,7 +244,7 @@ def write_examples(examples: list[Example], out: str | Path, meta: dict, overwri
     out = Path(out)
     if out.suffix == ".jsonl":
         write_jsonl(out, (e.to_row() for e in examples))
-        write_json(out.with_name(out.name + ".manifest.json"), meta)
+        write_json(jsonl_manifest(out), meta)
         return
     table = pa.Table.from_pylist([e.to_row() for e in examples], schema=EXAMPLE_ARROW_SCHEMA)
     with atomic_dir(out, overwrite) as tmp:

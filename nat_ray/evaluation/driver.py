@@ -19,12 +19,11 @@ from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.evaluation.metrics import eval_metrics, group_by_task
 from nat_ray.evaluation.plan import DatasetPlan, checkpoint_training, identity, plan_eval, resolve_template
+from nat_ray.records import METRICS
 from nat_ray.rollout.driver import check_endpoint, start_ray, validate_search
 from nat_ray.rollout.stream import run_episodes, steady_rate
 from nat_ray.rollout.writer import TrajectoryWriter
 from nat_ray.storage import dataset_manifest, read_trajectories, write_json
-
-METRICS = "metrics.json"
 
 
 def _policy_info(cfg: RunConfig, training: dict | None) -> dict:

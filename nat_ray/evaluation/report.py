@@ -15,7 +15,21 @@ import subprocess
 from pathlib import Path
 
 from nat_ray.errors import InputError
-from nat_ray.records import STAGE_FILE, read_stage, versions
+from nat_ray.records import (
+    ACCURACY_PLOT,
+    LOSS_PLOT,
+    METRICS,
+    PERPLEXITY_PLOT,
+    REPORT_README,
+    RUN_RECORD,
+    STAGE_FILE,
+    TABLE,
+    TRAIN_LOG,
+    TRAIN_RECORD,
+    RunLayout,
+    read_stage,
+    versions,
+)
 from nat_ray.storage import read_json_file, write_json
 
 
@@ -25,24 +39,22 @@ def _pct(x: float | None) -> str:
 
 def _rows(run: Path, variants: list[str] | None = None) -> dict[str, dict]:
     """{row name: metrics.json} for base, each variant (in the study's order), teacher."""
-    evals = run / "eval"
+    evals = RunLayout(run).evals
     if not evals.is_dir():
         raise InputError(f"{run}: no eval/ folder: not a pipeline run (or nothing was evaluated yet)")
-    found = {
-        p.name: json.loads((p / "metrics.json").read_text()) for p in evals.iterdir() if (p / "metrics.json").exists()
-    }
+    found = {p.name: json.loads((p / METRICS).read_text()) for p in evals.iterdir() if (p / METRICS).exists()}
     rest = [k for k in variants or [] if k in found] + sorted(k for k in found if k not in (variants or []))
     order = ["base", *(k for k in rest if k not in ("base", "teacher")), "teacher"]
     return {k: found[k] for k in order if k in found}
 
 
 def _train_info(run: Path, name: str) -> dict:
-    path = run / "models" / name / "nat_ray_train.json"
+    path = RunLayout(run).model(name) / TRAIN_RECORD
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _set_manifest(run: Path, name: str) -> dict:
-    path = run / "sets" / name / "train.jsonl.manifest.json"
+    path = RunLayout(run).set_manifest(name)
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -155,7 +167,7 @@ def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path)
     fig, ax = plt.subplots(figsize=(6, 4))
     curves = 0
     for v in variants:
-        path = run / "models" / v["name"] / "metrics.jsonl"
+        path = RunLayout(run).model(v["name"]) / TRAIN_LOG
         if path.exists():
             points = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
             points = [p for p in points if p.get("loss") is not None]
@@ -164,7 +176,7 @@ def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path)
                 curves += 1
     if curves:
         made.append(
-            _save(fig, ax, report / "loss.png", "optimizer step", "training loss (assistant tokens)", "Training loss")
+            _save(fig, ax, report / LOSS_PLOT, "optimizer step", "training loss (assistant tokens)", "Training loss")
         )
     plt.close(fig)
 
@@ -186,7 +198,7 @@ def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path)
                 if x is not None and x["accuracy"] is not None:
                     _errorbar(ax, [(0, x)], "s", f"{v['name']} {d}")
         labels = ("number of negatives", "accuracy, % (95% CI)", "Accuracy vs negatives")
-        made.append(_save(fig, ax, report / "accuracy_vs_negatives.png", *labels))
+        made.append(_save(fig, ax, report / ACCURACY_PLOT, *labels))
         ppl = [(mode, n, info.get("dev_perplexity")) for mode, pts in by_mode.items() for n, _, info in pts]
         if any(p is not None for _, _, p in ppl):
             fig, ax = plt.subplots(figsize=(6, 4))
@@ -194,7 +206,7 @@ def _plots(run: Path, rows: dict[str, dict], variants: list[dict], report: Path)
                 pts_m = sorted((n, p) for m, n, p in ppl if m == mode and p is not None)
                 ax.plot([n for n, _ in pts_m], [p for _, p in pts_m], marker="o", label=mode)
             labels = ("number of negatives", "held-out perplexity", "Perplexity vs negatives")
-            made.append(_save(fig, ax, report / "perplexity_vs_negatives.png", *labels))
+            made.append(_save(fig, ax, report / PERPLEXITY_PLOT, *labels))
     return made
 
 
@@ -222,7 +234,7 @@ def _stages(run: Path) -> list[dict]:
 def _recorded(run: Path) -> tuple[dict | None, list[dict] | None]:
     """The config and variants a pipeline's report stage wrote to ``report/run.json`` (``(None, None)`` without one),
     so that ``nat-ray report`` on its run folder keeps them instead of writing ``config: null`` and sorting rows."""
-    path = run / "report" / "run.json"
+    path = RunLayout(run).report / RUN_RECORD
     info = read_json_file(path) if path.exists() else {}
     return info.get("config"), info.get("variants")
 
@@ -234,17 +246,17 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
     rows = _rows(run, [v["name"] for v in variants] if variants else None)
     if variants is None:  # `nat-ray report` on a run without a pipeline's report: the variants its sets recorded
         variants = []
-        for folder in sorted((run / "sets").glob("*")) if (run / "sets").exists() else []:
+        for folder in sorted(RunLayout(run).sets.glob("*")) if RunLayout(run).sets.exists() else []:
             c = _set_manifest(run, folder.name).get("config", {})
             source = "regenerated" if c.get("negatives_from") else "imported"
             variants.append({"name": folder.name, "mode": c.get("mode"), "neg_num": c.get("neg_num"),
                              "template": c.get("template"), "negative_source": source})  # fmt: skip
-    report = run / "report"
+    report = RunLayout(run).report
     report.mkdir(parents=True, exist_ok=True)
     plots = _plots(run, rows, variants, report)
     table = accuracy_table(rows)
     seeds = seeds_table(rows)
-    (report / "table.md").write_text(table + "\n")
+    (report / TABLE).write_text(table + "\n")
     stages = _stages(run)
     total = sum(s["seconds"] or 0 for s in stages)
     template = {name: m.get("template") for name, m in rows.items()}
@@ -275,9 +287,9 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
         "",
         f"Stage time, summed: {total:.0f} s. Config, versions, hardware and data hashes: `run.json`.",
     ]  # fmt: skip
-    (report / "README.md").write_text("\n".join(text) + "\n")
+    (report / REPORT_README).write_text("\n".join(text) + "\n")
     write_json(
-        report / "run.json",
+        report / RUN_RECORD,
         {
             "config": config,
             "variants": variants,

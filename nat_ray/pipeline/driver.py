@@ -23,7 +23,7 @@ from nat_ray.errors import InputError
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
-from nat_ray.records import config_hash, file_hash, read_stage
+from nat_ray.records import TABLE, RunLayout, config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
 from nat_ray.types import StageManifest
 
@@ -96,7 +96,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     out = plan.out
     say(f"pipeline: {len(plan.variants)} variant(s): {', '.join(v.name for v in plan.variants)}; run folder {out}")
     collected = _collect(plan, identity, say)
-    check_counts(plan.variants, _count(collected, "positive"), _count(collected, "negative"), str(out / "trajectories"))
+    check_counts(
+        plan.variants, _count(collected, "positive"), _count(collected, "negative"), str(RunLayout(out).trajectories)
+    )
     evals: dict[str, str] = {}
     trained: dict[str, StageManifest] = {}
     regenerated: StageManifest | None = None
@@ -106,13 +108,13 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
             if regenerated is None:
                 source = plan.cfg.study.regenerate_from if plan.cfg.study else "vanilla"
                 regenerated = _regenerate(plan, source, trained[source].config_hash, say)
-                where = f"the regenerated trajectories ({out / 'regenerated'})"
+                where = f"the regenerated trajectories ({RunLayout(out).regenerated})"
                 hint = ": roll out more questions (rollout.limit, rollout.temperatures)"
                 check_counts(plan.variants, 0, _count(regenerated, "negative"), where, regenerated=True, hint=hint)
             upstream["regenerate"] = regenerated.config_hash
         built = _build(plan, v, upstream, say)
         trained[v.name] = _train(plan, v, built.config_hash, progress, say)
-        model = str(out / "models" / v.name)
+        model = str(RunLayout(out).model(v.name))
         evals[v.name] = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
     if cfg.study is None or cfg.study.base:
         _eval(plan, "base", plan.train.model, {}, say)
@@ -122,7 +124,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
 
     variants = [v.__dict__ for v in plan.variants]
     report = run_stage(
-        out / "report",
+        RunLayout(out).report,
         "report",
         None,
         {"variants": [v.name for v in plan.variants], "task": plan.task.name},
@@ -131,9 +133,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
         say,
         plan.mirror,
     )
-    say((out / "report" / "table.md").read_text())
+    say((RunLayout(out).report / TABLE).read_text())
     names = [v.name for v in plan.variants]
-    return {"out": str(out), "variants": names, "report": str(out / "report"), **report.counts}
+    return {"out": str(out), "variants": names, "report": str(RunLayout(out).report), **report.counts}
 
 
 def _count(stage: StageManifest, label: str) -> int:
@@ -154,24 +156,24 @@ def _collect_identity(plan: PipelinePlan) -> tuple[dict, dict[str, str]]:
     if c.kind == "import":
         paths = [_data_path(plan.cfg, c.questions or ""), *(_data_path(plan.cfg, f) for f in c.files)]
         return c.model_dump(mode="json"), {p: file_hash(p) for p in paths}
-    view, _ = _rollout_view(plan, plan.out / "trajectories", plan.cfg.rollout_section, plan.cfg.policy_section)
+    view, _ = _rollout_view(plan, RunLayout(plan.out).trajectories, plan.cfg.rollout_section, plan.cfg.policy_section)
     return view, {}
 
 
 def check_out(plan: PipelinePlan, identity: tuple[dict, dict[str, str]]) -> None:
     """A run folder whose trajectories were collected with another config holds another run: refuse it before any
     stage runs, rather than delete what may have cost a long rollout (later stages are redone when they change)."""
-    old = read_stage(plan.out / "trajectories")
+    old = read_stage(RunLayout(plan.out).trajectories)
     if old is not None and old.config_hash != config_hash(*identity):
         raise InputError(
             f"out: {plan.out} holds a run whose trajectories were collected with another config (collect, its data "
-            f"files, or the collecting policy differ): choose another out, or remove {plan.out / 'trajectories'} "
-            "to collect again"
+            f"files, or the collecting policy differ): choose another out, or remove "
+            f"{RunLayout(plan.out).trajectories} to collect again"
         )
 
 
 def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say) -> StageManifest:
-    c, folder = plan.collect, plan.out / "trajectories"
+    c, folder = plan.collect, RunLayout(plan.out).trajectories
     view, inputs = identity
     if c.kind == "import":
         from nat_ray.nat_import import ImportConfig, import_nat
@@ -216,28 +218,28 @@ def _regenerate(plan: PipelinePlan, source: str, upstream: str, say: Say) -> Sta
     its negatives replace the collected ones in the regenerated variants (the paper's negative-quality study)."""
     from nat_ray.models import training_info
 
-    model = plan.out / "models" / source
+    model = RunLayout(plan.out).model(source)
     rollout = plan.cfg.rollout_section
     template = (training_info(model) or {}).get("template") or rollout.template
     rollout = rollout.model_copy(update={"template": template})
     policy = plan.engine(str(model), source=f"regenerated:{source}")
-    return _rollout(plan, "regenerate", plan.out / "regenerated", rollout, policy, {"train": upstream}, say)
+    return _rollout(plan, "regenerate", RunLayout(plan.out).regenerated, rollout, policy, {"train": upstream}, say)
 
 
 def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -> StageManifest:
     from nat_ray.reformat import ALL, BuildConfig, build
 
-    folder = plan.out / "sets" / v.name
-    negatives_from = str(plan.out / "regenerated") if v.regenerated else None
+    folder = RunLayout(plan.out).set_dir(v.name)
+    negatives_from = str(RunLayout(plan.out).regenerated) if v.regenerated else None
     config = BuildConfig(
-        trajectories=str(plan.out / "trajectories"),
+        trajectories=str(RunLayout(plan.out).trajectories),
         prompts=str(prompts_file(plan.task, plan.cfg.data_dir)),
         mode=v.mode,  # type: ignore[arg-type]
         template=v.template,
         pos_num=ALL if v.pos_num == "all" else int(v.pos_num),
         neg_num=ALL if v.neg_num == "all" else int(v.neg_num),
         seed=v.build_seed,
-        out=str(folder / "train.jsonl"),
+        out=str(RunLayout(plan.out).set_file(v.name)),
         negatives_from=negatives_from,
     )
     view = config.model_dump(mode="json", exclude={"out", "trajectories", "prompts", "negatives_from"})
@@ -249,8 +251,8 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
 def _train(plan: PipelinePlan, v: Variant, upstream: str, progress: bool, say: Say) -> StageManifest:
     from nat_ray.training.trainer import run_train
 
-    folder = plan.out / "models" / v.name
-    data = str(plan.out / "sets" / v.name / "train.jsonl")
+    folder = RunLayout(plan.out).model(v.name)
+    data = str(RunLayout(plan.out).set_file(v.name))
     train = plan.train.model_copy(update={"data": data, "out": str(folder), "seed": v.train_seed})
     view_cfg = plan.cfg.model_copy(update={"train": train})
 
@@ -266,7 +268,7 @@ def _train(plan: PipelinePlan, v: Variant, upstream: str, progress: bool, say: S
 def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], say: Say) -> StageManifest:
     from nat_ray.evaluation.driver import run_eval
 
-    folder = plan.out / "eval" / name
+    folder = RunLayout(plan.out).eval_dir(name)
     policy = plan.engine(model)
     view_cfg = plan.cfg.model_copy(update={"policy": policy, "eval": plan.eval.model_copy(update={"out": str(folder)})})
     view = {"eval": plan.eval.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
@@ -284,10 +286,10 @@ def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], s
 def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
     from nat_ray.evaluation.driver import eval_trajectories
 
-    folder = plan.out / "eval" / "teacher"
+    folder = RunLayout(plan.out).eval_dir("teacher")
 
     def body() -> dict:
-        m = eval_trajectories(plan.out / "trajectories", folder)
+        m = eval_trajectories(RunLayout(plan.out).trajectories, folder)
         return {f"{d}.accuracy": x["accuracy"] for d, x in m["datasets"].items()}
 
     return run_stage(folder, "eval", "teacher", {"teacher": True}, {"collect": upstream}, body, say, plan.mirror)

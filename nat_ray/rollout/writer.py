@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nat_ray.errors import InputError
-from nat_ray.storage import MANIFEST, manifest, parquet_parts, write_json
+from nat_ray.records import MANIFEST
+from nat_ray.storage import manifest, parquet_parts, write_json
 from nat_ray.types import TRAJECTORY_ARROW_SCHEMA
 
 Key = tuple[str, str, float, int]

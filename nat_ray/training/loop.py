@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nat_ray.config import TrainConfig
+from nat_ray.records import TRAIN_RECORD
 from nat_ray.training.data import batch_order, collate
 from nat_ray.training.memory import GB, PeakRSS
 from nat_ray.training.tokenize import IGNORE
@@ -201,7 +202,7 @@ def train_loop_per_worker(config: dict) -> None:
             weights = {k.removeprefix(prefix): v for k, v in state_dict.items()}
             strategy.module.lm.save_pretrained(out, state_dict=weights, safe_serialization=True)
             tokenizer.save_pretrained(out)
-            (out / "nat_ray_train.json").write_text(json.dumps({"train": config["train"], **final}, indent=2))
+            (out / TRAIN_RECORD).write_text(json.dumps({"train": config["train"], **final}, indent=2))
             ray.train.report(final | {"final": True}, checkpoint=ray.train.Checkpoint.from_directory(d))
         else:
             ray.train.report(final | {"final": True})

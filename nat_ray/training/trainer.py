@@ -27,6 +27,7 @@ from nat_ray.errors import InputError
 from nat_ray.hardware import resolve_bf16
 from nat_ray.models import resolve_model_path
 from nat_ray.ray_init import init_ray, quiet_ray_data
+from nat_ray.records import TRAIN_LOG, TRAIN_RECORD
 from nat_ray.reformat import training_set
 from nat_ray.storage import atomic_dir, read_examples
 from nat_ray.training.loop import HF_DIR, train_loop_per_worker
@@ -195,10 +196,10 @@ def _move_final(result, out: Path, live: Path, summary: dict) -> None:  # type: 
             with result.checkpoint.as_directory() as d:
                 shutil.copytree(Path(d) / HF_DIR, tmp, dirs_exist_ok=True)
         if live.exists():  # every logging step, including those before a worker failure
-            shutil.copyfile(live, tmp / "metrics.jsonl")
-        saved = json.loads((tmp / "nat_ray_train.json").read_text())
+            shutil.copyfile(live, tmp / TRAIN_LOG)
+        saved = json.loads((tmp / TRAIN_RECORD).read_text())
         saved |= summary
-        (tmp / "nat_ray_train.json").write_text(json.dumps(saved, indent=2))
+        (tmp / TRAIN_RECORD).write_text(json.dumps(saved, indent=2))
 
 
 def run_train(cfg: RunConfig, progress: bool = True) -> dict:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nat_ray.errors import InputError
+from nat_ray.records import MANIFEST
 from nat_ray.storage import atomic_dir, read_records, write_json
 from nat_ray.tasks import resolve_data_dir
 from nat_ray.tools.search.base import Passage, SearchBackendError
@@ -138,12 +139,12 @@ def build_index(out: str | Path, sources: list[str], stemmer: bool = True, data_
             for p in passages:
                 f.write(json.dumps({"id": p.link, "title": p.title, "text": p.text}, ensure_ascii=False) + "\n")
         retriever.save(str(tmp / "bm25"), show_progress=False)
-        write_json(tmp / "_manifest.json", manifest)
+        write_json(tmp / MANIFEST, manifest)
     return manifest
 
 
 def read_index_manifest(path: str | Path) -> dict:
-    manifest = Path(path) / "_manifest.json"
+    manifest = Path(path) / MANIFEST
     if not manifest.exists():
         raise InputError(
             f"search index {path} does not exist (or is incomplete): build it with "
