@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from nat_ray.errors import InputError, NatRayError, first_validation_error
 from nat_ray.ray_init import leave_ray
-from nat_ray.records import TABLE, RunLayout
+from nat_ray.records import METRICS, TABLE, RunLayout
 from nat_ray.storage import parse_jsonl
 
 
@@ -175,7 +175,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out = Path(metrics["run"]["out"])
     leave_ray()
     print(format_table(metrics))
-    print(f"metrics: {out / 'metrics.json'}")
+    print(f"metrics: {out / METRICS}")
     return 0
 
 

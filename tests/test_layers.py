@@ -50,3 +50,22 @@ def test_no_module_imports_from_a_layer_above_it() -> None:
                 continue
             upward += [f"{name} imports {t}" for t in targets if t in modules and layer(t) > layer(name)]
     assert upward == []
+
+
+RUN_FILE_NAMES = {"_stage.json", "_manifest.json", "nat_ray_train.json", "metrics.json", "metrics.jsonl", "run.json",
+                  "table.md"}  # fmt: skip
+
+
+def test_no_run_folder_file_name_is_spelled_outside_the_records_module() -> None:
+    spelled = []
+    for name, path in _modules().items():
+        if name == "nat_ray.records":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            value = node.value if isinstance(node, ast.Constant) else None
+            if not isinstance(value, str):
+                continue
+            # a string that is such a name, or a path ending in one (prose that mentions one does not count)
+            if value.rsplit("/", 1)[-1] in RUN_FILE_NAMES or value.endswith(".manifest.json"):
+                spelled.append(f"{name}: {value!r}")
+    assert spelled == []
