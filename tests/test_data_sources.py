@@ -104,3 +104,15 @@ def test_a_missing_data_file_says_which_set_to_prepare(tmp_path: Path) -> None:
         task_file(get_task("gsm8k"), "train", tmp_path)
     assert str(exc.value) == (f"{tmp_path}/gsm8k/train.jsonl: missing from the data folder: run `nat-ray data "
                               "prepare gsm8k` (or pass --data-dir / set NAT_RAY_DATA_DIR)")  # fmt: skip
+
+
+def test_with_no_data_prepared_a_command_says_to_prepare_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nat_ray.tasks import resolve_data_dir
+
+    monkeypatch.delenv("NAT_RAY_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(InputError, match=r"holds no prepared data; run `nat-ray data prepare`"):
+        resolve_data_dir()
+    prepared = tmp_path / "cache/nat_ray/data"
+    (prepared / "nat").mkdir(parents=True)  # where `data prepare` puts it by default: found without a setting
+    assert resolve_data_dir() == prepared
