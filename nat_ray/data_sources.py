@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from nat_ray.errors import InputError
+from nat_ray.records import file_hash
 
 NAT = "https://raw.githubusercontent.com/Reason-Wang/NAT/5f2541202a63c5e848e959588c49ed60a161b104"
 GSM8K = "https://raw.githubusercontent.com/openai/grade-school-math/3101c7d5072418e28b9008a6636bde82a006892c"
@@ -198,14 +199,6 @@ def default_data_dir() -> Path:
     return Path(cache) / "nat_ray" / "data"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _urlopen(url: str) -> BinaryIO:
     return urllib.request.urlopen(url, timeout=60)
 
@@ -230,7 +223,7 @@ def prepare(
     for name in chosen:
         for f in SOURCES[name].files:
             target = dest / f.path
-            if target.is_file() and target.stat().st_size == f.size and sha256_of(target) == f.sha256:
+            if target.is_file() and target.stat().st_size == f.size and file_hash(target, 64) == f.sha256:
                 counts["present"] += 1
                 continue
             origin = str(source_dir / f.path) if source_dir is not None else f.url

@@ -22,12 +22,13 @@ def config_hash(view: object, upstream: dict[str, str] | None = None) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def file_hash(path: str | Path) -> str:
+def file_hash(path: str | Path, chars: int = 16) -> str:
+    """The file's sha256, hex, its first ``chars`` characters (16 in stage records; 64 where checksums are pinned)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:chars]
 
 
 def read_stage(folder: Path) -> StageManifest | None:
