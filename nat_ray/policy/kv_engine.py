@@ -32,62 +32,13 @@ from transformers import DynamicCache
 
 from nat_ray.policy.base import Completion, SamplingParams, trim_at_stop
 from nat_ray.policy.cascade import KV, NAME, Cascade
+from nat_ray.policy.prefix_store import PrefixStore
 
 _STOP_WINDOW = 16  # tokens decoded to look for a stop string
 _PREFILL_TOKENS = 4096  # prompt tokens prefilled in one forward at most (bounds its memory and the others' wait)
 _PIN_MIN = 128  # a shared prefix shorter than this is not worth a cascade group of its own
 _PIN_BLOCK = 64  # pins end on a multiple of this, so prompts that share a few tokens past a task prompt share its pin
 _PINS = 8  # pinned prefixes kept at most (least recently used, unused by any row, goes first)
-
-
-class PrefixStore:
-    """Finished sequences' KV caches, least recently used first out, found by longest common token prefix."""
-
-    def __init__(self, max_tokens: int) -> None:
-        self.max_tokens = max_tokens
-        self._entries: OrderedDict[int, tuple[torch.Tensor, KV]] = OrderedDict()
-        self._tokens = 0
-        self._next = 0
-        self.reused_tokens = 0  # prompt tokens served from the store, for metrics
-        self.prompt_tokens = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def lookup(self, ids: torch.Tensor) -> tuple[int, KV | None]:
-        """The longest stored prefix of ``ids`` (at most len - 1 tokens: the last is fed to get the next logits)."""
-        best, best_key = 0, None
-        limit = len(ids) - 1
-        for key, (tokens, _) in self._entries.items():
-            m = min(len(tokens), limit)
-            if m <= best:
-                continue
-            same = tokens[:m] == ids[:m]
-            n = m if bool(same.all()) else int(same.to(torch.int8).argmin())
-            if n > best:
-                best, best_key = n, key
-        self.prompt_tokens += len(ids)
-        if best_key is None:
-            return 0, None
-        self._entries.move_to_end(best_key)
-        self.reused_tokens += best
-        return best, [(k[:, :best], v[:, :best]) for k, v in self._entries[best_key][1]]
-
-    def put(self, ids: torch.Tensor, kv: KV) -> None:
-        if len(ids) > self.max_tokens:
-            return
-        for key, (tokens, _) in list(self._entries.items()):  # an entry the new one extends is superseded by it
-            if len(tokens) <= len(ids) and bool((tokens == ids[: len(tokens)]).all()):
-                self._drop(key)
-        self._entries[self._next] = (ids, kv)
-        self._next += 1
-        self._tokens += len(ids)
-        while self._tokens > self.max_tokens:
-            self._drop(next(iter(self._entries)))
-
-    def _drop(self, key: int) -> None:
-        tokens, _ = self._entries.pop(key)
-        self._tokens -= len(tokens)
 
 
 class SlotCache(DynamicCache):

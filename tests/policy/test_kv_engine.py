@@ -11,7 +11,7 @@ import torch
 
 from nat_ray.policy.base import SamplingParams
 from nat_ray.policy.hf_engine import HFEngine
-from nat_ray.policy.kv_engine import PrefixStore
+from nat_ray.policy.prefix_store import PrefixStore
 
 QUESTIONS = ["What is 2 + 2?", "Name a prime number above 10.", "Say hello in French.", "What colour is the sky?"]
 # a task prompt long enough to be pinned and shared by the rows' decode steps (nat_ray.policy.cascade)
