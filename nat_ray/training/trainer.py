@@ -202,6 +202,9 @@ def _move_final(result, out: Path, live: Path, summary: dict) -> None:  # type: 
         (tmp / TRAIN_RECORD).write_text(json.dumps(saved, indent=2))
 
 
+TRAIN_POLL_S = 0.25  # seconds between Ray Train controller polls (see run_train)
+
+
 def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     import ray
     import ray.data
@@ -265,6 +268,10 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
         datasets=datasets,
         torch_config=TorchConfig(backend="nccl" if tc.use_gpu else "gloo"),
     )
+    # Ray Train's controller takes one report off a worker's queue (size 1) per poll, every 2 s by default: each
+    # `ray.train.report` after the first waits for it, and the run's end is seen up to three polls late (~6 s of a CI
+    # training stage). A poll is one small remote call per worker; a user's own setting wins.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(TRAIN_POLL_S))
     report(f"starting {tc.num_workers} workers and loading the model (a minute or two on a small CPU)")
     follower = TrainProgress(events, live, tc.num_workers, tc.accumulation).start() if events is not None else None
     try:
