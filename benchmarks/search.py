@@ -3,7 +3,7 @@
     python benchmarks/search.py [--quick] [--json PATH] [--dpr DPR_READER_DIR] [--index DIR] [--data-dir DIR]
                                 [--throughput-model minilm|mpnet] [--rounds N]
 
-Workload: the 300 HotpotQA questions of ``hotpotqa_distractor/rpt_dev.jsonl`` (``--quick``: 16), each question as
+Workload: the 300 HotpotQA questions of ``hotpotqa_distractor/rpt_dev.jsonl`` (``--quick``: 8), each question as
 the query, over the local corpus (HotpotQA distractor paragraphs + StrategyQA facts, ~15k passages; built in a
 temporary folder unless ``--index`` is given).
 
@@ -14,7 +14,7 @@ temporary folder unless ``--index`` is given).
    runs, without the RPC), 32 queries in flight, ``max_batch_size`` 32 vs 1 in interleaved rounds; the embedding
    model is ``--throughput-model`` (default minilm: MPNet on 2 CPU cores ranks ~0.3 queries/s, too slow for rounds).
 3. The passage-embedding memo on a real agent workload: the search queries GPT-3.5 issued in the shipped StrategyQA
-   trajectories (in file order; ``--quick``: 48, else 240), one actor with the memo vs one without (each cold),
+   trajectories (in file order; ``--quick``: 24, else 240), one actor with the memo vs one without (each cold),
    queries/s and the share of passage embeddings reused.
 4. Cache-hit latency through the actor (p50/p99), next to the miss latency of one lone query.
 """
@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--throughput-model", choices=["minilm", "mpnet"], default="minilm")
     args = ap.parse_args()
     data_dir = resolve_data_dir(args.data_dir)
-    questions = load_questions(data_dir, 16 if args.quick else None)
+    questions = load_questions(data_dir, 8 if args.quick else None)
     rounds = args.rounds or (1 if args.quick else 3)
     mpnet, minilm = prepare("mpnet"), prepare("minilm")
     result: dict = {"questions": len(questions), "quick": args.quick}
@@ -151,7 +151,7 @@ def main() -> None:
             "batched": SearchActor(SearchConfig.model_validate({**base, "max_batch_size": 32}).model_dump(), None),
             "unbatched": SearchActor(SearchConfig.model_validate({**base, "max_batch_size": 1}).model_dump(), None),
         }
-        per_round = [q for q, _ in load_questions(data_dir, 16 if args.quick else 64)]
+        per_round = [q for q, _ in load_questions(data_dir, 8 if args.quick else 64)]
         rates: dict[str, list[float]] = {k: [] for k in actors}
         for r in range(rounds):
             for name, actor in actors.items():
@@ -168,7 +168,7 @@ def main() -> None:
         )
 
         # the passage-embedding memo on real agent queries
-        agent = agent_queries(data_dir, 48 if args.quick else 240)
+        agent = agent_queries(data_dir, 24 if args.quick else 240)
         memo_rates = {}
         for name, size in (("memo", 20_000), ("no_memo", 0)):
             actor = SearchActor(SearchConfig.model_validate({**base, "embed_memo": size}).model_dump(), None)

@@ -33,9 +33,9 @@ COMMON = [
 ]
 
 
-def _check_trajectories(out: Path, model: str) -> list:
+def _check_trajectories(out: Path, model: str, n: int = 16) -> list:
     trajs = read_trajectories(out)
-    assert len(trajs) == 16 and len({t.episode_key for t in trajs}) == 16
+    assert len(trajs) == n and len({t.episode_key for t in trajs}) == n
     assert {t.temperature for t in trajs} == {0.2, 0.7}
     for t in trajs:
         assert t.label in (Label.POSITIVE, Label.NEGATIVE), t.error  # graded, no infrastructure errors
@@ -52,9 +52,11 @@ def _check_trajectories(out: Path, model: str) -> list:
 
 def test_rollout_through_transformers_serve(tmp_path: Path, served: str, smollm2: Path, ray_local) -> None:
     policy = f"policy={{kind: openai, base_url: '{served}', model: auto, max_tokens: 48, max_concurrency: 16}}"
-    meta = run_rollout(load_config(REPO / "configs/rollout_gsm8k_smollm2.yaml", [f"out={tmp_path}", policy, *COMMON]))
+    # half the engine test's questions: the served policy is the slowest in the suite, and 8 episodes cover its path
+    args = [f"out={tmp_path}", policy, *COMMON, "rollout.limit=4"]
+    meta = run_rollout(load_config(REPO / "configs/rollout_gsm8k_smollm2.yaml", args))
     assert meta["complete"] and meta["counts"]["error"] == 0
-    _check_trajectories(tmp_path / "trajectories", model=str(smollm2))
+    _check_trajectories(tmp_path / "trajectories", model=str(smollm2), n=8)
 
 
 def test_rollout_through_the_engine_actor(tmp_path: Path, smollm2: Path, ray_local) -> None:
