@@ -118,8 +118,8 @@ def main() -> None:
         if args.index is None:
             started = time.perf_counter()
             meta = build_index(index, ["hotpotqa", "strategyqa"], data_dir=data_dir)
-            result["index"] = {"passages": meta["passages"], "build_s": round(time.perf_counter() - started, 2)}
-            print(f"index: {meta['passages']} passages built in {result['index']['build_s']} s")
+            result["index"] = {"passages": meta.passages, "build_s": round(time.perf_counter() - started, 2)}
+            print(f"index: {meta.passages} passages built in {result['index']['build_s']} s")
         backend = LocalBM25(index)
         emb_mpnet = EmbeddingFilter(str(mpnet), keep=5, device="cpu" if not args.dpr else None)
         stages = {

@@ -32,8 +32,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nat_ray.cli_setup import add_setup_commands
 from nat_ray.errors import InputError, NatRayError, first_validation_error
@@ -106,31 +107,38 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(kind: type[M], section: str, **fields: object) -> M:
+    """A config section filled from flags, validated as the pipeline validates it from a file."""
+    try:
+        return kind(**fields)
+    except ValidationError as exc:
+        loc, msg = first_validation_error(exc)
+        raise InputError(f"{section}{'.' + loc if loc else ''}: {msg}") from None
+
+
 def cmd_import_nat(args: argparse.Namespace) -> int:
+    from nat_ray.config_sections import CollectConfig
     from nat_ray.nat_import import ImportConfig, import_nat
 
-    config = ImportConfig(task=args.task, questions=args.questions, out=args.out, files=args.files, model=args.model)
-    meta = import_nat(config, overwrite=args.overwrite)
-    print(json.dumps({"out": args.out, **meta["counts"]}))
+    section = validated(CollectConfig, "collect", task=args.task, questions=args.questions, files=args.files,
+                        model=args.model)  # fmt: skip
+    meta = import_nat(ImportConfig.from_section(section, args.out), overwrite=args.overwrite)
+    print(json.dumps({"out": args.out, **meta.counts}))
     return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from nat_ray.config_sections import BuildStageConfig
     from nat_ray.reformat import BuildConfig, build
 
-    config = BuildConfig(
-        trajectories=args.trajectories,
-        prompts=args.prompts,
-        mode=args.mode,
-        template=args.template,
-        pos_num=args.pos_num,
-        neg_num=args.neg_num,
-        seed=args.seed,
-        out=args.out,
-        negatives_from=args.negatives_from,
-    )
+    counts = {k: "all" if n == -1 else n for k, n in (("pos_num", args.pos_num), ("neg_num", args.neg_num))}
+    section = validated(BuildStageConfig, "build", mode=args.mode, template=args.template, seed=args.seed, **counts)
+    config = BuildConfig.from_section(section, args.trajectories, args.prompts, args.out, args.negatives_from)
     meta = build(config)
-    print(json.dumps({"out": args.out, "template": meta["config"]["template"], **meta["counts"]}))
+    print(json.dumps({"out": args.out, "template": (meta.config or {})["template"], **meta.counts}))
     return 0
 
 

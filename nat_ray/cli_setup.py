@@ -46,7 +46,7 @@ def cmd_search_build_index(args: argparse.Namespace) -> int:
     if index is None:
         raise InputError(f"{args.config}: tools.search.index: the local backend's index section is missing")
     meta = build_index(index.path, list(index.sources), index.stemmer, cfg.data_dir)
-    print(json.dumps({"out": index.path, **meta}))
+    print(json.dumps({"out": index.path, **meta.model_dump(mode="json")}))
     return 0
 
 

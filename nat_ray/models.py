@@ -159,20 +159,15 @@ def resolve_model_path(model: str) -> Path:
 def training_info(path: Path) -> dict | None:
     """How a checkpoint of ``nat-ray train`` was trained (the ``training_set`` of its ``nat_ray_train.json``: mode,
     template, prompts), or None for a model that is not one."""
-    import json
-
-    from nat_ray.records import TRAIN_RECORD
+    from nat_ray.records import TRAIN_RECORD, TrainingRecord
     from nat_ray.reformat import training_set
+    from nat_ray.storage import read_record
 
-    info_file = Path(path) / TRAIN_RECORD
-    if not info_file.exists():
+    info = read_record(Path(path) / TRAIN_RECORD, TrainingRecord)
+    if info is None:
         return None
-    try:
-        info = json.loads(info_file.read_text())
-    except ValueError as exc:
-        raise InputError(f"{info_file}: not valid JSON: {exc}") from None
-    training = info.get("training_set")
+    training = info.training_set
     if training is None:  # checkpoints from before the training set was recorded: its manifest, if still there
-        data = (info.get("train") or {}).get("data")
+        data = info.train.get("data")
         training = training_set(data) if data else None
     return training

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from nat_ray.config_sections import CollectConfig
 from nat_ray.errors import InputError, first_validation_error
+from nat_ray.records import DatasetManifest
 from nat_ray.storage import manifest, read_records, write_trajectories
 from nat_ray.tasks import TaskSpec, get_task, load_questions_file
 from nat_ray.types import Label, StrictModel, Trajectory, Turn
@@ -28,6 +30,14 @@ class ImportConfig(StrictModel):
     out: str
     files: list[str]
     model: str | None = None  # policy that produced the files; default: from the file name (…_gpt-3.5_…)
+
+    @classmethod
+    def from_section(cls, collect: CollectConfig, out: str) -> ImportConfig:
+        """The config's ``collect`` section (kind ``import``; what the pipeline and ``nat-ray import-nat`` both
+        fill), written to ``out``."""
+        if collect.kind != "import" or collect.questions is None:
+            raise InputError("collect: an import needs kind 'import', questions and files")
+        return cls(task=collect.task, questions=collect.questions, out=out, files=collect.files, model=collect.model)
 
 
 def _temperature(source: object) -> float | None:
@@ -82,7 +92,7 @@ def _record_to_trajectory(
     )
 
 
-def import_nat(config: ImportConfig, overwrite: bool = False) -> dict:
+def import_nat(config: ImportConfig, overwrite: bool = False) -> DatasetManifest:
     """Read the files, join questions, write the dataset folder. Returns its manifest."""
     task = get_task(config.task)
     if not config.files:

@@ -1,9 +1,19 @@
-"""The run folder's records: what each stage output says about how it was made (``_stage.json``).
+"""The run folder: where each output lives (:class:`RunLayout`) and one typed record per kind of output.
 
-A stage output holds a :class:`~nat_ray.types.StageManifest`: the stage, the hash of the config view that made it
-(its section plus its inputs' hashes), inputs, counts, timings, package versions, and ``complete``. The pipeline's
-skip / redo / resume rule (``nat_ray.pipeline.stages``) and the report both read it from here; this module is core
-(no Ray, no pipeline), so anything may import it.
+| record | file | written by |
+|---|---|---|
+| :class:`DatasetManifest` | ``<dataset>/_manifest.json``, ``<set>.jsonl.manifest.json`` | import, rollout, build |
+| :class:`StageManifest` | ``<stage output>/_stage.json`` | the pipeline, around every stage |
+| :class:`TrainingRecord` | ``<checkpoint>/nat_ray_train.json`` | train (rank 0, then the driver adds its summary) |
+| :class:`EvalMetrics` | ``<eval>/metrics.json`` | eval |
+| :class:`RunRecord` | ``report/run.json`` | report |
+| :class:`IndexManifest` | ``<search index>/_manifest.json`` | ``nat-ray search build-index`` |
+
+Every record carries ``schema_version`` and, where a config made it, that ``config`` and its ``config_hash``; each is
+read and written only through ``nat_ray.storage.read_record`` / ``write_record`` (atomic, errors that name the file
+and the field). A record written before records were typed (no ``schema_version``) reads as version 0, its hash
+computed from its config. Records keep any further keys they hold (``extra="allow"``): a newer writer's field is
+carried through, never dropped. This module is core (no Ray, no pipeline), so anything may import it.
 """
 
 from __future__ import annotations
@@ -11,10 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any, ClassVar
 
-from nat_ray.types import StageManifest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from nat_ray.types import SCHEMA_VERSION, StrictModel
 
 STAGE_FILE = "_stage.json"
+RECORD_VERSION = 1  # of the typed records below (0: written before they were typed)
 
 
 def config_hash(view: object, upstream: dict[str, str] | None = None) -> str:
@@ -31,10 +45,138 @@ def file_hash(path: str | Path, chars: int = 16) -> str:
     return h.hexdigest()[:chars]
 
 
+# ---------------------------------------------------------------- the records
+
+
+class Record(BaseModel):
+    """Base of the run folder's records: a schema version, the config that made the output and its hash."""
+
+    model_config = ConfigDict(extra="allow")
+    VERSION: ClassVar[int] = RECORD_VERSION
+
+    schema_version: int = RECORD_VERSION
+    config: dict[str, Any] | None = None
+    config_hash: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "schema_version" not in data:
+            data = {**data, "schema_version": 0}  # written before the records were typed
+        return data
+
+    @model_validator(mode="after")
+    def _hash(self) -> Record:
+        if self.config is not None and self.config_hash is None:
+            self.config_hash = config_hash(self.config)
+        return self
+
+    @classmethod
+    def new(cls, **fields: Any) -> Any:
+        """A record of this kind as this version writes it."""
+        return cls(schema_version=cls.VERSION, **fields)
+
+
+class DatasetManifest(Record):
+    """A dataset's manifest: trajectories (Parquet folder) or a training set (``.jsonl`` or Parquet).
+    ``schema_version`` is the data's schema (:data:`nat_ray.types.SCHEMA_VERSION`)."""
+
+    VERSION: ClassVar[int] = SCHEMA_VERSION
+    kind: str  # trajectories | training-set
+    counts: dict[str, int] = Field(default_factory=dict)
+    identity: dict[str, Any] | None = None  # eval / rollout: what the episodes are (resume refuses another)
+    complete: bool | None = None  # rollout / eval: every planned episode written
+
+
+class TrainingRecord(Record):
+    """How a checkpoint was trained: ``config`` is the run's config, ``train`` the train section the workers ran.
+    Rank 0 writes the workers' figures; the driver then adds the summary (tokens, times) and the set's provenance."""
+
+    train: dict[str, Any]
+    step: int
+    total_steps: int
+    resumed_from_step: int = 0
+    final_loss: float | None = None
+    worker_seconds: float | None = None
+    peak_rss_gb: float | None = None
+    setup_peak_rss_gb: float | None = None
+    dev_perplexity: float | None = None
+    precision: str | None = None
+    data: dict[str, Any] | None = None  # tokenisation counts (driver)
+    training_set: dict[str, Any] | None = None  # the set's mode / template / counts (driver)
+    tokens_seen: int | None = None
+    wall_seconds: float | None = None
+    train_seconds: float | None = None
+    started_at: str | None = None
+
+
+class EvalMetrics(Record):
+    """An evaluation's results: per data set (accuracy, its interval, EM/F1, action errors, turns), the policy, the
+    template, and how the run went."""
+
+    policy: dict[str, Any] = Field(default_factory=dict)
+    template: str | None = None
+    datasets: dict[str, dict[str, Any]]
+    math_average: float | None = None
+    run: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunRecord(Record):
+    """``report/run.json``: the run's config, variants, every stage's record, commit, versions, hardware, plots."""
+
+    variants: list[dict[str, Any]] | None = None
+    git_commit: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)
+    stages: list[dict[str, Any]] = Field(default_factory=list)
+    plots: list[str] = Field(default_factory=list)
+
+
+class IndexManifest(Record):
+    """A local search index: its sources, passage counts, and the fingerprint of the data it was built from."""
+
+    format: int
+    sources: list[str]
+    counts: dict[str, int] = Field(default_factory=dict)
+    passages: int
+    stemmer: bool = True
+    data_dir: str | None = None
+    fingerprint: str | None = None
+
+
+class StageManifest(StrictModel):
+    """What one pipeline stage made (``<output>/_stage.json``): the report, the summaries and resume read it.
+
+    ``config_hash`` covers the stage's own config view (``config``) and the hashes of the stages it reads, so a
+    change upstream changes every hash below it."""
+
+    schema_version: int = RECORD_VERSION
+    stage: str  # collect, regenerate, build, train, eval, report
+    variant: str | None = None
+    config_hash: str
+    config: dict[str, Any] | None = None  # the stage's config view
+    inputs: dict[str, str] = Field(default_factory=dict)  # path -> content hash (or the upstream stage's hash)
+    outputs: list[str] = Field(default_factory=list)
+    counts: dict[str, float | int | None] = Field(default_factory=dict)
+    seconds: float | None = None
+    started_at: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    complete: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return Record._legacy(data)
+
+
 def read_stage(folder: Path) -> StageManifest | None:
+    """The stage record of an output folder; None when absent or unreadable (the stage then runs again)."""
+    from nat_ray.errors import InputError
+    from nat_ray.storage import read_record  # storage imports this module's names: at call time
+
     try:
-        return StageManifest.model_validate_json((folder / STAGE_FILE).read_text())
-    except (OSError, ValueError):
+        return read_record(folder / STAGE_FILE, StageManifest)
+    except InputError:
         return None
 
 
@@ -115,3 +257,9 @@ class RunLayout:
 def jsonl_manifest(path: Path) -> Path:
     """The manifest beside a ``.jsonl`` file."""
     return path.with_name(path.name + JSONL_MANIFEST_SUFFIX)
+
+
+def dataset_manifest_path(path: str | Path) -> Path:
+    """Where a dataset's manifest is: ``<folder>/_manifest.json``, or ``<file>.manifest.json`` beside a ``.jsonl``."""
+    path = Path(path)
+    return jsonl_manifest(path) if path.suffix == ".jsonl" else path / MANIFEST

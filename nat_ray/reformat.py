@@ -18,8 +18,10 @@ import random
 from pathlib import Path
 from typing import Literal
 
+from nat_ray.config_sections import BuildStageConfig
 from nat_ray.errors import InputError
 from nat_ray.prompts import PromptTemplate, get_template
+from nat_ray.records import DatasetManifest
 from nat_ray.storage import dataset_manifest, manifest, read_trajectories, write_examples
 from nat_ray.types import Example, Label, StrictModel, Trajectory, Turn
 
@@ -50,6 +52,23 @@ class BuildConfig(StrictModel):
     @property
     def template_name(self) -> str:
         return self.template or DEFAULT_TEMPLATE[self.mode]
+
+    @classmethod
+    def from_section(
+        cls, section: BuildStageConfig, trajectories: str, prompts: str, out: str, negatives_from: str | None = None
+    ) -> BuildConfig:
+        """The config's ``build`` section (what the pipeline and ``nat-ray build`` both fill) applied to inputs."""
+        return cls(
+            trajectories=trajectories,
+            prompts=prompts,
+            mode=section.mode,
+            template=section.template,
+            pos_num=ALL if section.pos_num == "all" else int(section.pos_num),
+            neg_num=ALL if section.neg_num == "all" else int(section.neg_num),
+            seed=section.seed,
+            out=out,
+            negatives_from=negatives_from,
+        )
 
 
 def select(trajectories: list[Trajectory], pos_num: int, neg_num: int, seed: int) -> list[Trajectory]:
@@ -120,7 +139,7 @@ def build_examples(
     return [to_example(template, mode, t) for t in chosen]
 
 
-def build(config: BuildConfig) -> dict:
+def build(config: BuildConfig) -> DatasetManifest:
     """Read trajectories, build the training set, write it with its manifest. Returns the manifest."""
     if config.mode not in MODES:
         raise InputError(f"unknown mode {config.mode!r}; choose one of: {', '.join(MODES)}")
@@ -144,7 +163,7 @@ def training_set(data: str | Path) -> dict | None:
     """How a training set was built (mode, template, prompts file, counts), from the manifest :func:`build` wrote;
     None when ``data`` has none. ``nat-ray train`` copies it into the checkpoint, for eval's ``template: auto``."""
     meta = dataset_manifest(data)
-    if meta is None or meta.get("kind") != "training-set":
+    if meta is None or meta.kind != "training-set":
         return None
-    config = meta.get("config", {})
-    return {k: config.get(k) for k in ("mode", "template", "prompts", "trajectories")} | {"counts": meta.get("counts")}
+    config = meta.config or {}
+    return {k: config.get(k) for k in ("mode", "template", "prompts", "trajectories")} | {"counts": meta.counts}

@@ -16,15 +16,15 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nat_ray.errors import InputError, first_validation_error
-from nat_ray.records import MANIFEST, jsonl_manifest
-from nat_ray.types import EXAMPLE_ARROW_SCHEMA, SCHEMA_VERSION, TRAJECTORY_ARROW_SCHEMA, Example, Trajectory
+from nat_ray.records import MANIFEST, DatasetManifest, Record, StageManifest, dataset_manifest_path
+from nat_ray.types import EXAMPLE_ARROW_SCHEMA, TRAJECTORY_ARROW_SCHEMA, Example, Trajectory
 
 if TYPE_CHECKING:
     import ray.data
@@ -139,24 +139,50 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     return n
 
 
-def _write_manifest(folder: Path, meta: dict) -> None:
-    # inside a folder that atomic_dir() is about to rename into place: a plain write is enough
-    (folder / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+# ---------------------------------------------------------------- the run folder's records (nat_ray.records)
+
+R = TypeVar("R", bound=BaseModel)
 
 
-def manifest(kind: str, config: dict, counts: dict[str, int]) -> dict:
-    return {"kind": kind, "schema_version": SCHEMA_VERSION, "config": config, "counts": counts}
+def _record_json(record: BaseModel) -> str:
+    return record.model_dump_json(indent=2) + "\n"
 
 
-def dataset_manifest(path: str | Path) -> dict | None:
-    """The manifest of a dataset folder (``_manifest.json``) or a ``.jsonl`` file (``<file>.manifest.json``)."""
+def write_record(path: str | Path, record: Record | StageManifest) -> None:
+    """Write a record atomically (a reader sees the old one or the new one, never half)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(_record_json(record), encoding="utf-8")
+
+
+def read_record(path: str | Path, kind: type[R], missing_ok: bool = True) -> R | None:
+    """The record at ``path`` as ``kind``; None when absent (``missing_ok``). A malformed one is an error naming
+    the file and the field."""
     path = Path(path)
-    where = jsonl_manifest(path) if path.suffix == ".jsonl" else path / MANIFEST
-    try:
-        meta = json.loads(where.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if missing_ok and not path.exists():
         return None
-    return meta if isinstance(meta, dict) else None
+    data = read_json_file(path)
+    try:
+        return kind.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{path}: not a {kind.__name__} record: {_first_error(exc)}") from None
+
+
+def _write_manifest(folder: Path, meta: DatasetManifest) -> None:
+    # inside a folder that atomic_dir() is about to rename into place: a plain write is enough
+    (folder / MANIFEST).write_text(_record_json(meta), encoding="utf-8")
+
+
+def manifest(kind: str, config: dict, counts: dict[str, int], **fields: Any) -> DatasetManifest:
+    return DatasetManifest.new(kind=kind, config=config, counts=counts, **fields)
+
+
+def dataset_manifest(path: str | Path) -> DatasetManifest | None:
+    """The manifest of a dataset folder (``_manifest.json``) or a ``.jsonl`` file (``<file>.manifest.json``); None
+    when it has none (or an unreadable one: the dataset is then treated as unknown, not trusted)."""
+    try:
+        return read_record(dataset_manifest_path(path), DatasetManifest)
+    except InputError:
+        return None
 
 
 # ---------------------------------------------------------------- trajectories
@@ -167,9 +193,10 @@ def trajectories_table(trajectories: Iterable[Trajectory]) -> pa.Table:
 
 
 def write_trajectories(
-    trajectories: list[Trajectory], out_dir: str | Path, meta: dict, overwrite: bool = False
+    trajectories: list[Trajectory], out_dir: str | Path, meta: DatasetManifest | None = None, overwrite: bool = False
 ) -> None:
     """Write a trajectories dataset folder (one Parquet part, input order kept) and its manifest, atomically."""
+    meta = meta or manifest("trajectories", {}, {"trajectories": len(trajectories)})
     with atomic_dir(out_dir, overwrite) as tmp:
         pq.write_table(trajectories_table(trajectories), tmp / "part-00000.parquet")
         _write_manifest(tmp, meta)
@@ -228,7 +255,9 @@ def read_trajectories_ray(path: str | Path) -> ray.data.Dataset:
     return ray.data.read_parquet([str(p) for p in parts], schema=TRAJECTORY_ARROW_SCHEMA)
 
 
-def write_trajectories_ray(ds: ray.data.Dataset, out_dir: str | Path, meta: dict, overwrite: bool = False) -> None:
+def write_trajectories_ray(
+    ds: ray.data.Dataset, out_dir: str | Path, meta: DatasetManifest, overwrite: bool = False
+) -> None:
     """Write a Ray Dataset of trajectory rows as a trajectories dataset folder, atomically."""
     with atomic_dir(out_dir, overwrite) as tmp:
         ds.write_parquet(str(tmp), schema=TRAJECTORY_ARROW_SCHEMA)
@@ -238,13 +267,13 @@ def write_trajectories_ray(ds: ray.data.Dataset, out_dir: str | Path, meta: dict
 # ---------------------------------------------------------------- training examples
 
 
-def write_examples(examples: list[Example], out: str | Path, meta: dict, overwrite: bool = True) -> None:
+def write_examples(examples: list[Example], out: str | Path, meta: DatasetManifest, overwrite: bool = True) -> None:
     """``out`` ending ``.jsonl``: one JSON line per example (manifest at ``out.manifest.json``); else a Parquet
     dataset folder with the manifest inside."""
     out = Path(out)
     if out.suffix == ".jsonl":
         write_jsonl(out, (e.to_row() for e in examples))
-        write_json(jsonl_manifest(out), meta)
+        write_record(dataset_manifest_path(out), meta)
         return
     table = pa.Table.from_pylist([e.to_row() for e in examples], schema=EXAMPLE_ARROW_SCHEMA)
     with atomic_dir(out, overwrite) as tmp:

@@ -151,21 +151,3 @@ class Example(StrictModel):
 
     def to_row(self) -> dict:
         return self.model_dump(mode="json")
-
-
-class StageManifest(StrictModel):
-    """What one pipeline stage made (``<output>/_stage.json``): the report, the summaries and resume read it.
-
-    ``config_hash`` covers the stage's own config view and the hashes of the stages it reads, so a change upstream
-    changes every hash below it."""
-
-    stage: str  # collect, regenerate, build, train, eval, report
-    variant: str | None = None
-    config_hash: str
-    inputs: dict[str, str] = Field(default_factory=dict)  # path -> content hash (or the upstream stage's hash)
-    outputs: list[str] = Field(default_factory=list)
-    counts: dict[str, float | int | None] = Field(default_factory=dict)
-    seconds: float | None = None
-    started_at: str | None = None
-    versions: dict[str, str] = Field(default_factory=dict)
-    complete: bool = False

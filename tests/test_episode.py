@@ -82,7 +82,7 @@ def test_replay_policy_replays_recorded_turns(tmp_path: Path, data_dir: Path) ->
     from tests.test_types import make_trajectory
 
     template = _template(data_dir, "zero-shot-target-aware")
-    write_trajectories([make_trajectory(question=SPEC.question)], tmp_path / "ds", {})
+    write_trajectories([make_trajectory(question=SPEC.question)], tmp_path / "ds")
     policy = ReplayPolicy(tmp_path / "ds", template, latency_s=0.01)
     runner = _runner(template, policy, {"calculate": _calc_tool()})
     t = asyncio.run(runner.run(SPEC))

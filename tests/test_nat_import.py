@@ -20,7 +20,7 @@ def test_shipped_strategyqa_trajectories(tmp_path: Path, strategyqa_files: dict[
         files=[str(f["positive"]), str(f["negative"])],
     )
     meta = import_nat(cfg)
-    assert meta["counts"] == {"trajectories": 2333, "positive": 1070, "negative": 1263, "error": 0}
+    assert meta.counts == {"trajectories": 2333, "positive": 1070, "negative": 1263, "error": 0}
     trajs = read_trajectories(tmp_path / "ds")
     assert [t.label for t in trajs[:1070]] == [Label.POSITIVE] * 1070
     assert [t.label for t in trajs[1070:]] == [Label.NEGATIVE] * 1263

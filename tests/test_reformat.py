@@ -63,7 +63,7 @@ def test_identical_to_the_paper_loader_on_shipped_strategyqa(
     paper = paper_examples(
         str(f["positive"]), str(f["negative"]), str(f["prompts"]), template, str(f["questions"]), pos, neg
     )
-    assert meta["counts"] == {"examples": pos + neg, "positives": pos, "negatives": neg}
+    assert meta.counts == {"examples": pos + neg, "positives": pos, "negatives": neg}
     assert _as_paper(ours) == [(p["id"], p["conversations"]) for p in paper]
     assert [e.label for e in ours] == ["positive"] * pos + ["negative"] * neg
     for e in ours:  # loss exactly on the trajectory's assistant turns
@@ -191,7 +191,7 @@ def test_build_errors(tmp_path: Path, data_dir: Path, kwargs: dict, message: str
     ]
     from nat_ray.storage import write_trajectories
 
-    write_trajectories(trajs, tmp_path / "ds", {})
+    write_trajectories(trajs, tmp_path / "ds")
     prompts = data_dir / "nat/prompts/hotpotqa/hotpotqa_conversation.json"
     args = (
         dict(

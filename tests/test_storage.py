@@ -9,6 +9,7 @@ from nat_ray.errors import InputError
 from nat_ray.storage import (
     atomic_dir,
     atomic_file,
+    dataset_manifest,
     manifest,
     read_records,
     read_trajectories,
@@ -100,14 +101,14 @@ def test_atomic_file_leaves_nothing_on_failure(tmp_path: Path) -> None:
 
 def test_atomic_dir_refuses_to_clobber_and_swaps_when_asked(tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    write_trajectories(sample(2), out, {})
+    write_trajectories(sample(2), out)
     with pytest.raises(InputError, match="already exists"):
-        write_trajectories(sample(3), out, {})
+        write_trajectories(sample(3), out)
     with pytest.raises(RuntimeError), atomic_dir(out, overwrite=True) as tmp:
         (tmp / "junk").write_text("x")
         raise RuntimeError("crash")
     assert len(read_trajectories(out)) == 2
-    write_trajectories(sample(3), out, {}, overwrite=True)
+    write_trajectories(sample(3), out, overwrite=True)
     assert len(read_trajectories(out)) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
     assert oct(out.stat().st_mode & 0o777) != oct(0o700)
@@ -116,11 +117,11 @@ def test_atomic_dir_refuses_to_clobber_and_swaps_when_asked(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_ray_dataset_round_trip(tmp_path: Path, ray_local) -> None:
     trajs = sample(40)
-    write_trajectories(trajs, tmp_path / "ds", {})
+    write_trajectories(trajs, tmp_path / "ds")
     ds = read_trajectories_ray(tmp_path / "ds")
     assert ds.count() == 40
     assert ds.filter(expr="label == 'positive'").count() == 20
-    write_trajectories_ray(ds.repartition(3), tmp_path / "ds2", {"via": "ray"})
+    write_trajectories_ray(ds.repartition(3), tmp_path / "ds2", manifest("trajectories", {"via": "ray"}, {"n": 40}))
     back = read_trajectories(tmp_path / "ds2")
     assert sorted(back, key=lambda t: t.id) == sorted(trajs, key=lambda t: t.id)
-    assert json.loads((tmp_path / "ds2/_manifest.json").read_text()) == {"via": "ray"}
+    assert dataset_manifest(tmp_path / "ds2") == manifest("trajectories", {"via": "ray"}, {"n": 40})

@@ -19,11 +19,11 @@ from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.evaluation.metrics import eval_metrics, group_by_task
 from nat_ray.evaluation.plan import DatasetPlan, checkpoint_training, identity, plan_eval, resolve_template
-from nat_ray.records import METRICS
+from nat_ray.records import METRICS, EvalMetrics
 from nat_ray.rollout.driver import check_endpoint, start_ray, validate_search
 from nat_ray.rollout.stream import run_episodes, steady_rate
 from nat_ray.rollout.writer import TrajectoryWriter
-from nat_ray.storage import dataset_manifest, read_trajectories, write_json
+from nat_ray.storage import dataset_manifest, read_trajectories, write_record
 
 
 def _policy_info(cfg: RunConfig, training: dict | None) -> dict:
@@ -70,9 +70,9 @@ def run_eval(cfg: RunConfig, progress: bool = True) -> dict:
         wanted = {s.key for s in plan.specs}  # a larger earlier eval (higher limit) may hold more
         by_dataset[plan.name] = [t for t in read_trajectories(out / plan.name) if t.episode_key in wanted]
     metrics = eval_metrics(by_dataset, _policy_info(cfg, training), template)
-    metrics["run"] = run | {"out": str(out)}
-    write_json(out / METRICS, metrics)
-    return metrics
+    record = EvalMetrics.new(config=config, **metrics, run=run | {"out": str(out)})
+    write_record(out / METRICS, record)
+    return record.model_dump(mode="json")
 
 
 def _generate(cfg: RunConfig, plans: list[DatasetPlan], writers: dict, todo: list, progress: bool) -> dict:
@@ -114,8 +114,8 @@ def _split_by_task(batch: pa.Table) -> dict[str, pa.Table]:
 def eval_trajectories(path: str | Path, out: str | Path) -> dict:
     """``metrics.json`` of an existing trajectories dataset (one entry per task in it), no generation."""
     trajs = read_trajectories(path)
-    meta = dataset_manifest(path) or {}
-    config = meta.get("config") or {}
+    meta = dataset_manifest(path)
+    config = (meta.config if meta is not None else None) or {}
     template = (config.get("rollout") or {}).get("template") or config.get("template") or "unknown"
     policy = {
         "kind": "trajectories",
@@ -123,6 +123,6 @@ def eval_trajectories(path: str | Path, out: str | Path) -> dict:
         "models": sorted({t.model for t in trajs}),
         "sources": sorted({t.source for t in trajs}),
     }
-    metrics = eval_metrics(group_by_task(trajs), policy, template)
-    write_json(Path(out) / METRICS, metrics)
-    return metrics
+    record = EvalMetrics.new(**eval_metrics(group_by_task(trajs), policy, template))
+    write_record(Path(out) / METRICS, record)
+    return record.model_dump(mode="json")

@@ -128,7 +128,7 @@ def format_table(metrics: dict) -> str:
                 str(m["errors"]),
             ]
         )
-    if "math_average" in metrics:
+    if metrics.get("math_average") is not None:
         rows.append(["math average", "", _pct(metrics["math_average"]), "", "", "", "", "", ""])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = [

@@ -23,9 +23,8 @@ from nat_ray.errors import InputError
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
-from nat_ray.records import TABLE, RunLayout, config_hash, file_hash, read_stage
+from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
-from nat_ray.types import StageManifest
 
 Say = Callable[[str], None]
 
@@ -181,8 +180,8 @@ def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say
         questions, *files = inputs
 
         def body() -> dict:
-            config = ImportConfig(task=c.task, questions=questions, out=str(folder), files=files, model=c.model)
-            return import_nat(config, overwrite=True)["counts"]
+            section = c.model_copy(update={"questions": questions, "files": files})  # resolved in the data folder
+            return import_nat(ImportConfig.from_section(section, str(folder)), overwrite=True).counts
 
         return run_stage(folder, "collect", None, view, inputs, body, say, plan.mirror)
     return _rollout(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
@@ -227,25 +226,21 @@ def _regenerate(plan: PipelinePlan, source: str, upstream: str, say: Say) -> Sta
 
 
 def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -> StageManifest:
-    from nat_ray.reformat import ALL, BuildConfig, build
+    from nat_ray.reformat import BuildConfig, build
 
-    folder = RunLayout(plan.out).set_dir(v.name)
-    negatives_from = str(RunLayout(plan.out).regenerated) if v.regenerated else None
-    config = BuildConfig(
-        trajectories=str(RunLayout(plan.out).trajectories),
-        prompts=str(prompts_file(plan.task, plan.cfg.data_dir)),
-        mode=v.mode,  # type: ignore[arg-type]
-        template=v.template,
-        pos_num=ALL if v.pos_num == "all" else int(v.pos_num),
-        neg_num=ALL if v.neg_num == "all" else int(v.neg_num),
-        seed=v.build_seed,
-        out=str(RunLayout(plan.out).set_file(v.name)),
-        negatives_from=negatives_from,
+    layout = RunLayout(plan.out)
+    folder = layout.set_dir(v.name)
+    negatives_from = str(layout.regenerated) if v.regenerated else None
+    counts = {"pos_num": v.pos_num, "neg_num": v.neg_num}
+    section = BuildStageConfig(mode=v.mode, template=v.template, seed=v.build_seed, **counts)  # type: ignore[arg-type]
+    prompts = str(prompts_file(plan.task, plan.cfg.data_dir))
+    config = BuildConfig.from_section(
+        section, str(layout.trajectories), prompts, str(layout.set_file(v.name)), negatives_from
     )
     view = config.model_dump(mode="json", exclude={"out", "trajectories", "prompts", "negatives_from"})
     if v.regenerated:  # (imported variants keep the hash they had before negative sources existed)
         view["negative_source"] = v.negative_source
-    return run_stage(folder, "build", v.name, view, upstream, lambda: build(config)["counts"], say, plan.mirror)
+    return run_stage(folder, "build", v.name, view, upstream, lambda: build(config).counts, say, plan.mirror)
 
 
 def _train(plan: PipelinePlan, v: Variant, upstream: str, progress: bool, say: Say) -> StageManifest:

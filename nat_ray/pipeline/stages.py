@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nat_ray.records import STAGE_FILE, config_hash, read_stage, versions
-from nat_ray.storage import write_json
-from nat_ray.types import StageManifest
+from nat_ray.records import STAGE_FILE, StageManifest, config_hash, read_stage, versions
+from nat_ray.storage import write_record
 
 if TYPE_CHECKING:  # the mirror builds on this module (its manifests)
     from nat_ray.pipeline.mirror import StageMirror
@@ -48,9 +47,11 @@ def run_stage(
     elif old is not None:
         say(f"pipeline: {label}: resuming")
     folder.mkdir(parents=True, exist_ok=True)
-    base = {"stage": stage, "variant": variant, "config_hash": digest, "inputs": upstream, "versions": versions()}
+    config = view if isinstance(view, dict) else {"view": view}
+    base = {"stage": stage, "variant": variant, "config_hash": digest, "config": config, "inputs": upstream}
+    base["versions"] = versions()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_json(folder / STAGE_FILE, StageManifest(**base, started_at=started).model_dump(mode="json"))
+    write_record(folder / STAGE_FILE, StageManifest(**base, started_at=started))
     say(f"pipeline: {label}: running")
     t0 = time.monotonic()
     counts = body()
@@ -62,7 +63,7 @@ def run_stage(
         outputs=sorted(p.name for p in folder.iterdir() if p.name != STAGE_FILE),
         complete=True,
     )
-    write_json(folder / STAGE_FILE, done.model_dump(mode="json"))
+    write_record(folder / STAGE_FILE, done)
     if mirror is not None:
         mirror.push(folder)
     say(f"pipeline: {label}: done in {done.seconds:.0f} s")

@@ -7,7 +7,6 @@ only whole parts; episodes that were in flight are simply run again on resume.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -16,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nat_ray.errors import InputError
-from nat_ray.records import MANIFEST
-from nat_ray.storage import manifest, parquet_parts, write_json
+from nat_ray.records import dataset_manifest_path
+from nat_ray.storage import dataset_manifest, manifest, parquet_parts, write_record
 from nat_ray.types import TRAJECTORY_ARROW_SCHEMA
 
 Key = tuple[str, str, float, int]
@@ -31,9 +30,9 @@ class TrajectoryWriter:
         self.out.mkdir(parents=True, exist_ok=True)
         for stale in self.out.glob(".part-*.tmp*"):  # a part a killed run was writing
             stale.unlink()
-        old = self.out / MANIFEST
-        if old.exists():
-            previous = json.loads(old.read_text()).get("identity")
+        old = dataset_manifest(self.out)
+        if old is not None:
+            previous = old.identity
             if previous is not None and previous != identity:
                 diff = [k for k in identity if previous.get(k) != identity.get(k)]
                 raise InputError(
@@ -85,6 +84,6 @@ class TrajectoryWriter:
             "trajectories": len(self.done),
             **{k: self.counts.get(k, 0) for k in ("positive", "negative", "error")},
         }
-        meta = manifest("trajectories", self.config, counts) | {"identity": self.identity, "complete": complete}
-        write_json(self.out / MANIFEST, meta)
-        return meta
+        meta = manifest("trajectories", self.config, counts, identity=self.identity, complete=complete)
+        write_record(dataset_manifest_path(self.out), meta)
+        return meta.model_dump(mode="json")

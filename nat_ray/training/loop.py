@@ -16,7 +16,6 @@ Live progress (model loaded, each micro-batch's tokens) goes to the driver throu
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import tempfile
 import time
@@ -24,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from nat_ray.config import TrainConfig
-from nat_ray.records import TRAIN_RECORD
+from nat_ray.records import TRAIN_RECORD, TrainingRecord
+from nat_ray.storage import write_record
 from nat_ray.training.data import batch_order, collate
 from nat_ray.training.memory import GB, PeakRSS
 from nat_ray.training.tokenize import IGNORE
@@ -202,7 +202,7 @@ def train_loop_per_worker(config: dict) -> None:
             weights = {k.removeprefix(prefix): v for k, v in state_dict.items()}
             strategy.module.lm.save_pretrained(out, state_dict=weights, safe_serialization=True)
             tokenizer.save_pretrained(out)
-            (out / TRAIN_RECORD).write_text(json.dumps({"train": config["train"], **final}, indent=2))
+            write_record(out / TRAIN_RECORD, TrainingRecord.new(train=config["train"], **final))
             ray.train.report(final | {"final": True}, checkpoint=ray.train.Checkpoint.from_directory(d))
         else:
             ray.train.report(final | {"final": True})

@@ -27,9 +27,9 @@ from nat_ray.errors import InputError
 from nat_ray.hardware import resolve_bf16
 from nat_ray.models import resolve_model_path
 from nat_ray.ray_init import init_ray, quiet_ray_data
-from nat_ray.records import TRAIN_LOG, TRAIN_RECORD
+from nat_ray.records import TRAIN_LOG, TRAIN_RECORD, TrainingRecord
 from nat_ray.reformat import training_set
-from nat_ray.storage import atomic_dir, read_examples
+from nat_ray.storage import atomic_dir, read_examples, read_record, write_record
 from nat_ray.training.loop import HF_DIR, train_loop_per_worker
 from nat_ray.training.memory import GB, ModelShape, TrainingMemoryError, check_fits, estimate_peak_bytes, knobs
 from nat_ray.training.progress import TrainProgress, say
@@ -197,9 +197,9 @@ def _move_final(result, out: Path, live: Path, summary: dict) -> None:  # type: 
                 shutil.copytree(Path(d) / HF_DIR, tmp, dirs_exist_ok=True)
         if live.exists():  # every logging step, including those before a worker failure
             shutil.copyfile(live, tmp / TRAIN_LOG)
-        saved = json.loads((tmp / TRAIN_RECORD).read_text())
-        saved |= summary
-        (tmp / TRAIN_RECORD).write_text(json.dumps(saved, indent=2))
+        saved = read_record(tmp / TRAIN_RECORD, TrainingRecord, missing_ok=False)
+        fields = saved.model_dump(exclude={"schema_version", "config_hash"}) | summary  # type: ignore[union-attr]
+        write_record(tmp / TRAIN_RECORD, TrainingRecord.new(**fields))
 
 
 TRAIN_POLL_S = 0.25  # seconds between Ray Train controller polls (see run_train)

@@ -33,7 +33,7 @@ def test_the_shipped_gpt35_strategyqa_trajectories_score_1070_of_2333(tmp_path: 
     assert m["n"] == 2333 and m["accuracy"] == 1070 / 2333 and m["errors"] == 0
     lo, hi = m["accuracy_ci95"]
     assert 0.43 < lo < 1070 / 2333 < hi < 0.49
-    assert metrics["policy"]["models"] == ["gpt-3.5"] and "math_average" not in metrics
+    assert metrics["policy"]["models"] == ["gpt-3.5"] and metrics["math_average"] is None
     assert "strategyqa  2333  45.9" in r.stdout  # the printed table
 
 
@@ -61,7 +61,7 @@ def test_show_reveals_the_malformed_reply(tmp_path: Path) -> None:
         action_errors=1,
         malformed_reply="The answer is five, I think.",
     )
-    write_trajectories([t], tmp_path / "ds", {})
+    write_trajectories([t], tmp_path / "ds")
     r = run_cli("show", str(tmp_path / "ds"), "--finish-reason", "malformed_action")
     assert r.returncode == 0, r.stderr
     assert "malformed_action 1" in r.stdout and "The answer is five, I think." in r.stdout

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 from nat_ray.evaluation.metrics import eval_metrics
+from nat_ray.records import EvalMetrics, TrainingRecord
+from nat_ray.storage import write_record
 from nat_ray.types import FinishReason, Label, Trajectory
 from tests.conftest import run_cli
 
 
-def _metrics(correct: int, n: int) -> dict:
+def _metrics(correct: int, n: int) -> EvalMetrics:
     trajs = [
         Trajectory(
             id=str(i),
@@ -23,7 +25,7 @@ def _metrics(correct: int, n: int) -> dict:
         )
         for i in range(n)
     ]
-    return eval_metrics({"strategyqa": trajs}, {"kind": "transformers"}, "zero-shot-target-aware")
+    return EvalMetrics.new(**eval_metrics({"strategyqa": trajs}, {"kind": "transformers"}, "zero-shot-target-aware"))
 
 
 def _run(tmp_path: Path) -> Path:
@@ -31,7 +33,7 @@ def _run(tmp_path: Path) -> Path:
     accs = {"base": 2, "vanilla": 4, "nat-neg0": 4, "nat-neg10": 6, "nat-neg20": 7}
     for name, correct in accs.items():
         (run / "eval" / name).mkdir(parents=True)
-        (run / "eval" / name / "metrics.json").write_text(json.dumps(_metrics(correct, 10)))
+        write_record(run / "eval" / name / "metrics.json", _metrics(correct, 10))
         if name == "base":
             continue
         mode, _, neg = name.partition("-neg")
@@ -41,8 +43,9 @@ def _run(tmp_path: Path) -> Path:
         (run / "models" / name).mkdir(parents=True)
         steps = [{"step": s, "loss": 2.0 / s} for s in (1, 2, 3)]
         (run / "models" / name / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in steps))
-        ppl = {"dev_perplexity": 3.0 + int(neg or 0) / 10}
-        (run / "models" / name / "nat_ray_train.json").write_text(json.dumps(ppl))
+        ppl = 3.0 + int(neg or 0) / 10
+        record = TrainingRecord.new(train={}, step=3, total_steps=3, dev_perplexity=ppl)
+        write_record(run / "models" / name / "nat_ray_train.json", record)
     return run
 
 

@@ -91,8 +91,7 @@ def test_bad_pipeline_configs_fail_before_any_stage(tmp_path: Path) -> None:
 
 def test_an_out_holding_another_run_is_refused_before_any_stage(tmp_path: Path) -> None:
     from nat_ray.pipeline.driver import run_pipeline
-    from nat_ray.records import STAGE_FILE
-    from nat_ray.types import StageManifest
+    from nat_ray.records import STAGE_FILE, StageManifest
 
     (tmp_path / "trajectories").mkdir()
     other = StageManifest(stage="collect", config_hash="0123456789abcdef", complete=True)

@@ -16,7 +16,7 @@ from nat_ray.errors import InputError
 from nat_ray.nat_import import ImportConfig, import_nat
 from nat_ray.react import parse_reply
 from nat_ray.rollout.driver import run_rollout
-from nat_ray.storage import read_records, read_trajectories, write_trajectories
+from nat_ray.storage import manifest, read_records, read_trajectories, write_trajectories
 from nat_ray.tasks import get_task
 from nat_ray.tools.search import search_queries
 from nat_ray.types import Label, Trajectory, Turn
@@ -107,7 +107,7 @@ def _hotpot_script(data_dir: Path, out: Path) -> list[dict]:
                 label=Label.POSITIVE,
             )
         )
-    write_trajectories(trajs, out, {"source": "test script"})
+    write_trajectories(trajs, out, manifest("trajectories", {"source": "test script"}, {"trajectories": len(trajs)}))
     return rows
 
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nat_ray.errors import InputError
-from nat_ray.records import MANIFEST
-from nat_ray.storage import atomic_dir, read_records, write_json
+from nat_ray.records import MANIFEST, IndexManifest
+from nat_ray.storage import atomic_dir, read_json_file, read_record, read_records, write_record
 from nat_ray.tasks import resolve_data_dir
 from nat_ray.tools.search.base import Passage, SearchBackendError
 
@@ -125,37 +125,36 @@ def build_index(out: str | Path, sources: list[str], stemmer: bool = True, data_
     digest = hashlib.sha256()
     for p in passages:
         digest.update(json.dumps([p.title, p.text, p.link]).encode())
-    manifest = {
-        "format": INDEX_FORMAT,
-        "sources": sources,
-        "counts": counts,
-        "passages": len(passages),
-        "stemmer": stemmer,
-        "data_dir": str(root),
-        "fingerprint": digest.hexdigest()[:16] + ("-stem" if stemmer else ""),
-    }
+    manifest = IndexManifest.new(
+        config={"sources": sources, "stemmer": stemmer},
+        format=INDEX_FORMAT,
+        sources=sources,
+        counts=counts,
+        passages=len(passages),
+        stemmer=stemmer,
+        data_dir=str(root),
+        fingerprint=digest.hexdigest()[:16] + ("-stem" if stemmer else ""),
+    )
     with atomic_dir(Path(out), overwrite=True) as tmp:
         with open(tmp / "passages.jsonl", "w", encoding="utf-8") as f:
             for p in passages:
                 f.write(json.dumps({"id": p.link, "title": p.title, "text": p.text}, ensure_ascii=False) + "\n")
         retriever.save(str(tmp / "bm25"), show_progress=False)
-        write_json(tmp / MANIFEST, manifest)
+        write_record(tmp / MANIFEST, manifest)
     return manifest
 
 
-def read_index_manifest(path: str | Path) -> dict:
+def read_index_manifest(path: str | Path) -> IndexManifest:
     manifest = Path(path) / MANIFEST
     if not manifest.exists():
         raise InputError(
             f"search index {path} does not exist (or is incomplete): build it with "
             "`nat-ray search build-index --config FILE`"
         )
-    meta = json.loads(manifest.read_text(encoding="utf-8"))
-    if meta.get("format") != INDEX_FORMAT:
-        raise InputError(
-            f"{manifest}: index format {meta.get('format')}, this nat_ray reads {INDEX_FORMAT}: rebuild it"
-        )
-    return meta
+    fmt = read_json_file(manifest).get("format")
+    if fmt != INDEX_FORMAT:
+        raise InputError(f"{manifest}: index format {fmt}, this nat_ray reads {INDEX_FORMAT}: rebuild it")
+    return read_record(manifest, IndexManifest, missing_ok=False)  # type: ignore[return-value]
 
 
 class LocalBM25:
@@ -174,10 +173,10 @@ class LocalBM25:
             self.passages.append(Passage(title=rec["title"], text=rec["text"], link=rec["id"]))
 
     def fingerprint(self) -> str:
-        return f"local:{self.manifest['fingerprint']}"
+        return f"local:{self.manifest.fingerprint}"
 
     def retrieve_sync(self, queries: list[str], k: int) -> list[list[Passage]]:
-        tokens = _tokenize(queries, self.manifest["stemmer"], ids=False)
+        tokens = _tokenize(queries, self.manifest.stemmer, ids=False)
         vocab = self.retriever.vocab_dict
         known = [[t for t in q if t in vocab] for q in tokens]
         out: list[list[Passage]] = [[] for _ in queries]

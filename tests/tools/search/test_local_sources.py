@@ -27,4 +27,4 @@ def test_the_source_is_opt_in_and_builds_into_an_index(tmp_path: Path, data_dir:
     assert "strategyqa_test_explanations" in SOURCES
     assert "strategyqa_test_explanations" not in SearchIndexConfig(path="x").sources
     meta = build_index(tmp_path / "idx", ["strategyqa_test_explanations"], data_dir=data_dir)
-    assert meta["passages"] == 500
+    assert meta.passages == 500

@@ -23,9 +23,9 @@ def _run(pipeline: SearchPipeline, queries: list[str]) -> list[str]:
 
 def test_index_holds_both_sources(search_index: Path) -> None:
     meta = read_index_manifest(search_index)
-    assert meta["counts"]["hotpotqa"] > 11000 and meta["counts"]["strategyqa"] > 3000
+    assert meta.counts["hotpotqa"] > 11000 and meta.counts["strategyqa"] > 3000
     backend = LocalBM25(search_index)
-    assert len(backend.passages) == meta["passages"]
+    assert len(backend.passages) == meta.passages
     (tinted, khan, nothing) = backend.retrieve_sync([TINTED, "Genghis Khan children", "the of and"], 10)
     assert len(tinted) == 10 and {"Tinted Windows (band)", "Tinted Windows (album)"} <= {p.title for p in tinted[:3]}
     assert "Genghis Khan had sixteen children." in [p.text for p in khan]
