@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from nat_ray.config_sections import BuildStageConfig, CollectConfig, StudyConfig
+from nat_ray.config_sections import BuildStageConfig, CollectConfig, StudyConfig, TrackingConfig
 from nat_ray.errors import InputError
 from nat_ray.tools.config import PoolConfig, ToolsConfig
 from nat_ray.types import StrictModel
@@ -218,6 +218,7 @@ class RunConfig(StrictModel):
     # the engine that serves the pipeline's own models (eval, regeneration) when `policy` is an endpoint (the teacher);
     # its `model` is replaced by each model. Default: `policy` when it is an engine, else a transformers engine.
     engine: PolicyConfig | None = None
+    tracking: TrackingConfig = TrackingConfig()  # the pipeline's experiment tracker (default: none)
 
     @model_validator(mode="after")
     def _outputs_are_paths(self) -> RunConfig:

@@ -67,3 +67,21 @@ class StudyConfig(StrictModel):
     regenerate_from: str = "vanilla"  # the variant whose checkpoint regenerates the negatives
     base: bool = True  # also evaluate the base model (train.model) as a row
     teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)
+
+
+class TrackingConfig(StrictModel):
+    """An experiment tracker the pipeline logs to (``nat_ray.tracking``): a parent run per pipeline run, a child run
+    per stage. ``kind: mlflow`` with no ``uri`` keeps a local store inside the run folder (works embedded); a server
+    URI (``http://host:5000``) takes its credentials from the environment (``MLFLOW_TRACKING_TOKEN``, ...)."""
+
+    kind: Literal["none", "mlflow"] = "none"
+    uri: str | None = None
+    experiment: str = "nat-ray"
+
+    @model_validator(mode="after")
+    def _no_credentials(self) -> TrackingConfig:
+        # the config is saved beside every output: a password in the URI would be written there
+        if self.uri and "@" in self.uri.split("://", 1)[-1].split("/", 1)[0]:
+            raise ValueError("uri: carries credentials; give them in the environment (MLFLOW_TRACKING_USERNAME / "
+                             "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN)")  # fmt: skip
+        return self

@@ -253,6 +253,15 @@ class RunLayout:
     def report(self) -> Path:
         return self.out / "report"
 
+    @property
+    def tracking_store(self) -> Path:
+        """``tracking.kind: mlflow`` with no uri: the local MLflow store (SQLite) inside the run folder."""
+        return self.out / "mlflow.db"
+
+    @property
+    def tracking_artifacts(self) -> Path:
+        return self.out / "mlartifacts"
+
 
 def jsonl_manifest(path: Path) -> Path:
     """The manifest beside a ``.jsonl`` file."""

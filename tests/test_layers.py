@@ -53,7 +53,7 @@ def test_no_module_imports_from_a_layer_above_it() -> None:
 
 
 RUN_FILE_NAMES = {"_stage.json", "_manifest.json", "nat_ray_train.json", "metrics.json", "metrics.jsonl", "run.json",
-                  "table.md"}  # fmt: skip
+                  "table.md", "mlflow.db", "mlartifacts"}  # fmt: skip
 
 
 def test_no_run_folder_file_name_is_spelled_outside_the_records_module() -> None:

@@ -14,7 +14,7 @@ unchanged (``nat_ray.pipeline.stages``, records in ``nat_ray.records``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nat_ray.config import EvalConfig, PolicyConfig, RolloutConfig, RunConfig, TrainConfig, dump_config
@@ -25,6 +25,7 @@ from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
 from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
+from nat_ray.tracking import NoTracker, Tracker, make_tracker
 
 Say = Callable[[str], None]
 
@@ -41,6 +42,7 @@ class PipelinePlan:
     eval: EvalConfig
     variants: list[Variant]
     mirror: StageMirror | None = None  # `storage:` set: each completed stage is uploaded there
+    tracker: Tracker = field(default_factory=NoTracker)  # `tracking:` set: each stage is logged there
 
     @property
     def regenerates(self) -> bool:
@@ -81,7 +83,8 @@ def validate(cfg: RunConfig) -> PipelinePlan:
     for v in variants:
         get_template(prompts_file(task, cfg.data_dir), v.template or DEFAULT_TEMPLATE[v.mode])
     mirror = StageMirror(Path(cfg.out), cfg.storage) if cfg.storage else None
-    return PipelinePlan(cfg, Path(cfg.out), task, cfg.collect, cfg.train, cfg.eval, variants, mirror)
+    tracker = make_tracker(cfg.tracking, Path(cfg.out))
+    return PipelinePlan(cfg, Path(cfg.out), task, cfg.collect, cfg.train, cfg.eval, variants, mirror, tracker)
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
@@ -92,7 +95,18 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
             say(f"pipeline: {rel}: downloaded from {plan.mirror.uri}")
     identity = _collect_identity(plan)  # hashes the data files: once, for the check and the stage
     check_out(plan, identity)
-    out = plan.out
+    plan.tracker.start(plan.out.name, dump_config(cfg))
+    try:
+        summary = _run_stages(plan, identity, progress, say)
+    except BaseException:
+        plan.tracker.end(ok=False)
+        raise
+    plan.tracker.end(ok=True)
+    return summary
+
+
+def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progress: bool, say: Say) -> dict:
+    cfg, out = plan.cfg, plan.out
     say(f"pipeline: {len(plan.variants)} variant(s): {', '.join(v.name for v in plan.variants)}; run folder {out}")
     collected = _collect(plan, identity, say)
     check_counts(
@@ -131,7 +145,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
         lambda: write_report(out, dump_config(cfg), variants),
         say,
         plan.mirror,
+        plan.tracker,
     )
+    plan.tracker.artifacts(RunLayout(out).report, "report")
     say((RunLayout(out).report / TABLE).read_text())
     names = [v.name for v in plan.variants]
     return {"out": str(out), "variants": names, "report": str(RunLayout(out).report), **report.counts}
@@ -183,7 +199,7 @@ def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say
             section = c.model_copy(update={"questions": questions, "files": files})  # resolved in the data folder
             return import_nat(ImportConfig.from_section(section, str(folder)), overwrite=True).counts
 
-        return run_stage(folder, "collect", None, view, inputs, body, say, plan.mirror)
+        return run_stage(folder, "collect", None, view, inputs, body, say, plan.mirror, plan.tracker)
     return _rollout(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
 
 
@@ -209,7 +225,9 @@ def _rollout(
     from nat_ray.rollout.driver import run_rollout
 
     view, view_cfg = _rollout_view(plan, folder, rollout, policy)
-    return run_stage(folder, stage, None, view, upstream, lambda: run_rollout(view_cfg)["counts"], say, plan.mirror)
+    return run_stage(
+        folder, stage, None, view, upstream, lambda: run_rollout(view_cfg)["counts"], say, plan.mirror, plan.tracker
+    )
 
 
 def _regenerate(plan: PipelinePlan, source: str, upstream: str, say: Say) -> StageManifest:
@@ -240,7 +258,9 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
     view = config.model_dump(mode="json", exclude={"out", "trajectories", "prompts", "negatives_from"})
     if v.regenerated:  # (imported variants keep the hash they had before negative sources existed)
         view["negative_source"] = v.negative_source
-    return run_stage(folder, "build", v.name, view, upstream, lambda: build(config).counts, say, plan.mirror)
+    return run_stage(
+        folder, "build", v.name, view, upstream, lambda: build(config).counts, say, plan.mirror, plan.tracker
+    )
 
 
 def _train(plan: PipelinePlan, v: Variant, upstream: str, progress: bool, say: Say) -> StageManifest:
@@ -257,7 +277,7 @@ def _train(plan: PipelinePlan, v: Variant, upstream: str, progress: bool, say: S
         return {k: summary.get(k) for k in keep}
 
     view = train.model_dump(mode="json", exclude={"data", "out"})
-    return run_stage(folder, "train", v.name, view, {"build": upstream}, body, say, plan.mirror)
+    return run_stage(folder, "train", v.name, view, {"build": upstream}, body, say, plan.mirror, plan.tracker)
 
 
 def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], say: Say) -> StageManifest:
@@ -275,7 +295,7 @@ def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], s
             "math_average": m.get("math_average")
         }
 
-    return run_stage(folder, "eval", name, view, upstream, body, say, plan.mirror)
+    return run_stage(folder, "eval", name, view, upstream, body, say, plan.mirror, plan.tracker)
 
 
 def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
@@ -287,4 +307,6 @@ def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
         m = eval_trajectories(RunLayout(plan.out).trajectories, folder)
         return {f"{d}.accuracy": x["accuracy"] for d, x in m["datasets"].items()}
 
-    return run_stage(folder, "eval", "teacher", {"teacher": True}, {"collect": upstream}, body, say, plan.mirror)
+    return run_stage(
+        folder, "eval", "teacher", {"teacher": True}, {"collect": upstream}, body, say, plan.mirror, plan.tracker
+    )

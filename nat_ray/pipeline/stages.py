@@ -18,6 +18,7 @@ from nat_ray.storage import write_record
 
 if TYPE_CHECKING:  # the mirror builds on this module (its manifests)
     from nat_ray.pipeline.mirror import StageMirror
+    from nat_ray.tracking import Tracker
 
 
 def run_stage(
@@ -29,6 +30,7 @@ def run_stage(
     body: Callable[[], dict],
     say: Callable[[str], None] = print,
     mirror: StageMirror | None = None,
+    tracker: Tracker | None = None,
 ) -> StageManifest:
     """Run ``body`` (which writes into ``folder`` and returns counts) unless a complete run with this hash is there.
     With a ``mirror``, the completed folder is uploaded (also a skipped one the mirror lacks)."""
@@ -39,6 +41,8 @@ def run_stage(
         say(f"pipeline: {label}: up to date, skipped")
         if mirror is not None and not mirror.has(folder):
             mirror.push(folder)
+        if tracker is not None:
+            tracker.stage(old, folder, "skipped")
         return old
     if folder.exists() and (old is None or old.config_hash != digest):
         if old is not None or any(folder.iterdir()):
@@ -66,5 +70,7 @@ def run_stage(
     write_record(folder / STAGE_FILE, done)
     if mirror is not None:
         mirror.push(folder)
+    if tracker is not None:
+        tracker.stage(done, folder, "resumed" if old is not None else "ran")
     say(f"pipeline: {label}: done in {done.seconds:.0f} s")
     return done

@@ -23,13 +23,42 @@ def _stamp(folder: Path) -> str:
     return stage.started_at or ""
 
 
+def _check_tracked(run: Path) -> None:
+    """The pipeline's MLflow runs: a parent, a child per stage, training loss per step, eval metrics, the report."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("nat-ray").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and parents[0].info.run_name == "run"
+    parent = parents[0]
+    assert parent.data.params["train.max_steps"] == "2" and parent.data.params["tracking.kind"] == "mlflow"
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    stages = {"collect", "build vanilla", "build nat", "train vanilla", "train nat", "eval vanilla", "eval nat",
+              "eval base", "eval teacher", "report"}  # fmt: skip
+    assert set(children) == stages and all(r.data.tags["nat_ray.status"] == "ran" for r in children.values())
+    train = children["train nat"]
+    assert train.data.params["max_steps"] == "2"  # the stage's config view
+    loss = client.get_metric_history(train.info.run_id, "loss")
+    assert sorted(m.step for m in loss) == [1, 2] and all(m.value > 0 for m in loss)
+    assert {"lr", "tokens_per_s", "peak_rss_gb", "tokens_seen"} <= set(train.data.metrics)
+    ev = children["eval nat"].data.metrics
+    assert 0 <= ev["strategyqa.accuracy"] <= 1 and ev["strategyqa.n"] + ev["strategyqa.errors"] == 4
+    assert "strategyqa.accuracy_ci95_high" in ev
+    assert children["eval teacher"].data.metrics["strategyqa.n"] == 2333
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/table.md", "report/README.md", "report/loss.png", "report/run.json"} <= artifacts
+
+
 def test_pipeline_end_to_end_then_a_changed_lr(tmp_path: Path, smollm2: Path, search_index: Path, ray_local) -> None:
     from tests.training.test_train_ray import tiny_llama_folder
 
     model = tiny_llama_folder(tmp_path / "tiny", smollm2)
     overrides = [f"out={tmp_path / 'run'}", f"train.model={model}", f"tools.search.index.path={search_index}"]
+    overrides += ["tracking.kind=mlflow"]  # a local store in the run folder: read back below through MLflow's client
     summary = run_pipeline(load_config(REPO / "configs/ci_pipeline.yaml", overrides), progress=False)
     run = tmp_path / "run"
+    _check_tracked(run)
     assert summary["variants"] == ["vanilla", "nat"]
     for folder in ["trajectories", "sets/vanilla", "sets/nat", "models/vanilla", "models/nat", "eval/vanilla",
                    "eval/nat", "eval/base", "eval/teacher", "report"]:  # fmt: skip
