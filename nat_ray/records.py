@@ -200,6 +200,7 @@ TRAIN_RECORD = "nat_ray_train.json"  # in a checkpoint folder: how it was traine
 TRAIN_LOG = "metrics.jsonl"  # in a checkpoint folder: one line per logged optimizer step
 METRICS = "metrics.json"  # in an eval folder
 RUN_RECORD = "run.json"  # in the report folder: every stage's record
+COMPARISONS = "comparisons.json"  # in the report folder: the paired comparisons (nat_ray.evaluation.compare)
 TABLE = "table.md"
 REPORT_README = "README.md"
 LOSS_PLOT = "loss.png"

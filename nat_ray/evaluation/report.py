@@ -15,8 +15,10 @@ import subprocess
 from pathlib import Path
 
 from nat_ray.errors import InputError
+from nat_ray.evaluation.compare import Comparison, compare, implied_pairs, verdict, with_holm
 from nat_ray.records import (
     ACCURACY_PLOT,
+    COMPARISONS,
     LOSS_PLOT,
     METRICS,
     PERPLEXITY_PLOT,
@@ -34,7 +36,13 @@ from nat_ray.records import (
     read_stage,
     versions,
 )
-from nat_ray.storage import dataset_manifest, read_record, write_record
+from nat_ray.storage import dataset_manifest, read_record, read_trajectories, write_json, write_record
+
+PAIRED_TEXT = (
+    "Each comparison on the episodes both rows ran (same question, same sample): the difference in accuracy with a "
+    "95% paired bootstrap interval over the questions, the exact McNemar test on the discordant pairs (a only: a right "
+    "and b wrong), and Holm's adjustment over every comparison below (`comparisons.json`)."
+)
 
 
 def _pct(x: float | None) -> str:
@@ -211,6 +219,40 @@ def _plots(run: Path, rows: dict[str, EvalMetrics], variants: list[dict], report
     return made
 
 
+def _comparisons(run: Path, variants: list[dict], rows: dict[str, EvalMetrics]) -> tuple[list[Comparison], list[str]]:
+    """Every comparison the study implies, on each data set both rows were evaluated on, Holm-adjusted together;
+    and the pairs refused for want of a shared question."""
+    layout, made, refused = RunLayout(run), [], []
+    for a, b in implied_pairs(variants, rows):
+        for d in rows[a].datasets.keys() & rows[b].datasets.keys():
+            if not ((layout.eval_dir(a) / d).is_dir() and (layout.eval_dir(b) / d).is_dir()):
+                continue
+            try:  # (an eval folder whose episodes are gone cannot be paired: said, not guessed)
+                ta, tb = read_trajectories(layout.eval_dir(a) / d), read_trajectories(layout.eval_dir(b) / d)
+                made.append(compare(a, ta, b, tb, d))
+            except InputError as exc:
+                refused.append(str(exc))
+    return with_holm(made), refused
+
+
+def comparisons_table(comparisons: list[Comparison], refused: list[str]) -> str:
+    lines = [
+        "| comparison | dataset | pairs | a only | b only | difference, points [95% CI] | McNemar p | Holm p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        lo, hi = c.diff_ci95
+        lines.append(
+            f"| {c.a} − {c.b} | {c.dataset} | {c.n_pairs} | {c.a_only} | {c.b_only} | {100 * c.diff:+.1f} "
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {c.p_mcnemar:.2g} | {c.p_holm:.2g} |"
+        )
+    lines += ["", *[f"- {verdict(c)}" for c in comparisons]]
+    left = [c for c in comparisons if c.left_out]
+    lines += [f"- {c.a} vs {c.b} on {c.dataset}: {c.left_out} episode(s) without a match left out" for c in left]
+    lines += [f"- refused: {why}" for why in refused]
+    return "\n".join(lines)
+
+
 def _git_commit() -> str | None:
     try:
         r = subprocess.run(
@@ -257,6 +299,10 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
     table = accuracy_table(rows)
     seeds = seeds_table(rows)
     (report / TABLE).write_text(table + "\n")
+    paired, refused = _comparisons(run, variants, rows)
+    write_json(report / COMPARISONS, [c.row() for c in paired])
+    paired_section = ["## Paired comparisons", "", PAIRED_TEXT, "", comparisons_table(paired, refused), ""]
+    paired_section = paired_section if paired or refused else []
     stages = _stages(run)
     total = sum(s["seconds"] or 0 for s in stages)
     template = {name: m.template for name, m in rows.items()}
@@ -273,6 +319,7 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
         table,
         "",
         *(["## Over training seeds (mean ± standard deviation of accuracy, %)", "", seeds, ""] if seeds else []),
+        *paired_section,
         "## Behaviour (the paper's Table 6) and held-out perplexity",
         "",
         behaviour_table(rows, run),

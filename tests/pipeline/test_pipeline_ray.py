@@ -82,6 +82,10 @@ def test_pipeline_end_to_end_then_a_changed_lr(tmp_path: Path, smollm2: Path, se
     assert "45.9 [43.9, 47.9] (n=2333)" in table
     readme = (run / "report/README.md").read_text()
     assert "## Accuracy" in readme and "action-error rate" in readme and "![loss.png](loss.png)" in readme
+    paired = {(c["a"], c["b"]): c for c in json.loads((run / "report/comparisons.json").read_text())}
+    assert set(paired) == {("nat", "vanilla"), ("vanilla", "base"), ("nat", "base")}  # the teacher is not paired
+    assert all(c["dataset"] == "strategyqa" and 0 < c["n_pairs"] <= 4 for c in paired.values())
+    assert "## Paired comparisons" in readme and "| nat − vanilla | strategyqa |" in readme
     import matplotlib.image
 
     image = matplotlib.image.imread(run / "report/loss.png")

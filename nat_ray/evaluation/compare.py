@@ -1,0 +1,143 @@
+"""Paired comparisons of evaluated variants: plain functions over their eval trajectories (no Ray).
+
+Two variants evaluated on the same questions are compared on matched episodes — the same question ``id`` and the
+same ``sample_index`` — leaving out a pair where either episode was lost to infrastructure (``label: error``). Per
+comparison and data set:
+
+- ``diff``: accuracy(a) − accuracy(b) over the matched episodes, each question's samples averaged first;
+- ``diff_ci95``: a paired bootstrap interval (percentile, 10,000 resamples of the questions, seeded): the questions
+  are the unit, so k samples of one question move together;
+- ``a_only`` / ``b_only``: matched episodes a got right and b wrong, and the reverse; ``p_mcnemar``: the exact
+  McNemar test on them (two-sided binomial); ``p_holm``: Holm's step-down adjustment over every comparison of a report.
+
+Which pairs a study implies (:func:`implied_pairs`): each trained variant vs ``vanilla``, each NAT variant vs the NUT
+variant with the same negatives, and every variant vs ``base``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from nat_ray.errors import InputError
+from nat_ray.evaluation.metrics import mcnemar_exact
+from nat_ray.types import Label, Trajectory
+
+BOOTSTRAP = 10_000
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: str
+    b: str
+    dataset: str
+    n_pairs: int
+    n_questions: int
+    left_out: int  # episodes of either variant with no match in the other (other questions or samples, or errors)
+    a_only: int
+    b_only: int
+    diff: float
+    diff_ci95: tuple[float, float]
+    p_mcnemar: float
+    p_holm: float | None = None
+
+    def row(self) -> dict:
+        return asdict(self) | {"diff_ci95": list(self.diff_ci95)}
+
+
+def _outcomes(trajectories: Iterable[Trajectory]) -> dict[tuple[str, int], bool]:
+    return {(t.id, t.sample_index): bool(t.reward) for t in trajectories if t.label != Label.ERROR}
+
+
+def paired_bootstrap(
+    per_question: Sequence[tuple[float, float]], n_boot: int = BOOTSTRAP, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of mean(a) − mean(b), resampling the questions (each a pair of its mean scores)."""
+    import numpy as np
+
+    n = len(per_question)
+    if n == 0:
+        return (0.0, 0.0)
+    diffs = np.array([a - b for a, b in per_question], dtype=np.float64)
+    picks = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    stats = np.sort(diffs[picks].mean(axis=1))
+    return (float(stats[int(0.025 * n_boot)]), float(stats[min(n_boot - 1, int(0.975 * n_boot))]))
+
+
+def compare(a_name: str, a: Iterable[Trajectory], b_name: str, b: Iterable[Trajectory], dataset: str) -> Comparison:
+    """The paired comparison of two variants' episodes on one data set; refused when they share no question."""
+    oa, ob = _outcomes(a), _outcomes(b)
+    keys = sorted(oa.keys() & ob.keys())
+    if not keys:
+        raise InputError(f"{a_name} vs {b_name} on {dataset}: no question evaluated by both; nothing to pair")
+    by_question: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for key in keys:
+        by_question[key[0]].append((oa[key], ob[key]))
+    per_question = [
+        (sum(x for x, _ in v) / len(v), sum(y for _, y in v) / len(v)) for v in by_question.values()
+    ]  # fmt: skip
+    a_only = sum(oa[k] and not ob[k] for k in keys)
+    b_only = sum(ob[k] and not oa[k] for k in keys)
+    diff = sum(x - y for x, y in per_question) / len(per_question)
+    return Comparison(
+        a=a_name,
+        b=b_name,
+        dataset=dataset,
+        n_pairs=len(keys),
+        n_questions=len(per_question),
+        left_out=len(oa) + len(ob) - 2 * len(keys),
+        a_only=a_only,
+        b_only=b_only,
+        diff=diff,
+        diff_ci95=paired_bootstrap(per_question),
+        p_mcnemar=mcnemar_exact(a_only, b_only),
+    )
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given)."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    out = [0.0] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def with_holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    adjusted = holm([c.p_mcnemar for c in comparisons])
+    return [Comparison(**{**asdict(c), "p_holm": p}) for c, p in zip(comparisons, adjusted, strict=True)]
+
+
+def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tuple[str, str]]:
+    """(a, b) for each comparison a study implies, among the rows that were evaluated."""
+    have = set(evaluated)
+    trained = [v for v in variants if v["name"] in have]
+    pairs: list[tuple[str, str]] = []
+    if "vanilla" in have:
+        pairs += [(v["name"], "vanilla") for v in trained if v["name"] != "vanilla"]
+    for v in trained:
+        if v["mode"] == "nat":
+            twin = next((w for w in trained if w["mode"] == "nut" and _same_but_mode(v, w)), None)
+            if twin is not None:
+                pairs.append((v["name"], twin["name"]))
+    if "base" in have:
+        pairs += [(v["name"], "base") for v in trained]
+    return list(dict.fromkeys(pairs))
+
+
+def _same_but_mode(v: dict, w: dict) -> bool:
+    keys = ("neg_num", "pos_num", "train_seed", "negative_source")
+    return all(v.get(k) == w.get(k) for k in keys)
+
+
+def verdict(c: Comparison) -> str:
+    """One plain line: the difference in points, its interval, the test, and whether this n separates them."""
+    lo, hi = c.diff_ci95
+    p = c.p_holm if c.p_holm is not None else c.p_mcnemar
+    separated = p < ALPHA and (lo > 0 or hi < 0)
+    what = f"{c.a} − {c.b}: {100 * c.diff:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {p:.2g}"
+    return f"{what} — {'separated' if separated else 'not separated at this n'}"

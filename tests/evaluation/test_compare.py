@@ -1,0 +1,89 @@
+"""Paired comparisons against hand-computed cases, and in a report made from a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nat_ray.errors import InputError
+from nat_ray.evaluation.compare import compare, holm, implied_pairs, paired_bootstrap, verdict, with_holm
+from nat_ray.evaluation.metrics import eval_metrics
+from nat_ray.evaluation.report import write_report
+from nat_ray.records import EvalMetrics
+from nat_ray.storage import write_record, write_trajectories
+from nat_ray.types import FinishReason, Label, Trajectory
+
+
+def _t(qid: str, right: bool, sample: int = 0, error: bool = False) -> Trajectory:
+    label = Label.ERROR if error else Label.POSITIVE if right else Label.NEGATIVE
+    return Trajectory(id=qid, task="strategyqa", question="?", ground_truth="true", reward=right and not error,
+                      label=label, sample_index=sample, finish_reason=FinishReason.FINISH)  # fmt: skip
+
+
+def test_mcnemar_and_difference_match_a_hand_computed_case() -> None:
+    a = [_t(str(i), i < 7) for i in range(10)]  # right on 0-6
+    b = [_t(str(i), i in (0, 1, 2, 9)) for i in range(10)]  # right on 0-2 and 9
+    c = compare("nat", a, "nut", b, "strategyqa")
+    assert (c.n_pairs, c.a_only, c.b_only, c.left_out) == (10, 4, 1, 0)
+    assert c.diff == pytest.approx(0.3)
+    assert c.p_mcnemar == pytest.approx(2 * (1 + 5) / 2**5)  # two-sided binomial, 1 of 5 discordant pairs
+    assert c.diff_ci95[0] < 0.3 < c.diff_ci95[1]
+    assert verdict(c).startswith("nat − nut: +30.0 points [") and verdict(c).endswith("not separated at this n")
+
+
+def test_the_bootstrap_interval_agrees_with_the_normal_one_on_a_large_case() -> None:
+    diffs = [(1.0, 0.0)] * 30 + [(0.0, 1.0)] * 10 + [(1.0, 1.0)] * 160  # mean 0.1, population variance 0.19
+    lo, hi = paired_bootstrap(diffs)
+    se = (0.19 / 200) ** 0.5
+    assert lo == pytest.approx(0.1 - 1.96 * se, abs=0.01) and hi == pytest.approx(0.1 + 1.96 * se, abs=0.01)
+    assert paired_bootstrap(diffs) == (lo, hi)  # seeded: the same interval every time
+
+
+def test_samples_are_averaged_per_question_and_errors_left_out() -> None:
+    a = [_t("q1", True, 0), _t("q1", True, 1), _t("q2", False, 0), _t("q2", True, 1), _t("q3", True, 0)]
+    b = [_t("q1", False, 0), _t("q1", True, 1), _t("q2", False, 0), _t("q2", False, 1, error=True)]
+    c = compare("a", a, "b", b, "strategyqa")
+    # matched: q1/0, q1/1, q2/0; q2/1 (an error in b) and q3 (not in b) are left out
+    assert (c.n_pairs, c.n_questions, c.left_out, c.a_only, c.b_only) == (3, 2, 2, 1, 0)
+    assert c.diff == pytest.approx(((1.0 - 0.5) + (0.0 - 0.0)) / 2)
+    with pytest.raises(InputError, match="a vs b on strategyqa: no question evaluated by both"):
+        compare("a", [_t("q1", True)], "b", [_t("q9", True)], "strategyqa")
+
+
+def test_holm_and_the_pairs_a_study_implies() -> None:
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    variants = [
+        {"name": "vanilla", "mode": "vanilla", "neg_num": 0, "pos_num": 8, "train_seed": 0},
+        {"name": "nut", "mode": "nut", "neg_num": 8, "pos_num": 8, "train_seed": 0},
+        {"name": "nat", "mode": "nat", "neg_num": 8, "pos_num": 8, "train_seed": 0},
+    ]
+    pairs = implied_pairs(variants, ["base", "vanilla", "nut", "nat", "teacher"])
+    assert pairs == [("nut", "vanilla"), ("nat", "vanilla"), ("nat", "nut"), ("vanilla", "base"), ("nut", "base"),
+                     ("nat", "base")]  # fmt: skip
+    assert implied_pairs(variants, ["nat", "nut"]) == [("nat", "nut")]
+
+
+def test_the_report_writes_comparisons_json_and_its_table(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    right = {"base": range(0), "vanilla": range(4), "nat": range(9)}
+    for name, r in right.items():
+        trajs = [_t(str(i), i in r) for i in range(10)]
+        write_trajectories(trajs, run / "eval" / name / "strategyqa")
+        metrics = eval_metrics({"strategyqa": trajs}, {"kind": "transformers"}, "zero-shot")
+        write_record(run / "eval" / name / "metrics.json", EvalMetrics.new(**metrics))
+    variants = [{"name": "vanilla", "mode": "vanilla", "neg_num": 0}, {"name": "nat", "mode": "nat", "neg_num": 8}]
+    write_report(run, {"out": str(run)}, variants)
+    rows = json.loads((run / "report/comparisons.json").read_text())
+    keys = {"a", "b", "dataset", "n_pairs", "a_only", "b_only", "diff", "diff_ci95", "p_mcnemar", "p_holm"}
+    assert all(keys <= set(r) for r in rows)
+    got = {(r["a"], r["b"]): r for r in rows}
+    assert set(got) == {("nat", "vanilla"), ("vanilla", "base"), ("nat", "base")}
+    nat = got[("nat", "base")]
+    assert (nat["a_only"], nat["b_only"], nat["diff"]) == (9, 0, pytest.approx(0.9))
+    assert nat["p_mcnemar"] == pytest.approx(2 / 2**9) and nat["p_holm"] == pytest.approx(3 * 2 / 2**9)
+    readme = (run / "report/README.md").read_text()
+    assert "## Paired comparisons" in readme and "| nat − base | strategyqa | 10 | 9 | 0 | +90.0 [" in readme
+    assert "- nat − base: +90.0 points [" in readme and "— separated" in readme
+    assert with_holm([]) == []
