@@ -205,7 +205,7 @@ class RunConfig(StrictModel):
     storage: str | None = None
     data_dir: str | None = None
     ray_address: str | None = None  # default: $RAY_ADDRESS, else an embedded local cluster
-    seed: int = 0
+    seed: int = 0  # seeds every sampled reply of rollouts and evals, per episode (nat_ray.episode.episode_seed)
     rollout: RolloutConfig | None = None
     policy: PolicyConfig | None = None
     tools: ToolsConfig = ToolsConfig()

@@ -105,3 +105,37 @@ def test_a_malformed_reply_is_kept_on_the_trajectory_not_in_its_turns(data_dir: 
     assert t.finish_reason == FinishReason.MALFORMED_ACTION and t.label == Label.NEGATIVE
     assert t.turns == [] and t.action_errors == 1
     assert t.malformed_reply == "I think the answer is five apples."
+
+
+class Recorder(Policy):
+    """Replies with a calculation, then finishes; records the seed of every call."""
+
+    model = "recorder"
+
+    def __init__(self) -> None:
+        self.seeds: list[int | None] = []
+
+    async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        self.seeds.append(params.seed)
+        if len(messages) < 4:
+            return Completion("Thought: add.\nAction: calculate[2 + 3]")
+        return Completion("Thought: done.\nAction: finish[5]")
+
+
+def test_each_reply_is_seeded_from_the_run_s_seed_and_the_episode(data_dir: Path) -> None:
+    from nat_ray.episode import episode_seed, seed_identity
+
+    template, tools = _template(data_dir), {"calculate": _calc_tool()}
+    policy = Recorder()
+    asyncio.run(_runner(template, policy, tools, seed=11).run(SPEC))
+    assert policy.seeds == [episode_seed(11, SPEC.key, 0, 0), episode_seed(11, SPEC.key, 0, 1)]
+    assert len(set(policy.seeds)) == 2 and all(0 <= s < 2**63 for s in policy.seeds)  # type: ignore[operator]
+    other = EpisodeSpec("gsm8k", "1", SPEC.question, "5", 0.7, 3)  # another sample of the same question
+    assert episode_seed(11, other.key, 0, 0) != policy.seeds[0] != episode_seed(12, SPEC.key, 0, 0)
+    greedy, unseeded = Recorder(), Recorder()
+    asyncio.run(_runner(template, greedy, tools, seed=11).run(EpisodeSpec("gsm8k", "1", SPEC.question, "5", 0.0, 0)))
+    asyncio.run(_runner(template, unseeded, tools).run(SPEC))
+    assert greedy.seeds == [None, None] and unseeded.seeds == [None, None]
+    assert (
+        seed_identity(0, [0.7]) == {} and seed_identity(5, [0.0]) == {} and seed_identity(5, [0.0, 0.2]) == {"seed": 5}
+    )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nat_ray.config import RunConfig
-from nat_ray.episode import EpisodeSettings, EpisodeSpec
+from nat_ray.episode import EpisodeSettings, EpisodeSpec, seed_identity
 from nat_ray.errors import InputError
 from nat_ray.prompts import PromptTemplate, get_template
 from nat_ray.tasks import data_file, get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
@@ -126,6 +126,7 @@ def plan_eval(cfg: RunConfig, template_name: str, training: dict | None) -> list
             max_turns=ec.max_turns,
             max_tokens=pc.max_tokens,
             max_attempts=ec.max_episode_attempts,
+            seed=cfg.seed,
         )
         specs = [
             EpisodeSpec(task.name, q.id, q.question, q.ground_truth, ec.temperature, s)
@@ -148,4 +149,5 @@ def identity(cfg: RunConfig, plan: DatasetPlan) -> dict:
         "max_turns": ec.max_turns,
         "policy": {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens},
         "source": plan.settings.source,
+        **seed_identity(cfg.seed, [ec.temperature]),
     }

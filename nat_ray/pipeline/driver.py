@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nat_ray.config import EvalConfig, PolicyConfig, RolloutConfig, RunConfig, TrainConfig, dump_config
 from nat_ray.config_sections import BuildStageConfig, CollectConfig
+from nat_ray.episode import seed_identity
 from nat_ray.errors import InputError
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.stages import run_stage
@@ -210,6 +211,7 @@ def _rollout_view(
     view_cfg = plan.cfg.model_copy(update={"rollout": rollout, "policy": policy})
     view = {"rollout": rollout.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
     view["tools"] = plan.cfg.tools.model_dump(mode="json")
+    view |= seed_identity(plan.cfg.seed, rollout.temperatures)
     return view, view_cfg
 
 
@@ -288,6 +290,7 @@ def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], s
     view_cfg = plan.cfg.model_copy(update={"policy": policy, "eval": plan.eval.model_copy(update={"out": str(folder)})})
     view = {"eval": plan.eval.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
     view["tools"] = plan.cfg.tools.model_dump(mode="json")
+    view |= seed_identity(plan.cfg.seed, [plan.eval.temperature])
 
     def body() -> dict:
         m = run_eval(view_cfg, progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nat_ray.config import RunConfig
-from nat_ray.episode import EpisodeSettings, EpisodeSpec
+from nat_ray.episode import EpisodeSettings, EpisodeSpec, seed_identity
 from nat_ray.prompts import get_template
 from nat_ray.tasks import data_file, get_task, load_questions_file, prompts_file, task_file
 
@@ -32,6 +32,7 @@ def episode_settings(cfg: RunConfig) -> EpisodeSettings:
         max_turns=rc.max_turns,
         max_tokens=pc.max_tokens,
         max_attempts=rc.max_episode_attempts,
+        seed=cfg.seed,
     )
 
 
@@ -61,4 +62,5 @@ def identity(cfg: RunConfig) -> dict:
         "max_turns": rc.max_turns,
         "policy": {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens},
         "source": source_tag(cfg),
+        **seed_identity(cfg.seed, rc.temperatures),
     }
