@@ -65,6 +65,8 @@ class StudyConfig(StrictModel):
     # on the train questions (the `rollout` section's settings); positives are always the collected ones
     negative_source: list[NegativeSource] | None = Field(None, min_length=1)
     regenerate_from: str = "vanilla"  # the variant whose checkpoint regenerates the negatives
+    # compute matching (nat_ray.pipeline.match): epochs (the paper's), or the same optimizer steps / trained tokens
+    match: Literal["epochs", "steps", "tokens"] = "epochs"
     base: bool = True  # also evaluate the base model (train.model) as a row
     teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)
 

@@ -21,6 +21,7 @@ from nat_ray.config import EvalConfig, PolicyConfig, RolloutConfig, RunConfig, T
 from nat_ray.config_sections import BuildStageConfig, CollectConfig
 from nat_ray.episode import seed_identity
 from nat_ray.errors import InputError
+from nat_ray.pipeline.match import Budget, matched, target
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
@@ -116,6 +117,14 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     evals: dict[str, str] = {}
     trained: dict[str, StageManifest] = {}
     regenerated: StageManifest | None = None
+    match = plan.cfg.study.match if plan.cfg.study else "epochs"
+    built_first: dict[str, StageManifest] = {}
+    goal = None
+    if match != "epochs":  # the target needs every set's size before the first variant trains
+        upstream = {"collect": collected.config_hash}
+        built_first = {v.name: _build(plan, v, upstream, say) for v in plan.variants if not v.regenerated}
+        goal = target(match, [_budget(plan, v) for v in plan.variants if not v.regenerated], plan.train)
+        say(f"pipeline: study.match {match}: every variant trains {goal:,.0f} {match}")
     for v in plan.variants:
         upstream = {"collect": collected.config_hash}
         if v.regenerated:
@@ -126,8 +135,9 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
                 hint = ": roll out more questions (rollout.limit, rollout.temperatures)"
                 check_counts(plan.variants, 0, _count(regenerated, "negative"), where, regenerated=True, hint=hint)
             upstream["regenerate"] = regenerated.config_hash
-        built = _build(plan, v, upstream, say)
-        trained[v.name] = _train(plan, v, built.config_hash, progress, say)
+        built = built_first.get(v.name) or _build(plan, v, upstream, say)
+        train = matched(match, goal, _budget(plan, v), plan.train) if goal is not None else plan.train
+        trained[v.name] = _train(plan, v, train, built.config_hash, progress, say)
         model = str(RunLayout(out).model(v.name))
         evals[v.name] = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
     if cfg.study is None or cfg.study.base:
@@ -265,12 +275,25 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
     )
 
 
-def _train(plan: PipelinePlan, v: Variant, upstream: str, progress: bool, say: Say) -> StageManifest:
+def _budget(plan: PipelinePlan, v: Variant) -> Budget:
+    """The variant's built set as the trainer will see it (tokenised: truncation and drops counted)."""
+    from nat_ray.training.trainer import prepare_data
+
+    data = str(RunLayout(plan.out).set_file(v.name))
+    _, rows, _, stats = prepare_data(
+        plan.cfg.model_copy(update={"train": plan.train.model_copy(update={"data": data})})
+    )
+    return Budget(examples=len(rows), tokens=int(stats["tokens"]))
+
+
+def _train(
+    plan: PipelinePlan, v: Variant, train: TrainConfig, upstream: str, progress: bool, say: Say
+) -> StageManifest:
     from nat_ray.training.trainer import run_train
 
     folder = RunLayout(plan.out).model(v.name)
     data = str(RunLayout(plan.out).set_file(v.name))
-    train = plan.train.model_copy(update={"data": data, "out": str(folder), "seed": v.train_seed})
+    train = train.model_copy(update={"data": data, "out": str(folder), "seed": v.train_seed})
     view_cfg = plan.cfg.model_copy(update={"train": train})
 
     def body() -> dict:

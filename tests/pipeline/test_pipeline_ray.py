@@ -101,14 +101,20 @@ def test_pipeline_end_to_end_then_a_changed_lr(tmp_path: Path, smollm2: Path, se
     assert len(collect_inputs) == 3 and all(len(h) == 16 for h in collect_inputs.values())  # data file hashes
 
     before = {f: _stamp(run / f) for f in ["trajectories", "sets/nat", "models/nat", "eval/nat", "eval/base", "report"]}
-    again = load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, "train.lr=1e-4"])
-    run_pipeline(again, progress=False)
+    # a new lr, and compute matching: 1 epoch is 2 steps of vanilla's 8 examples and 4 of NAT's 16; `steps` gives both 4
+    matched = ["train.lr=1e-4", "train.max_steps=null", "train.epochs=1", "study.match=steps"]
+    run_pipeline(load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, *matched]), progress=False)
     after = {f: _stamp(run / f) for f in before}
     assert after["trajectories"] == before["trajectories"] and after["sets/nat"] == before["sets/nat"]
     assert after["eval/base"] == before["eval/base"]  # the base model did not change
     assert after["models/nat"] != before["models/nat"] and after["eval/nat"] != before["eval/nat"]
     assert after["report"] != before["report"]
     assert json.loads((run / "models/nat/nat_ray_train.json").read_text())["train"]["lr"] == 1e-4
+    for v in ("vanilla", "nat"):
+        record = json.loads((run / f"models/{v}/nat_ray_train.json").read_text())
+        assert record["step"] == record["total_steps"] == 4, v
+    readme = (run / "report/README.md").read_text()
+    assert "Training budget (`study.match`): steps" in readme and readme.count("trained 4 optimizer steps") == 2
 
 
 def test_regenerated_negatives_come_from_the_vanilla_model_of_the_run(
