@@ -224,9 +224,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from nat_ray.config import load_config
-    from nat_ray.pipeline.driver import run_pipeline
+    from nat_ray.pipeline.driver import run_pipeline, validate
+    from nat_ray.pipeline.power_plan import plan_lines
 
-    summary = run_pipeline(load_config(args.config, args.overrides), progress=not args.no_progress)
+    cfg = load_config(args.config, args.overrides)
+    if args.plan:
+        print("\n".join(plan_lines(validate(cfg))))
+        return 0
+    summary = run_pipeline(cfg, progress=not args.no_progress)
     leave_ray()
     print(json.dumps(summary))
     return 0
@@ -325,6 +330,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--plan", action="store_true", help="print what each comparison can detect and the cost; run nothing"
+    )
     p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("report", help="tables and plots of a pipeline run folder")

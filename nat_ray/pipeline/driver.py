@@ -23,6 +23,7 @@ from nat_ray.episode import seed_identity
 from nat_ray.errors import InputError
 from nat_ray.pipeline.match import Budget, matched, target
 from nat_ray.pipeline.mirror import StageMirror
+from nat_ray.pipeline.power_plan import plan_lines
 from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand
 from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
@@ -110,6 +111,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
 def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progress: bool, say: Say) -> dict:
     cfg, out = plan.cfg, plan.out
     say(f"pipeline: {len(plan.variants)} variant(s): {', '.join(v.name for v in plan.variants)}; run folder {out}")
+    for line in plan_lines(plan):
+        say(line)
     collected = _collect(plan, identity, say)
     check_counts(
         plan.variants, _count(collected, "positive"), _count(collected, "negative"), str(RunLayout(out).trajectories)
