@@ -16,6 +16,7 @@ variant with the same negatives, and every variant vs ``base``.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +43,11 @@ class Comparison:
     diff_ci95: tuple[float, float]
     p_mcnemar: float
     p_holm: float | None = None
+    seeds: int = 1  # > 1: the same pair over several training seeds, pooled
+
+    @property
+    def label(self) -> str:
+        return f"{self.a} − {self.b}" + (f" ({self.seeds} seeds pooled)" if self.seeds > 1 else "")
 
     def row(self) -> dict:
         return asdict(self) | {"diff_ci95": list(self.diff_ci95)}
@@ -117,8 +123,10 @@ def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tu
     have = set(evaluated)
     trained = [v for v in variants if v["name"] in have]
     pairs: list[tuple[str, str]] = []
-    if "vanilla" in have:
-        pairs += [(v["name"], "vanilla") for v in trained if v["name"] != "vanilla"]
+    for v in trained:  # against the vanilla model of the same training seed (a seeds study has one per seed)
+        twin = next((w for w in trained if w["mode"] == "vanilla" and w.get("train_seed") == v.get("train_seed")), None)
+        if v["mode"] != "vanilla" and twin is not None:
+            pairs.append((v["name"], twin["name"]))
     for v in trained:
         if v["mode"] == "nat":
             twin = next((w for w in trained if w["mode"] == "nut" and _same_but_mode(v, w)), None)
@@ -127,6 +135,29 @@ def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tu
     if "base" in have:
         pairs += [(v["name"], "base") for v in trained]
     return list(dict.fromkeys(pairs))
+
+
+def pooled_over_seeds(
+    pairs: Sequence[tuple[str, str]], variants: Sequence[dict]
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """{(a, b) named without their seed: the per-seed pairs} for comparisons a seeds study made for two or more
+    seeds (``nat-seed1`` vs ``vanilla-seed1``, ``nat-seed2`` vs ``vanilla-seed2`` -> ``nat`` vs ``vanilla``)."""
+    seeded = {v["name"]: v for v in variants if re.fullmatch(r".+-seed\d+", v["name"])}
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for a, b in pairs:
+        if a in seeded and (b in seeded or b == "base"):
+            groups[(_unseeded(a), _unseeded(b))].append((a, b))
+    return {k: v for k, v in groups.items() if len(v) > 1}
+
+
+def _unseeded(name: str) -> str:
+    return re.sub(r"-seed\d+$", "", name)
+
+
+def reindexed(trajectories: Iterable[Trajectory], seed_index: int) -> list[Trajectory]:
+    """A seed's episodes with their sample index moved out of the others' way, for pooling: the question stays the
+    resampled unit, and its episodes from every seed pair up seed by seed."""
+    return [t.model_copy(update={"sample_index": seed_index * 1_000_000 + t.sample_index}) for t in trajectories]
 
 
 def _same_but_mode(v: dict, w: dict) -> bool:
@@ -139,5 +170,5 @@ def verdict(c: Comparison) -> str:
     lo, hi = c.diff_ci95
     p = c.p_holm if c.p_holm is not None else c.p_mcnemar
     separated = p < ALPHA and (lo > 0 or hi < 0)
-    what = f"{c.a} − {c.b}: {100 * c.diff:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {p:.2g}"
+    what = f"{c.label}: {100 * c.diff:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {p:.2g}"
     return f"{what} — {'separated' if separated else 'not separated at this n'}"

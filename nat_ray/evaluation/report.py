@@ -8,6 +8,7 @@ held-out perplexity vs number of negatives (Figure 4) when the run varies the ne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -15,7 +16,15 @@ import subprocess
 from pathlib import Path
 
 from nat_ray.errors import InputError
-from nat_ray.evaluation.compare import Comparison, compare, implied_pairs, verdict, with_holm
+from nat_ray.evaluation.compare import (
+    Comparison,
+    compare,
+    implied_pairs,
+    pooled_over_seeds,
+    reindexed,
+    verdict,
+    with_holm,
+)
 from nat_ray.records import (
     ACCURACY_PLOT,
     COMPARISONS,
@@ -226,13 +235,23 @@ def _comparisons(run: Path, variants: list[dict], rows: dict[str, EvalMetrics]) 
     """Every comparison the study implies, on each data set both rows were evaluated on, Holm-adjusted together;
     and the pairs refused for want of a shared question."""
     layout, made, refused = RunLayout(run), [], []
-    for a, b in implied_pairs(variants, rows):
-        for d in rows[a].datasets.keys() & rows[b].datasets.keys():
-            if not ((layout.eval_dir(a) / d).is_dir() and (layout.eval_dir(b) / d).is_dir()):
+    episodes: dict[tuple[str, str], list] = {}
+
+    def trajectories(name: str, d: str) -> list:
+        if (name, d) not in episodes:
+            episodes[(name, d)] = read_trajectories(layout.eval_dir(name) / d)
+        return episodes[(name, d)]
+
+    pairs = implied_pairs(variants, rows)
+    groups = [((a, b), [(a, b)]) for a, b in pairs] + list(pooled_over_seeds(pairs, variants).items())
+    for (a, b), members in groups:  # one pair, or the same pair over every training seed, pooled
+        for d in sorted(set.intersection(*(set(rows[x].datasets) & set(rows[y].datasets) for x, y in members))):
+            if not all((layout.eval_dir(x) / d).is_dir() and (layout.eval_dir(y) / d).is_dir() for x, y in members):
                 continue
             try:  # (an eval folder whose episodes are gone cannot be paired: said, not guessed)
-                ta, tb = read_trajectories(layout.eval_dir(a) / d), read_trajectories(layout.eval_dir(b) / d)
-                made.append(compare(a, ta, b, tb, d))
+                ta = [t for i, (x, _) in enumerate(members) for t in reindexed(trajectories(x, d), i)]
+                tb = [t for i, (_, y) in enumerate(members) for t in reindexed(trajectories(y, d), i)]
+                made.append(dataclasses.replace(compare(a, ta, b, tb, d), seeds=len(members)))
             except InputError as exc:
                 refused.append(str(exc))
     return with_holm(made), refused
@@ -246,7 +265,7 @@ def comparisons_table(comparisons: list[Comparison], refused: list[str]) -> str:
     for c in comparisons:
         lo, hi = c.diff_ci95
         lines.append(
-            f"| {c.a} − {c.b} | {c.dataset} | {c.n_pairs} | {c.a_only} | {c.b_only} | {100 * c.diff:+.1f} "
+            f"| {c.label} | {c.dataset} | {c.n_pairs} | {c.a_only} | {c.b_only} | {100 * c.diff:+.1f} "
             f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {c.p_mcnemar:.2g} | {c.p_holm:.2g} |"
         )
     lines += ["", *[f"- {verdict(c)}" for c in comparisons]]

@@ -87,3 +87,24 @@ def test_the_report_writes_comparisons_json_and_its_table(tmp_path: Path) -> Non
     assert "## Paired comparisons" in readme and "| nat − base | strategyqa | 10 | 9 | 0 | +90.0 [" in readme
     assert "- nat − base: +90.0 points [" in readme and "— separated" in readme
     assert with_holm([]) == []
+
+
+def test_a_seeds_study_is_compared_per_seed_and_pooled(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    right = {"vanilla-seed1": range(3), "vanilla-seed2": range(4), "nat-seed1": range(6), "nat-seed2": range(7)}
+    for name, r in right.items():
+        trajs = [_t(str(i), i in r) for i in range(10)]
+        write_trajectories(trajs, run / "eval" / name / "strategyqa")
+        metrics = eval_metrics({"strategyqa": trajs}, {"kind": "transformers"}, "zero-shot")
+        write_record(run / "eval" / name / "metrics.json", EvalMetrics.new(**metrics))
+    variants = [{"name": f"{m}-seed{s}", "mode": m, "neg_num": 0 if m == "vanilla" else 8, "train_seed": s}
+                for m in ("vanilla", "nat") for s in (1, 2)]  # fmt: skip
+    write_report(run, {"out": str(run)}, variants)
+    rows = json.loads((run / "report/comparisons.json").read_text())
+    got = {(r["a"], r["b"], r["seeds"]): r for r in rows}
+    assert set(got) == {("nat-seed1", "vanilla-seed1", 1), ("nat-seed2", "vanilla-seed2", 1), ("nat", "vanilla", 2)}
+    pooled = got[("nat", "vanilla", 2)]
+    assert pooled["n_pairs"] == 20 and pooled["n_questions"] == 10  # the question stays the resampled unit
+    assert (pooled["a_only"], pooled["b_only"]) == (3 + 3, 0) and pooled["diff"] == pytest.approx(0.3)
+    assert pooled["p_holm"] == pytest.approx(min(1.0, 3 * 2 / 2**6))  # the smallest of three p-values, x 3
+    assert "| nat − vanilla (2 seeds pooled) | strategyqa | 20 |" in (run / "report/README.md").read_text()
