@@ -2,8 +2,9 @@
 
 Per data set, over the episodes that were not lost to infrastructure (``label != error``):
 
-- ``n``: episodes graded; ``accuracy``: mean reward; ``accuracy_ci95``: the Wilson score interval at 95% (test
-  slices are small, and the interval stays inside [0, 1] with sensible width at 0% or 100%);
+- ``n``: episodes graded, ``questions``: the questions they belong to (per temperature); ``accuracy``: mean reward,
+  each question's samples averaged first (``eval.samples: k``); ``accuracy_ci95``: the Wilson score interval at 95%
+  over the questions (test slices are small, and the interval stays inside [0, 1] with sensible width at 0% or 100%);
 - ``em`` / ``f1`` (HotpotQA): mean exact match and mean token F1 (an episode without an answer scores 0);
 - ``action_error_rate``: invalid actions / all actions the policy took — the paper's "share of wrong tool calls".
   Every policy reply is one action: a valid tool call or ``finish`` (an assistant turn), or an unparseable reply /
@@ -28,7 +29,7 @@ from nat_ray.types import Label, Trajectory
 Z95 = 1.959963984540054
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval for a binomial proportion; (0, 1) when there is nothing to estimate from."""
     if n == 0:
         return (0.0, 1.0)
@@ -54,13 +55,20 @@ def dataset_metrics(trajectories: Iterable[Trajectory]) -> dict:
     trajs = list(trajectories)
     graded = [t for t in trajs if t.label != Label.ERROR]
     n = len(graded)
-    correct = sum(bool(t.reward) for t in graded)
     replies = sum(t.num_turns + t.action_errors for t in graded)
     invalid = sum(t.action_errors for t in graded)
-    lo, hi = wilson_interval(correct, n)
+    # each question's samples averaged first, so a question counts once however many of its samples were graded;
+    # the interval is over questions (samples of one question are not independent draws of the test set)
+    by_question: dict[tuple[str, float], list[bool]] = {}
+    for t in graded:  # (a rollout's episodes at several temperatures are separate draws: each its own group)
+        by_question.setdefault((t.id, t.temperature), []).append(bool(t.reward))
+    questions = len(by_question)
+    accuracy = sum(sum(v) / len(v) for v in by_question.values()) / questions if questions else None
+    lo, hi = wilson_interval(round((accuracy or 0.0) * questions, 9), questions)
     out: dict = {
         "n": n,
-        "accuracy": correct / n if n else None,
+        "questions": questions,
+        "accuracy": accuracy,
         "accuracy_ci95": [lo, hi],
         "action_error_rate": invalid / replies if replies else None,
         "avg_turns": replies / n if n else None,

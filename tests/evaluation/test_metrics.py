@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -9,8 +10,11 @@ import pytest
 from nat_ray.evaluation.metrics import dataset_metrics, eval_metrics, format_table, mcnemar_exact, wilson_interval
 from nat_ray.types import FinishReason, Label, Trajectory, Turn
 
+_IDS = itertools.count()
 
-def traj(task="gsm8k", reward=True, turns=2, errors=0, label=None, reason=FinishReason.FINISH, em=None, f1=None):
+
+def traj(task="gsm8k", reward=True, turns=2, errors=0, label=None, reason=FinishReason.FINISH, em=None, f1=None,
+         qid=None, sample=0):  # fmt: skip
     body = []
     for _ in range(turns):
         body += [Turn(role="assistant", content="Action: x[1]", loss=True), Turn(role="user", content="Observation: 1")]
@@ -18,7 +22,8 @@ def traj(task="gsm8k", reward=True, turns=2, errors=0, label=None, reason=Finish
         label = Label.POSITIVE if reward else Label.NEGATIVE
     graded = label != Label.ERROR
     return Trajectory(
-        id="q",
+        id=qid if qid is not None else f"q{next(_IDS)}",
+        sample_index=sample,
         task=task,
         question="?",
         ground_truth="1",
@@ -84,7 +89,7 @@ def test_math_average_and_the_whole_shape() -> None:
     out = eval_metrics(by, {"kind": "scripted"}, "zero-shot")
     assert set(out) == {"policy", "template", "datasets", "math_average"}
     assert out["math_average"] == pytest.approx((0.5 + 1.0) / 2)  # StrategyQA is not a math set
-    keys = {"n", "accuracy", "accuracy_ci95", "action_error_rate", "avg_turns", "errors", "finish_reasons"}
+    keys = {"n", "questions", "accuracy", "accuracy_ci95", "action_error_rate", "avg_turns", "errors", "finish_reasons"}
     assert all(set(m) == keys for m in out["datasets"].values())
     assert "math_average" not in eval_metrics({"strategyqa": by["strategyqa"]}, {}, "t")
 
@@ -103,3 +108,15 @@ def test_exact_mcnemar_is_the_two_sided_binomial_test_on_discordant_pairs() -> N
     assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)  # 2 * P(X <= 0), X ~ Bin(5, 1/2)
     assert mcnemar_exact(1, 9) == mcnemar_exact(9, 1) == pytest.approx(2 * 11 / 1024)
     assert mcnemar_exact(10, 20) == pytest.approx(0.0987, abs=1e-4)  # scipy.stats.binomtest(10, 30).pvalue
+
+
+def test_samples_of_a_question_are_averaged_first_and_the_interval_is_over_questions() -> None:
+    # q1: 2 of 2 samples right; q2: 1 of 3 (one more lost to an error); q3: 0 of 1
+    trajs = [traj(qid="q1", sample=0), traj(qid="q1", sample=1),
+             traj(qid="q2", sample=0), traj(qid="q2", sample=1, reward=False), traj(qid="q2", sample=2, reward=False),
+             traj(qid="q2", sample=3, label=Label.ERROR, reason=FinishReason.ERROR),
+             traj(qid="q3", sample=0, reward=False)]  # fmt: skip
+    m = dataset_metrics(trajs)
+    assert m["n"] == 6 and m["questions"] == 3 and m["errors"] == 1
+    assert m["accuracy"] == pytest.approx((1 + 1 / 3 + 0) / 3)  # not 3 / 6: each question counts once
+    assert m["accuracy_ci95"] == pytest.approx(list(wilson_interval(4 / 3, 3)))
