@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from nat_ray.config_sections import TrackingConfig
 from nat_ray.errors import InputError
 from nat_ray.records import METRICS, TRAIN_LOG, TRAIN_RECORD, EvalMetrics, RunLayout, StageManifest, TrainingRecord
-from nat_ray.storage import read_record
+from nat_ray.storage import read_record, read_records
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 STEP_METRICS = ("loss", "lr", "tokens_per_s", "peak_rss_gb", "padding_efficiency")
@@ -205,8 +205,7 @@ def _training_metrics(folder: Path, now: int) -> list:
 
     out = []
     log = folder / TRAIN_LOG
-    for line in log.read_text().splitlines() if log.exists() else []:
-        row = json.loads(line) if line.strip() else {}
+    for _, row in read_records(log) if log.exists() else []:
         if "step" not in row:
             continue
         when = int(1000 * row["time"]) if isinstance(row.get("time"), int | float) else now

@@ -9,7 +9,6 @@ held-out perplexity vs number of negatives (Figure 4) when the run varies the ne
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import subprocess
@@ -45,7 +44,7 @@ from nat_ray.records import (
     read_stage,
     versions,
 )
-from nat_ray.storage import dataset_manifest, read_record, read_trajectories, write_json, write_record
+from nat_ray.storage import dataset_manifest, read_record, read_records, read_trajectories, write_json, write_record
 
 PAIRED_TEXT = (
     "Each comparison on the episodes both rows ran (same question, same sample): the difference in accuracy with a "
@@ -190,7 +189,7 @@ def _plots(run: Path, rows: dict[str, EvalMetrics], variants: list[dict], report
     for v in variants:
         path = RunLayout(run).model(v["name"]) / TRAIN_LOG
         if path.exists():
-            points = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+            points = [row for _, row in read_records(path)]
             points = [p for p in points if p.get("loss") is not None]
             if points:
                 ax.plot([p["step"] for p in points], [p["loss"] for p in points], marker="o", label=v["name"])
