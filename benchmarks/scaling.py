@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer episodes (a check that it runs, not a figure)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    per_node = 32 if args.quick else 180
+    per_node = 36 if args.quick else 180  # a multiple of the 3 temperatures
     with tempfile.TemporaryDirectory() as tmp:
         # before Ray is imported: every node of both clusters, and the driver, get this token
         os.environ.pop("RAY_AUTH_TOKEN", None)

@@ -45,13 +45,13 @@ def test_search_benchmark_quick(tmp_path: Path, minilm: Path) -> None:
 def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     # the script keeps running, at a smoke size: the paper loop and the default engine (the headline ratio); the docs
     # run every engine at the full size
-    args = ("--engines", "cached", "--episodes", "12", "--loop-episodes", "3", "--conversations", "6")
+    args = ("--engines", "cached", "--episodes", "8", "--loop-episodes", "2", "--conversations", "4", "--latency", "0.2")
     result, stdout = _run_quick("eval.py", tmp_path / "eval.json", *args, timeout=900)
     assert result["speedup_vs_sequential"] > 1 and result["engine_speedup"] > 0 and result["replay_speedup"] > 0
     engine, replay = result["engine"], result["replay"]
     rows = {r["name"]: r for r in engine["engines"]}
     assert set(rows) == {"paper_loop", "cached"} and engine["default"] == "cached"
-    assert rows["paper_loop"]["episodes"] == 3 and rows["cached"]["episodes"] == 12
+    assert rows["paper_loop"]["episodes"] == 2 and rows["cached"]["episodes"] == 8
     assert rows["cached"]["dtype"] in ("bfloat16", "float32")
     assert rows["cached"]["cache"]["reused_tokens"] > 0  # the task prompt is prefilled once, then shared
     cached = next(r for r in replay["engines"] if r["name"] == "cached")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,17 @@ def test_a_token_authenticated_head_refuses_clients_without_its_token(tmp_path: 
 
         outputs: list[str] = []
         connect = f"import ray; ray.init(address={head.gcs!r}); print('connected', len(ray.nodes()))"
-        for who, env in _clients(head, empty_home).items():
+        clients = _clients(head, empty_home)
+
+        def attempts(who: str) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
             job_id = "job-" + who.replace(" ", "-")
             submit = [str(VENV_BIN / "ray"), "job", "submit", "--address", head.dashboard, f"--submission-id={job_id}"]
-            submitted = _run([*submit, "--", "python", "-c", "print('the job ran')"], env)
-            joined = _run([sys.executable, "-c", connect], env)
+            submitted = _run([*submit, "--", "python", "-c", "print('the job ran')"], clients[who])
+            return submitted, _run([sys.executable, "-c", connect], clients[who])
+
+        with ThreadPoolExecutor(len(clients)) as pool:  # the three clients at once: each mostly waits on the head
+            results = dict(zip(clients, pool.map(attempts, clients), strict=True))
+        for who, (submitted, joined) in results.items():
             outputs += [submitted.stdout, submitted.stderr, joined.stdout, joined.stderr]
             if who == "the token":
                 assert submitted.returncode == 0 and "the job ran" in submitted.stdout, submitted.stderr[-2000:]

@@ -187,12 +187,12 @@ def test_smollm2_few_steps_on_real_strategyqa_nat_examples(
     from tests.conftest import strategyqa_nat_set
 
     strategyqa_nat_set(strategyqa_files, tmp_path, tmp_path / "nat.jsonl", pos=8, neg=8)
-    strategyqa_nat_set(strategyqa_files, tmp_path, tmp_path / "dev.jsonl", pos=4, neg=0, seed=1)
+    strategyqa_nat_set(strategyqa_files, tmp_path, tmp_path / "dev.jsonl", pos=2, neg=0, seed=1)
     cfg = _cfg(
         tmp_path,
         smollm2,
         tmp_path / "nat.jsonl",
-        "train.max_length=768",
+        "train.max_length=512",
         "train.global_batch_size=4",
         "train.micro_batch_size=1",
         "train.max_steps=2",
