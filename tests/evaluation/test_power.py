@@ -28,6 +28,6 @@ def test_the_pipeline_plan_says_what_a_study_can_detect(data_dir, tmp_path) -> N
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("plan: strategyqa: 100 questions x 1 sample(s) = 100 pairs per comparison;")
-    assert "discordant share 0.30 (assumed); detectable at 80% power, alpha 0.05: 15.2 points" in lines[0]
-    assert "plan:   nat - vanilla: the paper's +8 points has power 31%: cannot detect it" in r.stdout
+    assert "discordant share 0.45 (assumed); detectable at 80% power, alpha 0.05: 18.6 points" in lines[0]
+    assert "plan:   nat - vanilla: the paper's +8 points has power 22%: cannot detect it" in r.stdout
     assert lines[-1] == "plan: 6 comparison(s); eval 400 episodes (no rate measured)"
