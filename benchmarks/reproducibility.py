@@ -1,14 +1,16 @@
 """Reproducible evaluation: the same eval run twice with different batch company, per-episode agreement.
 
-    python benchmarks/reproducibility.py [--quick] [--model smollm2] [--limit 100] [--json PATH]
+    python benchmarks/reproducibility.py --model runs/quickstart/models/nat [--config configs/quickstart.yaml]
+                                         [--dataset strategyqa] [--limit 100] [--quick] [--json PATH] [key=value ...]
 
-The eval is ``configs/eval_smollm2.yaml`` on GSM8K (the calculator only: no search index needed), SmolLM2-135M on the
-default ``cached`` engine (bfloat16 where the CPU has it). Each setting runs twice with the same run seed: once with
-many episodes sharing the engine's batch (``max_batch_size`` 32, 32 episodes per worker) and once with few (4 and 4),
-so every episode meets different neighbours, in a different order. Episodes are matched by (question, sample):
-``same_transcript`` is the share whose every turn is identical, ``same_prediction`` the share with the same final
-answer, ``same_reward`` the same grade. Settings: greedy (``temperature: 0``), sampled (0.7, seed 1), and the sampled
-eval again with another seed (2) against seed 1, to show what agreement by chance looks like.
+The eval is the config's (the quickstart's: StrategyQA with BM25 search, up to 4 turns) of ``--model`` (a fine-tuned
+checkpoint: the base SmolLM2 ends nearly every episode with one malformed reply, which would make agreement trivial)
+on the default ``cached`` engine (bfloat16 where the CPU has it). Each setting runs twice with the same run seed:
+once with many episodes sharing the engine's batch (``max_batch_size`` 32, 32 episodes per worker) and once with few
+(4 and 4), so every episode meets different neighbours, in a different order. Episodes are matched by (question,
+sample): ``same_transcript`` is the share whose every turn (and malformed reply) is identical, ``same_prediction`` the
+share with the same final answer, ``same_reward`` the same grade. Settings: greedy (``temperature: 0``), sampled (0.7,
+seed 1), and the sampled eval again with another seed (2) against seed 1, to show what agreement by chance looks like.
 
 Where agreement is below 1, the engine's arithmetic differs with the batch (bf16 padding changes rounding); in
 float32 the cached engine's replies equal ``generate``'s (tests/policy/test_kv_engine.py).
@@ -28,17 +30,22 @@ CROWDED = ["policy.max_batch_size=32", "eval.episodes_per_worker=32"]
 SPARSE = ["policy.max_batch_size=4", "eval.episodes_per_worker=4"]
 
 
-def _run(tmp: str, name: str, model: str, limit: int, extra: list[str]) -> dict:
+def _run(tmp: str, name: str, args, extra: list[str]) -> dict:
     from nat_ray.config import load_config
     from nat_ray.evaluation.driver import run_eval
     from nat_ray.storage import read_trajectories
 
-    overrides = [f"out={tmp}/{name}", f"policy.model={model}", f"eval.limit={limit}", "eval.datasets=[gsm8k]"]
-    overrides += ["policy.max_tokens=192", "eval.max_turns=4", *extra]
-    metrics = run_eval(load_config(REPO / "configs/eval_smollm2.yaml", overrides), progress=False)
-    trajs = {(t.id, t.sample_index): t for t in read_trajectories(Path(metrics["run"]["out"]) / "gsm8k")}
-    print(f"  {name:<22} accuracy {metrics['datasets']['gsm8k']['accuracy']:.3f} ({metrics['run']['seconds']} s)")
+    overrides = [f"eval.out={tmp}/{name}", f"policy.model={args.model}", f"eval.limit={args.limit}",
+                 f"eval.datasets=[{args.dataset}]", *args.overrides, *extra]  # fmt: skip
+    metrics = run_eval(load_config(args.config, overrides), progress=False)
+    trajs = {(t.id, t.sample_index): t for t in read_trajectories(Path(metrics["run"]["out"]) / args.dataset)}
+    m = metrics["datasets"][args.dataset]
+    print(f"  {name:<22} accuracy {m['accuracy']:.3f} ({metrics['run']['seconds']} s)", flush=True)
     return trajs
+
+
+def _transcript(t) -> tuple:
+    return tuple(x.content for x in t.turns), t.malformed_reply
 
 
 def agreement(a: dict, b: dict) -> dict:
@@ -46,7 +53,7 @@ def agreement(a: dict, b: dict) -> dict:
     n = len(keys)
     return {
         "episodes": n,
-        "same_transcript": sum(a[k].turns == b[k].turns for k in keys) / n,
+        "same_transcript": sum(_transcript(a[k]) == _transcript(b[k]) for k in keys) / n,
         "same_prediction": sum(a[k].prediction == b[k].prediction for k in keys) / n,
         "same_reward": sum(a[k].reward == b[k].reward for k in keys) / n,
     }
@@ -55,25 +62,29 @@ def agreement(a: dict, b: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="16 questions")
-    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--model", required=True, help="a checkpoint folder (or a prepared model name)")
+    parser.add_argument("--config", type=Path, default=REPO / "configs/quickstart.yaml")
+    parser.add_argument("--dataset", default="strategyqa")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="more config overrides (paths, ...)")
     args = parser.parse_args()
-    limit = 16 if args.quick else args.limit
+    if args.quick:
+        args.limit = 16
 
     from nat_ray.ray_init import init_ray
     from nat_ray.storage import write_json
 
     init_ray()
-    result: dict = {"model": args.model, "questions": limit, "dataset": "gsm8k"}
+    result: dict = {"model": str(args.model), "questions": args.limit, "dataset": args.dataset}
     with tempfile.TemporaryDirectory() as tmp:
         greedy = ["eval.temperature=0", "seed=1"]
         sampled = ["eval.temperature=0.7", "seed=1"]
-        g1 = _run(tmp, "greedy crowded", args.model, limit, [*greedy, *CROWDED])
-        g2 = _run(tmp, "greedy sparse", args.model, limit, [*greedy, *SPARSE])
-        s1 = _run(tmp, "sampled crowded", args.model, limit, [*sampled, *CROWDED])
-        s2 = _run(tmp, "sampled sparse", args.model, limit, [*sampled, *SPARSE])
-        s3 = _run(tmp, "sampled seed 2", args.model, limit, ["eval.temperature=0.7", "seed=2", *CROWDED])
+        g1 = _run(tmp, "greedy crowded", args, [*greedy, *CROWDED])
+        g2 = _run(tmp, "greedy sparse", args, [*greedy, *SPARSE])
+        s1 = _run(tmp, "sampled crowded", args, [*sampled, *CROWDED])
+        s2 = _run(tmp, "sampled sparse", args, [*sampled, *SPARSE])
+        s3 = _run(tmp, "sampled seed 2", args, ["eval.temperature=0.7", "seed=2", *CROWDED])
     result["greedy"] = agreement(g1, g2)
     result["sampled_same_seed"] = agreement(s1, s2)
     result["sampled_other_seed"] = agreement(s1, s3)
