@@ -233,9 +233,6 @@ class RunLayout:
     def set_file(self, variant: str) -> Path:
         return self.set_dir(variant) / "train.jsonl"
 
-    def set_manifest(self, variant: str) -> Path:
-        return jsonl_manifest(self.set_file(variant))
-
     @property
     def models(self) -> Path:
         return self.out / "models"

@@ -122,11 +122,13 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     regenerated: StageManifest | None = None
     match = plan.cfg.study.match if plan.cfg.study else "epochs"
     built_first: dict[str, StageManifest] = {}
+    budgets: dict[str, Budget] = {}  # each set tokenised once for the target and its own budget
     goal = None
     if match != "epochs":  # the target needs every set's size before the first variant trains
         upstream = {"collect": collected.config_hash}
         built_first = {v.name: _build(plan, v, upstream, say) for v in plan.variants if not v.regenerated}
-        goal = target(match, [_budget(plan, v) for v in plan.variants if not v.regenerated], plan.train)
+        budgets = {name: _budget(plan, name) for name in built_first}
+        goal = target(match, list(budgets.values()), plan.train)
         say(f"pipeline: study.match {match}: every variant trains {goal:,.0f} {match}")
     for v in plan.variants:
         upstream = {"collect": collected.config_hash}
@@ -139,7 +141,9 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
                 check_counts(plan.variants, 0, _count(regenerated, "negative"), where, regenerated=True, hint=hint)
             upstream["regenerate"] = regenerated.config_hash
         built = built_first.get(v.name) or _build(plan, v, upstream, say)
-        train = matched(match, goal, _budget(plan, v), plan.train) if goal is not None else plan.train
+        train = plan.train
+        if goal is not None:
+            train = matched(match, goal, budgets.get(v.name) or _budget(plan, v.name), plan.train)
         trained[v.name] = _train(plan, v, train, built.config_hash, progress, say)
         model = str(RunLayout(out).model(v.name))
         evals[v.name] = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
@@ -278,11 +282,11 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
     )
 
 
-def _budget(plan: PipelinePlan, v: Variant) -> Budget:
+def _budget(plan: PipelinePlan, variant: str) -> Budget:
     """The variant's built set as the trainer will see it (tokenised: truncation and drops counted)."""
     from nat_ray.training.trainer import prepare_data
 
-    data = str(RunLayout(plan.out).set_file(v.name))
+    data = str(RunLayout(plan.out).set_file(variant))
     _, rows, _, stats = prepare_data(
         plan.cfg.model_copy(update={"train": plan.train.model_copy(update={"data": data})})
     )
