@@ -1,7 +1,8 @@
 """Reproducible evaluation: the same eval run twice with different batch company, per-episode agreement.
 
     python benchmarks/reproducibility.py --model runs/quickstart/models/nat [--config configs/quickstart.yaml]
-                                         [--dataset strategyqa] [--limit 100] [--quick] [--json PATH] [key=value ...]
+                                         [--dataset strategyqa] [--limit 100] [--quick] [--only greedy]
+                                         [--json PATH] [key=value ...]
 
 The eval is the config's (the quickstart's: StrategyQA with BM25 search, up to 4 turns) of ``--model`` (a fine-tuned
 checkpoint: the base SmolLM2 ends nearly every episode with one malformed reply, which would make agreement trivial)
@@ -11,6 +12,8 @@ once with many episodes sharing the engine's batch (``max_batch_size`` 32, 32 ep
 sample): ``same_transcript`` is the share whose every turn (and malformed reply) is identical, ``same_prediction`` the
 share with the same final answer, ``same_reward`` the same grade. Settings: greedy (``temperature: 0``), sampled (0.7,
 seed 1), and the sampled eval again with another seed (2) against seed 1, to show what agreement by chance looks like.
+Greedy also runs the crowded eval a second time (``greedy_repeat``: the same config twice). ``--only greedy`` skips
+the sampled settings; ``policy.dtype=float32`` as an override measures the float32 engine.
 
 Where agreement is below 1, the engine's arithmetic differs with the batch (bf16 padding changes rounding); in
 float32 the cached engine's replies equal ``generate``'s (tests/policy/test_kv_engine.py).
@@ -66,6 +69,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=REPO / "configs/quickstart.yaml")
     parser.add_argument("--dataset", default="strategyqa")
     parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--only", choices=["greedy", "sampled"], default=None, help="one setting")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="more config overrides (paths, ...)")
     args = parser.parse_args()
@@ -76,19 +80,30 @@ def main() -> None:
     from nat_ray.storage import write_json
 
     init_ray()
-    result: dict = {"model": str(args.model), "questions": args.limit, "dataset": args.dataset}
+    result: dict = {
+        "model": str(args.model),
+        "questions": args.limit,
+        "dataset": args.dataset,
+        "overrides": args.overrides,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         greedy = ["eval.temperature=0", "seed=1"]
         sampled = ["eval.temperature=0.7", "seed=1"]
-        g1 = _run(tmp, "greedy crowded", args, [*greedy, *CROWDED])
-        g2 = _run(tmp, "greedy sparse", args, [*greedy, *SPARSE])
-        s1 = _run(tmp, "sampled crowded", args, [*sampled, *CROWDED])
-        s2 = _run(tmp, "sampled sparse", args, [*sampled, *SPARSE])
-        s3 = _run(tmp, "sampled seed 2", args, ["eval.temperature=0.7", "seed=2", *CROWDED])
-    result["greedy"] = agreement(g1, g2)
-    result["sampled_same_seed"] = agreement(s1, s2)
-    result["sampled_other_seed"] = agreement(s1, s3)
-    for name in ("greedy", "sampled_same_seed", "sampled_other_seed"):
+        if args.only != "sampled":
+            g1 = _run(tmp, "greedy crowded", args, [*greedy, *CROWDED])
+            g2 = _run(tmp, "greedy sparse", args, [*greedy, *SPARSE])
+            g3 = _run(tmp, "greedy crowded again", args, [*greedy, *CROWDED])
+            result["greedy"] = agreement(g1, g2)
+            result["greedy_repeat"] = agreement(g1, g3)
+        if args.only != "greedy":
+            s1 = _run(tmp, "sampled crowded", args, [*sampled, *CROWDED])
+            s2 = _run(tmp, "sampled sparse", args, [*sampled, *SPARSE])
+            s3 = _run(tmp, "sampled seed 2", args, ["eval.temperature=0.7", "seed=2", *CROWDED])
+            result["sampled_same_seed"] = agreement(s1, s2)
+            result["sampled_other_seed"] = agreement(s1, s3)
+    for name in ("greedy", "greedy_repeat", "sampled_same_seed", "sampled_other_seed"):
+        if name not in result:
+            continue
         r = result[name]
         print(f"{name:<20} {r['episodes']} episodes: same transcript {r['same_transcript']:.3f}, same prediction "
               f"{r['same_prediction']:.3f}, same reward {r['same_reward']:.3f}")  # fmt: skip

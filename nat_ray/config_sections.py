@@ -67,6 +67,9 @@ class StudyConfig(StrictModel):
     regenerate_from: str = "vanilla"  # the variant whose checkpoint regenerates the negatives
     # compute matching (nat_ray.pipeline.match): epochs (the paper's), or the same optimizer steps / trained tokens
     match: Literal["epochs", "steps", "tokens"] = "epochs"
+    # compute-matched controls beside the study's own (epochs) variants: each variant that trains less than the most
+    # trained one gets a twin on the same set matched to it (`vanilla-steps`): "negatives" vs "more training"
+    controls: list[Literal["steps", "tokens"]] | None = Field(None, min_length=1)
     base: bool = True  # also evaluate the base model (train.model) as a row
     teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)
 

@@ -11,7 +11,8 @@ comparison and data set:
   McNemar test on them (two-sided binomial); ``p_holm``: Holm's step-down adjustment over every comparison of a report.
 
 Which pairs a study implies (:func:`implied_pairs`): each trained variant vs ``vanilla``, each NAT variant vs the NUT
-variant with the same negatives, and every variant vs ``base``.
+variant with the same negatives, each compute-matched control vs its variant and the variants it is matched to, and
+every variant vs ``base``.
 """
 
 from __future__ import annotations
@@ -119,19 +120,29 @@ def with_holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
 
 
 def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tuple[str, str]]:
-    """(a, b) for each comparison a study implies, among the rows that were evaluated."""
+    """(a, b) for each comparison a study implies, among the rows that were evaluated. A compute-matched control
+    (``twin`` set) is compared with its own variant (what the extra training alone did) and each variant of the same
+    seed that it was matched to (what the negatives did at equal compute)."""
     have = set(evaluated)
     trained = [v for v in variants if v["name"] in have]
+    own = [v for v in trained if not v.get("twin")]
     pairs: list[tuple[str, str]] = []
-    for v in trained:  # against the vanilla model of the same training seed (a seeds study has one per seed)
-        twin = next((w for w in trained if w["mode"] == "vanilla" and w.get("train_seed") == v.get("train_seed")), None)
+    for v in own:  # against the vanilla model of the same training seed (a seeds study has one per seed)
+        twin = next((w for w in own if w["mode"] == "vanilla" and w.get("train_seed") == v.get("train_seed")), None)
         if v["mode"] != "vanilla" and twin is not None:
             pairs.append((v["name"], twin["name"]))
-    for v in trained:
+    for v in own:
         if v["mode"] == "nat":
-            twin = next((w for w in trained if w["mode"] == "nut" and _same_but_mode(v, w)), None)
+            twin = next((w for w in own if w["mode"] == "nut" and _same_but_mode(v, w)), None)
             if twin is not None:
                 pairs.append((v["name"], twin["name"]))
+    controls = [v for v in trained if v.get("twin")]
+    controlled = {c["twin"] for c in controls}
+    for c in controls:  # the variants that train the target: those without a control
+        if c["twin"] in have:
+            pairs.append((c["name"], c["twin"]))
+        same_seed = [v for v in own if v.get("train_seed") == c.get("train_seed")]
+        pairs += [(v["name"], c["name"]) for v in same_seed if v["name"] not in controlled]
     if "base" in have:
         pairs += [(v["name"], "base") for v in trained]
     return list(dict.fromkeys(pairs))

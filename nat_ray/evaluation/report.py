@@ -327,9 +327,13 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
     stages = _stages(run)
     total = sum(s["seconds"] or 0 for s in stages)
     template = {name: m.template for name, m in rows.items()}
-    match = ((config or {}).get("study") or {}).get("match", "epochs")
+    study = (config or {}).get("study") or {}
+    match = study.get("match", "epochs")
     match = {"epochs": "epochs (each set its own steps)", "steps": "steps (every variant the same optimizer steps)",
              "tokens": "tokens (every variant the same trained tokens)"}.get(match, match)  # fmt: skip
+    if study.get("controls"):
+        match += (f"; compute-matched controls (`study.controls`: {', '.join(study['controls'])}): `<variant>-<match>` "
+                  "is its variant's set trained to the most-trained variant's budget")  # fmt: skip
     text = [
         f"# Report: {run.name}",
         "",

@@ -25,7 +25,7 @@ from nat_ray.pipeline.match import Budget, matched, target
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.power_plan import plan_lines
 from nat_ray.pipeline.stages import run_stage
-from nat_ray.pipeline.variants import Variant, check_counts, expand
+from nat_ray.pipeline.variants import Variant, check_counts, controls_kept, expand
 from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
 from nat_ray.tracking import NoTracker, Tracker, make_tracker
@@ -120,17 +120,8 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     evals: dict[str, str] = {}
     trained: dict[str, StageManifest] = {}
     regenerated: StageManifest | None = None
-    match = plan.cfg.study.match if plan.cfg.study else "epochs"
-    built_first: dict[str, StageManifest] = {}
-    budgets: dict[str, Budget] = {}  # each set tokenised once for the target and its own budget
-    goal = None
-    if match != "epochs":  # the target needs every set's size before the first variant trains
-        upstream = {"collect": collected.config_hash}
-        built_first = {v.name: _build(plan, v, upstream, say) for v in plan.variants if not v.regenerated}
-        budgets = {name: _budget(plan, name) for name in built_first}
-        goal = target(match, list(budgets.values()), plan.train)
-        say(f"pipeline: study.match {match}: every variant trains {goal:,.0f} {match}")
-    for v in plan.variants:
+    variants, built_first, sizes, goals = compute_budgets(plan, collected, say)
+    for v in variants:
         upstream = {"collect": collected.config_hash}
         if v.regenerated:
             if regenerated is None:
@@ -141,9 +132,7 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
                 check_counts(plan.variants, 0, _count(regenerated, "negative"), where, regenerated=True, hint=hint)
             upstream["regenerate"] = regenerated.config_hash
         built = built_first.get(v.name) or _build(plan, v, upstream, say)
-        train = plan.train
-        if goal is not None:
-            train = matched(match, goal, budgets.get(v.name) or _budget(plan, v.name), plan.train)
+        train = train_section(plan, v, sizes, goals)
         trained[v.name] = _train(plan, v, train, built.config_hash, progress, say)
         model = str(RunLayout(out).model(v.name))
         evals[v.name] = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
@@ -153,22 +142,65 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
         _teacher(plan, collected.config_hash, say)
     from nat_ray.evaluation.report import write_report
 
-    variants = [v.__dict__ for v in plan.variants]
+    rows = [v.__dict__ for v in variants]
     report = run_stage(
         RunLayout(out).report,
         "report",
         None,
-        {"variants": [v.name for v in plan.variants], "task": plan.task.name},
+        {"variants": [v.name for v in variants], "task": plan.task.name},
         evals,
-        lambda: write_report(out, dump_config(cfg), variants),
+        lambda: write_report(out, dump_config(cfg), rows),
         say,
         plan.mirror,
         plan.tracker,
     )
     plan.tracker.artifacts(RunLayout(out).report, "report")
     say((RunLayout(out).report / TABLE).read_text())
-    names = [v.name for v in plan.variants]
+    names = [v.name for v in variants]
     return {"out": str(out), "variants": names, "report": str(RunLayout(out).report), **report.counts}
+
+
+def compute_budgets(
+    plan: PipelinePlan, collected: StageManifest, say: Say
+) -> tuple[list[Variant], dict[str, StageManifest], dict[str, Budget], dict[str, float | None]]:
+    """Compute matching, decided before the first variant trains: ``study.match`` gives every variant the target,
+    ``study.controls`` adds a matched twin to each variant that trains less. Returns the variants to run (the
+    controls kept), the sets built on the way, each set's budget, and each match's target (steps or tokens)."""
+    study = plan.cfg.study
+    match = study.match if study else "epochs"
+    controls = (study.controls if study else None) or []
+    variants = [v for v in plan.variants if not v.control]
+    if match == "epochs" and not controls:
+        return variants, {}, {}, {}
+    # a control's set is its twin's: built (and tokenised) once, under the twin's name, until the control is kept
+    upstream = {"collect": collected.config_hash}
+    built = {v.name: _build(plan, v, upstream, say) for v in variants if not v.regenerated}
+    budgets = {name: _budget(plan, name) for name in built}
+    goals: dict[str, float | None] = {}
+    for m in sorted({match, *controls} - {"epochs"}):
+        goals[m] = target(m, list(budgets.values()), plan.train)  # type: ignore[arg-type]
+        say(f"pipeline: {'study.match' if m == match else 'study.controls'} {m}: the target is {goals[m]:,.0f} {m}")
+    less = {}
+    for c in (v for v in plan.variants if v.control):
+        b, m = budgets[c.twin or ""], c.match
+        steps = matched(m, goals[m], b, plan.train).max_steps  # type: ignore[arg-type]
+        less[c.name] = steps is not None and steps != b.natural_steps(plan.train)
+    kept = controls_kept(plan.variants, less)
+    dropped = [v.name for v in plan.variants if v not in kept]
+    if dropped:
+        say(f"pipeline: study.controls: {', '.join(dropped)} left out (their variant already trains the target)")
+    return kept, built, budgets, goals
+
+
+def train_section(
+    plan: PipelinePlan, v: Variant, budgets: dict[str, Budget], goals: dict[str, float | None]
+) -> TrainConfig:
+    """The variant's ``train`` section: the config's, matched to its target when the study matches compute."""
+    m = v.match if v.control else (plan.cfg.study.match if plan.cfg.study else "epochs")
+    if goals.get(m) is None:
+        return plan.train
+    budget = budgets.get(v.twin or v.name) or _budget(plan, v.name)
+    return matched(m, goals[m], budget, plan.train)  # type: ignore[arg-type]
 
 
 def _count(stage: StageManifest, label: str) -> int:

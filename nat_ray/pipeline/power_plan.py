@@ -41,7 +41,7 @@ def measured_rate(out: Path) -> float | None:
 
 def plan_lines(plan: PipelinePlan) -> list[str]:
     cfg, ec = plan.cfg, plan.eval
-    variants = [v.__dict__ for v in plan.variants]
+    variants = [v.__dict__ for v in plan.variants if not v.control]  # controls are kept once the sets are built
     base = cfg.study is None or cfg.study.base
     rows = [*(["base"] if base else []), *(v["name"] for v in variants)]
     mode = {"base": "base", **{v["name"]: v["mode"] for v in variants}}
@@ -72,4 +72,7 @@ def plan_lines(plan: PipelinePlan) -> list[str]:
     rate = measured_rate(plan.out)
     cost = f"~{episodes / rate / 60:.0f} min at the {rate:.2f} episodes/s measured here" if rate else "no rate measured"
     lines.append(f"plan: {len(pairs)} comparison(s); eval {episodes:,} episodes ({cost})")
+    if cfg.study and cfg.study.controls:
+        lines.append(f"plan: and study.controls {', '.join(cfg.study.controls)}: one more trained model and eval per "
+                     "variant that trains less than the target (decided once the sets are built)")  # fmt: skip
     return lines

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from nat_ray.config_sections import BuildStageConfig, StudyConfig
 from nat_ray.errors import InputError
@@ -19,16 +20,24 @@ class Variant:
     build_seed: int
     train_seed: int
     negative_source: str = "imported"  # or "regenerated": negatives from a rollout of this run's fine-tuned model
+    match: str = "epochs"  # a compute-matched control (study.controls): "steps" or "tokens"
+    twin: str | None = None  # a control's variant: the same set, trained ``train.epochs``
 
     @property
     def regenerated(self) -> bool:
         return self.negative_source == "regenerated"
 
+    @property
+    def control(self) -> bool:
+        return self.twin is not None
+
 
 def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) -> list[Variant]:
     """The variants of a study, in a stable order, without duplicates (vanilla is built without negatives, so a
     negatives sweep or a negative-source study gives it one variant). Variants whose negatives are regenerated come
-    last: they need the ``regenerate_from`` variant's model."""
+    last: they need the ``regenerate_from`` variant's model. ``study.controls`` adds a candidate twin per variant
+    (``vanilla-steps``, ``nat-steps-seed1``): the pipeline keeps those that would train less than the target
+    (:func:`controls_kept`)."""
     study = study or StudyConfig()
     modes = study.modes or [build.mode]
     negatives = study.negatives or [build.neg_num]
@@ -52,6 +61,12 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
         out.setdefault(name, Variant(name, mode, template, build.pos_num, neg, build.seed, seed, source))
     if not out:
         raise InputError("study: the study expands to no variant")
+    for match in study.controls or []:
+        if study.match != "epochs":
+            raise InputError(f"study.controls: the variants are already matched (study.match: {study.match})")
+        for v in [v for v in out.values() if not v.regenerated and not v.control]:
+            name = re.sub(r"(-seed\d+)?$", lambda m, mt=match: f"-{mt}{m.group(0)}", v.name, count=1)
+            out[name] = replace(v, name=name, match=match, twin=v.name)
     variants = sorted(out.values(), key=lambda v: v.regenerated)  # stable: the study's order otherwise
     if any(v.regenerated for v in variants):
         source = next((v for v in variants if v.name == study.regenerate_from), None)
@@ -83,3 +98,9 @@ def check_counts(
         if isinstance(v.neg_num, int) and v.neg_num > negatives:
             field = "study.negatives" if v.mode != "vanilla" else "build.neg_num"
             raise InputError(f"{field}: {v.neg_num} negatives asked ({v.name}) but {where} has {negatives}{hint}")
+
+
+def controls_kept(variants: list[Variant], trains_less: dict[str, bool]) -> list[Variant]:
+    """The study without the controls whose variant already trains the target (it would be trained twice):
+    ``trains_less`` says, per control, whether its variant's natural budget is below the control's target."""
+    return [v for v in variants if not v.control or trains_less[v.name]]

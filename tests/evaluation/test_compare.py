@@ -65,6 +65,22 @@ def test_holm_and_the_pairs_a_study_implies() -> None:
     assert implied_pairs(variants, ["nat", "nut"]) == [("nat", "nut")]
 
 
+def test_a_compute_matched_control_is_paired_with_its_variant_and_the_variants_it_matches() -> None:
+    variants = [
+        {"name": f"{m}-seed{s}", "mode": m, "neg_num": 0 if m == "vanilla" else 8, "pos_num": 8, "train_seed": s}
+        for m in ("vanilla", "nut", "nat")
+        for s in (1, 2)
+    ]
+    variants += [{**variants[s], "name": f"vanilla-steps-seed{s + 1}", "match": "steps",
+                  "twin": f"vanilla-seed{s + 1}"} for s in (0, 1)]  # fmt: skip
+    pairs = implied_pairs(variants, [v["name"] for v in variants])
+    seed1 = [p for p in pairs if p[0].endswith("seed1")]
+    assert seed1 == [("nut-seed1", "vanilla-seed1"), ("nat-seed1", "vanilla-seed1"), ("nat-seed1", "nut-seed1"),
+                     ("vanilla-steps-seed1", "vanilla-seed1"), ("nut-seed1", "vanilla-steps-seed1"),
+                     ("nat-seed1", "vanilla-steps-seed1")]  # fmt: skip
+    assert len(pairs) == 12 and all(p[0][-1] == p[1][-1] for p in pairs)  # never across seeds
+
+
 def test_the_report_writes_comparisons_json_and_its_table(tmp_path: Path) -> None:
     run = tmp_path / "run"
     right = {"base": range(0), "vanilla": range(4), "nat": range(9)}

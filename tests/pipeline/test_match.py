@@ -33,3 +33,28 @@ def test_tokens_gives_every_variant_the_same_trained_tokens_within_a_step() -> N
         trained[name] = tc.max_steps * b.tokens_per_step(TC)
         assert abs(trained[name] - goal) <= b.tokens_per_step(TC)
     assert matched("tokens", goal, short, TC).max_steps == 72 and matched("tokens", goal, long, TC).max_steps == 24
+
+
+def test_controls_keep_the_twin_of_the_variant_that_trains_less(tmp_path, smollm2) -> None:
+    """The pipeline's budget step on the shipped CI config (import and build are plain Python, no Ray): vanilla's 8
+    examples take 2 steps, NAT's 16 take 4; the `steps` control of vanilla trains 4, NAT's equals NAT (left out)."""
+    from pathlib import Path
+
+    from nat_ray.config import load_config
+    from nat_ray.pipeline.driver import _collect, _collect_identity, compute_budgets, train_section, validate
+    from tests.training.test_train_ray import tiny_llama_folder
+
+    repo = Path(__file__).resolve().parents[2]
+    model = tiny_llama_folder(tmp_path / "tiny", smollm2)
+    overrides = [f"out={tmp_path / 'run'}", f"train.model={model}", "train.max_steps=null", "train.epochs=1"]
+    overrides += ["study.controls=[steps]"]
+    plan = validate(load_config(repo / "configs/ci_pipeline.yaml", overrides))
+    assert [v.name for v in plan.variants] == ["vanilla", "nat", "vanilla-steps", "nat-steps"]
+    said: list[str] = []
+    collected = _collect(plan, _collect_identity(plan), said.append)
+    variants, built, sizes, goals = compute_budgets(plan, collected, said.append)
+    assert [v.name for v in variants] == ["vanilla", "nat", "vanilla-steps"] and set(built) == {"vanilla", "nat"}
+    assert goals == {"steps": 4.0} and (sizes["vanilla"].examples, sizes["nat"].examples) == (8, 16)
+    assert any("nat-steps left out" in line for line in said)
+    steps = {v.name: train_section(plan, v, sizes, goals).max_steps for v in variants}
+    assert steps == {"vanilla": None, "nat": None, "vanilla-steps": 4}  # None: train.epochs decides (2 and 4 steps)

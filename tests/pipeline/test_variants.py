@@ -45,6 +45,18 @@ def test_templates_and_seeds_are_axes_too() -> None:
     assert [v.name for v in expand(BuildStageConfig(mode="nut"), None, 0)] == ["nut"]
 
 
+def test_controls_add_a_matched_twin_per_variant_named_before_the_seed() -> None:
+    study = StudyConfig(modes=["vanilla", "nat"], seeds=[1, 2], controls=["steps"])
+    vs = expand(BuildStageConfig(), study, 0)
+    assert [v.name for v in vs] == ["vanilla-seed1", "vanilla-seed2", "nat-seed1", "nat-seed2", "vanilla-steps-seed1",
+                                    "vanilla-steps-seed2", "nat-steps-seed1", "nat-steps-seed2"]  # fmt: skip
+    control = vs[4]
+    assert (control.match, control.twin, control.train_seed, control.mode) == ("steps", "vanilla-seed1", 1, "vanilla")
+    assert [v.name for v in expand(BuildStageConfig(), StudyConfig(controls=["tokens"]), 0)] == ["nat", "nat-tokens"]
+    with pytest.raises(InputError, match=r"study.controls: the variants are already matched \(study.match: steps\)"):
+        expand(BuildStageConfig(), StudyConfig(controls=["steps"], match="steps"), 0)
+
+
 def test_negative_source_regenerated_variants_come_after_the_model_that_regenerates() -> None:
     study = StudyConfig(modes=["nat", "vanilla", "nut"], negative_source=["regenerated", "imported"])
     vs = expand(BuildStageConfig(pos_num=10, neg_num=10), study, 0)
