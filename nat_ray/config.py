@@ -175,6 +175,13 @@ class TrainConfig(StrictModel):
     max_failures: int = Field(2, ge=0)  # worker failures Ray Train recovers from (restarting at the last checkpoint)
     deepspeed_config: str = "cluster/deepspeed_zero3.json"
     seed: int = 42
+    # sft: the assistant-token loss (vanilla / NUT / NAT sets); dpo / kto: preference losses on the sets of
+    # `build --mode dpo | kto`, against the frozen train.model (nat_ray.training.preference)
+    objective: Literal["sft", "dpo", "kto"] = "sft"
+    beta: float = Field(0.1, gt=0)  # DPO / KTO temperature of the log-ratio
+    desirable_weight: float | None = Field(None, gt=0)  # KTO; both unset: each class weighs as much in total
+    undesirable_weight: float | None = Field(None, gt=0)
+    sft_weight: float = Field(0.0, ge=0)  # DPO / KTO: plus this x the SFT loss on the chosen / desirable completions
 
     @model_validator(mode="after")
     def _divides(self) -> TrainConfig:

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from nat_ray.types import StrictModel
 
-Mode = Literal["vanilla", "nut", "nat", "nat-graded"]
+Mode = Literal["vanilla", "nut", "nat", "nat-graded", "dpo", "kto"]
 NegativeSource = Literal["imported", "regenerated"]
 
 

@@ -6,7 +6,9 @@ Modes (``nat-ray build --mode``):
 - ``nut``: positives and negatives, plain prompt — negatives with no marker;
 - ``nat``: positives and negatives, the template's correct / incorrect question prompt (``zero-shot-target-aware``;
   ablations such as ``zero-shot-target-aware-prefix-AB`` through ``--template``);
-- ``nat-graded``: the F1 classes of a three- or four-class template (HotpotQA).
+- ``nat-graded``: the F1 classes of a three- or four-class template (HotpotQA);
+- ``dpo`` / ``kto``: preference sets in TRL's formats, for ``train.objective: dpo | kto``
+  (:mod:`nat_ray.preference_sets`).
 
 Selection is the paper's loader (``load_pos_neg_data_with_prompts``): positives are the first N in input order,
 negatives ``random.Random(seed).sample(all negatives in input order, M)``; positives first, then negatives.
@@ -25,13 +27,16 @@ from nat_ray.records import DatasetManifest
 from nat_ray.storage import dataset_manifest, manifest, read_trajectories, write_examples
 from nat_ray.types import Example, Label, StrictModel, Trajectory, Turn
 
-Mode = Literal["vanilla", "nut", "nat", "nat-graded"]
-MODES: tuple[str, ...] = ("vanilla", "nut", "nat", "nat-graded")
+Mode = Literal["vanilla", "nut", "nat", "nat-graded", "dpo", "kto"]
+MODES: tuple[str, ...] = ("vanilla", "nut", "nat", "nat-graded", "dpo", "kto")
+PREFERENCE_MODES: tuple[str, ...] = ("dpo", "kto")
 DEFAULT_TEMPLATE: dict[str, str] = {
     "vanilla": "zero-shot",
     "nut": "zero-shot",
     "nat": "zero-shot-target-aware",
     "nat-graded": "zero-shot-target-aware-four-class",
+    "dpo": "zero-shot",
+    "kto": "zero-shot",
 }
 ALL = -1  # --pos-num/--neg-num 'all'
 
@@ -148,6 +153,11 @@ def build(config: BuildConfig) -> DatasetManifest:
     if config.negatives_from is not None:
         negatives = [t for t in read_trajectories(config.negatives_from) if t.label == Label.NEGATIVE]
         trajectories = [t for t in trajectories if t.label == Label.POSITIVE] + negatives
+    if config.mode in PREFERENCE_MODES:
+        rows, counts = _preference_rows(trajectories, template, config)
+        meta = manifest("training-set", config.model_dump(mode="json") | {"template": template.name}, counts)
+        write_examples(rows, Path(config.out), meta)
+        return meta
     examples = build_examples(trajectories, template, config.mode, config.pos_num, config.neg_num, config.seed)
     counts = {
         "examples": len(examples),
@@ -157,6 +167,17 @@ def build(config: BuildConfig) -> DatasetManifest:
     meta = manifest("training-set", config.model_dump(mode="json") | {"template": template.name}, counts)
     write_examples(examples, Path(config.out), meta)
     return meta
+
+
+def _preference_rows(
+    trajectories: list[Trajectory], template: PromptTemplate, config: BuildConfig
+) -> tuple[list, dict]:
+    from nat_ray.preference_sets import dpo_pairs, kto_examples
+
+    if config.mode == "dpo":
+        pairs, counts = dpo_pairs(trajectories, template, config.neg_num, config.seed)
+        return pairs, counts | {"examples": len(pairs), "positives": len(pairs), "negatives": len(pairs)}
+    return kto_examples(select(trajectories, config.pos_num, config.neg_num, config.seed), template)
 
 
 def training_set(data: str | Path) -> dict | None:

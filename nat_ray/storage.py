@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +24,14 @@ from pydantic import BaseModel, ValidationError
 
 from nat_ray.errors import InputError, first_validation_error
 from nat_ray.records import MANIFEST, DatasetManifest, Record, StageManifest, dataset_manifest_path
-from nat_ray.types import EXAMPLE_ARROW_SCHEMA, TRAJECTORY_ARROW_SCHEMA, Example, Trajectory
+from nat_ray.types import (
+    EXAMPLE_ARROW_SCHEMA,
+    TRAJECTORY_ARROW_SCHEMA,
+    Example,
+    LabelledCompletion,
+    PreferencePair,
+    Trajectory,
+)
 
 if TYPE_CHECKING:
     import ray.data
@@ -267,30 +274,45 @@ def write_trajectories_ray(
 # ---------------------------------------------------------------- training examples
 
 
-def write_examples(examples: list[Example], out: str | Path, meta: DatasetManifest, overwrite: bool = True) -> None:
+def write_examples(
+    examples: Sequence[Example | PreferencePair | LabelledCompletion],
+    out: str | Path,
+    meta: DatasetManifest,
+    overwrite: bool = True,
+) -> None:
     """``out`` ending ``.jsonl``: one JSON line per example (manifest at ``out.manifest.json``); else a Parquet
-    dataset folder with the manifest inside."""
+    dataset folder with the manifest inside. Preference records (DPO, KTO) are written the same way."""
     out = Path(out)
+    rows = [e.model_dump(mode="json") for e in examples]
     if out.suffix == ".jsonl":
-        write_jsonl(out, (e.to_row() for e in examples))
+        write_jsonl(out, rows)
         write_record(dataset_manifest_path(out), meta)
         return
-    table = pa.Table.from_pylist([e.to_row() for e in examples], schema=EXAMPLE_ARROW_SCHEMA)
+    sft = all(isinstance(e, Example) for e in examples)
+    table = pa.Table.from_pylist(rows, schema=EXAMPLE_ARROW_SCHEMA if sft else None)
     with atomic_dir(out, overwrite) as tmp:
         pq.write_table(table, tmp / "part-00000.parquet")
         _write_manifest(tmp, meta)
 
 
 def read_examples(path: str | Path) -> list[Example]:
+    return read_training_rows(path, Example)  # type: ignore[return-value]
+
+
+def read_training_rows(
+    path: str | Path, kind: type[Example] | type[PreferencePair] | type[LabelledCompletion]
+) -> list[Example | PreferencePair | LabelledCompletion]:
+    """A training set's records, each validated as ``kind``; a bad one names its file and line (or row)."""
     path = Path(path)
     if path.suffix == ".jsonl":
         rows = read_records(path)
     else:
         rows = [(f"{p} row {i}", r) for p in parquet_parts(path) for i, r in enumerate(pq.read_table(p).to_pylist())]
+    what = {Example: "training example", PreferencePair: "DPO pair", LabelledCompletion: "KTO record"}[kind]
     out = []
     for where, row in rows:
         try:
-            out.append(Example.model_validate(row))
+            out.append(kind.model_validate(row))
         except ValidationError as exc:
-            raise InputError(f"{where}: not a valid training example: {_first_error(exc)}") from None
+            raise InputError(f"{where}: not a valid {what}: {_first_error(exc)}") from None
     return out

@@ -142,6 +142,33 @@ EXAMPLE_ARROW_SCHEMA = pa.schema(
 )
 
 
+class Message(StrictModel):
+    """A chat message as TRL's conversational datasets hold them (``{"role", "content"}``)."""
+
+    role: Role
+    content: str
+
+
+class PreferencePair(StrictModel):
+    """A DPO record in TRL's conversational preference format: a success (``chosen``) and a failure (``rejected``) on
+    the same question, each the conversation after ``prompt`` (the messages before the first assistant turn). Loss
+    falls on the assistant messages of ``chosen`` / ``rejected``; tool observations are user messages."""
+
+    id: str
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+
+
+class LabelledCompletion(StrictModel):
+    """A KTO record in TRL's unpaired preference format: ``label`` true for a positive trajectory."""
+
+    id: str
+    prompt: list[Message]
+    completion: list[Message]
+    label: bool
+
+
 class Example(StrictModel):
     """One training example built from a trajectory; ``loss`` is true exactly on the trajectory's assistant turns."""
 

@@ -110,7 +110,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
 
 def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progress: bool, say: Say) -> dict:
     cfg, out = plan.cfg, plan.out
-    say(f"pipeline: {len(plan.variants)} variant(s): {', '.join(v.name for v in plan.variants)}; run folder {out}")
+    own = [v.name for v in plan.variants if not v.control]
+    controls = " (+ study.controls, decided once the sets are built)" if len(own) < len(plan.variants) else ""
+    say(f"pipeline: {len(own)} variant(s){controls}: {', '.join(own)}; run folder {out}")
     for line in plan_lines(plan):
         say(line)
     collected = _collect(plan, identity, say)

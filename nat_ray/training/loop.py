@@ -33,7 +33,10 @@ HF_DIR = "hf"  # the model folder inside the final checkpoint
 
 
 def _rows(shard: Any) -> list[dict]:
-    return [{"input_ids": list(r["input_ids"]), "labels": list(r["labels"])} for r in shard.iter_rows()]
+    def plain(v: Any) -> Any:
+        return [plain(x) for x in v] if hasattr(v, "__len__") and not isinstance(v, str) else v
+
+    return [{k: plain(v) for k, v in r.items()} for r in shard.iter_rows()]
 
 
 def _all_reduce(values: list[float], op: str = "sum") -> list[float]:
@@ -82,6 +85,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     from nat_ray.hardware import resolve_bf16
     from nat_ray.training.loss import AssistantLoss
+    from nat_ray.training.preference import PreferenceLoss, collate_preference
     from nat_ray.training.strategy import STRATEGIES
 
     memory = PeakRSS()
@@ -99,13 +103,18 @@ def train_loop_per_worker(config: dict) -> None:
     lm.config.use_cache = False
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    module = AssistantLoss(lm, cfg.head_chunk_tokens)
+    if cfg.objective == "sft":
+        module: AssistantLoss = AssistantLoss(lm, cfg.head_chunk_tokens)
+    else:
+        weights = tuple(config["preference"]["weights"])
+        module = PreferenceLoss(lm, cfg.objective, cfg.beta, weights, cfg.sft_weight, cfg.head_chunk_tokens)  # type: ignore[arg-type]
     module.train()  # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
 
     rows = _rows(ray.train.get_dataset_shard("train"))
     dev_shard = ray.train.get_dataset_shard("dev") if config.get("has_dev") else None
     dev_rows = _rows(dev_shard) if dev_shard is not None else []
-    lengths = [len(r["input_ids"]) for r in rows]
+    sft = cfg.objective == "sft"
+    lengths = [len(r["input_ids"]) if sft else max(len(x) for x in r["input_ids"]) for r in rows]
     per_step = cfg.micro_batch_size * cfg.accumulation
     steps_per_epoch = int(_all_reduce([len(rows) // per_step], "min")[0])  # the same on every worker
     total = min(cfg.max_steps or 10**12, math.ceil(steps_per_epoch * cfg.epochs))
@@ -135,7 +144,10 @@ def train_loop_per_worker(config: dict) -> None:
         if epoch not in epoch_batches:
             epoch_batches = {epoch: batch_order(lengths, cfg.micro_batch_size, cfg.seed + epoch, cfg.group_by_length)}
         idx = epoch_batches[epoch][within]
-        batch = collate([rows[i]["input_ids"] for i in idx], [rows[i]["labels"] for i in idx], pad_id)
+        if sft:
+            batch = collate([rows[i]["input_ids"] for i in idx], [rows[i]["labels"] for i in idx], pad_id)
+        else:
+            batch = collate_preference([rows[i] for i in idx], pad_id)
         n_real = int(batch["attention_mask"].sum())
         real += n_real
         padded += batch["attention_mask"].numel()

@@ -22,7 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
-from nat_ray.config import RunConfig, dump_config
+from nat_ray.config import RunConfig, TrainConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.hardware import resolve_bf16
 from nat_ray.models import resolve_model_path
@@ -74,7 +74,11 @@ def prepare_data(cfg: RunConfig) -> tuple[Path, list[dict], list[dict], dict]:
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
         raise InputError(f"{model_path}: the tokenizer has no chat template")
-    encoded, stats = encode_all(tokenizer, read_examples(tc.data), tc.max_length, tc.drop_no_loss)
+    if tc.objective != "sft":
+        rows, stats = _preference_rows(tokenizer, tc)
+        encoded: list = rows
+    else:
+        encoded, stats = encode_all(tokenizer, read_examples(tc.data), tc.max_length, tc.drop_no_loss)
     per_worker = len(encoded) // tc.num_workers
     if per_worker < tc.micro_batch_size * tc.accumulation:
         raise InputError(
@@ -85,9 +89,38 @@ def prepare_data(cfg: RunConfig) -> tuple[Path, list[dict], list[dict], dict]:
     if tc.dev:
         dev_encoded, _ = encode_all(tokenizer, read_examples(tc.dev), tc.max_length, tc.drop_no_loss)
         dev = [{"input_ids": e.input_ids, "labels": e.labels} for e in dev_encoded]
-    rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
-    stats["longest"] = max((len(r["input_ids"]) for r in [*rows, *dev]), default=0)
+    if tc.objective == "sft":
+        rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
+    longest = [max(len(x) for x in r["input_ids"]) if tc.objective != "sft" else len(r["input_ids"]) for r in rows]
+    stats["longest"] = max([*longest, *(len(r["input_ids"]) for r in dev)], default=0)
     return model_path, rows, dev, stats
+
+
+def _preference_rows(tokenizer, tc: TrainConfig) -> tuple[list[dict], dict]:  # type: ignore[no-untyped-def]
+    from nat_ray.storage import read_training_rows
+    from nat_ray.training.preference import encode_preference
+    from nat_ray.types import LabelledCompletion, PreferencePair
+
+    kind = PreferencePair if tc.objective == "dpo" else LabelledCompletion
+    records = read_training_rows(tc.data or "", kind)
+    return encode_preference(tokenizer, records, tc.max_length, tc.drop_no_loss)  # type: ignore[arg-type]
+
+
+def _reference(rows: list[dict], model_path: Path, tc: TrainConfig, stats: dict, bf16: bool, report) -> tuple:  # type: ignore[no-untyped-def]
+    """The rows with the reference's log-probabilities, and the loss settings the workers need."""
+    from nat_ray.training.preference import balanced_weights
+    from nat_ray.training.reference import attach_reference
+
+    precision = "bfloat16" if bf16 or (tc.use_gpu and tc.bf16 != "off") else "float32"
+    rows, done = attach_reference(rows, model_path, tc.data or "", precision, tc.micro_batch_size)
+    what = f"computed ({done['forwards']} forward passes)" if done["computed"] else "read"
+    report(f"reference log-probabilities of {len(rows):,} rows {what}: {done['path']}")
+    weights = (1.0, 1.0)
+    if tc.objective == "kto":
+        weights = balanced_weights(stats["desirable"], stats["undesirable"])
+        weights = (tc.desirable_weight or weights[0], tc.undesirable_weight or weights[1])
+    stats["reference"] = {"precision": precision, "computed": done["computed"], "path": done["path"]}
+    return rows, {"weights": list(weights)}
 
 
 def estimate_memory(cfg: RunConfig, model_path: Path, longest: int, autocast_bf16: bool = False) -> int:
@@ -99,7 +132,7 @@ def estimate_memory(cfg: RunConfig, model_path: Path, longest: int, autocast_bf1
         ModelShape.from_config(AutoConfig.from_pretrained(model_path)),
         tc.strategy,
         tc.num_workers,
-        tc.micro_batch_size,
+        tc.micro_batch_size * (1 if tc.objective == "sft" else 2),  # a preference row is two sequences
         min(longest, tc.max_length),
         tc.gradient_checkpointing,
         tc.head_chunk_tokens,
@@ -232,6 +265,9 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     )
     if not tc.use_gpu:
         preflight_memory(cfg, estimate, min(stats["longest"], tc.max_length))
+    preference = None
+    if tc.objective != "sft":
+        rows, preference = _reference(rows, model_path, tc, stats, bf16_here, report)
     template = _deepspeed_template(tc.deepspeed_config)
     out = cfg.checkpoint_dir()
     if not ray.is_initialized():
@@ -255,6 +291,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
             "model_path": str(model_path),
             "has_dev": bool(dev),
             "progress": events,
+            "preference": preference,
         },
         scaling_config=ScalingConfig(
             num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker={"CPU": tc.cpus_per_worker}
