@@ -133,6 +133,9 @@ class EvalConfig(StrictModel):
         return self
 
 
+PREFERENCE_FIELDS = {"objective", "beta", "desirable_weight", "undesirable_weight", "sft_weight"}
+
+
 class TrainConfig(StrictModel):
     """Fine-tuning, the paper's defaults: 2 epochs, global batch 64, cosine schedule, 3% warm-up, peak LR 5e-5."""
 

@@ -70,6 +70,9 @@ class StudyConfig(StrictModel):
     # compute-matched controls beside the study's own (epochs) variants: each variant that trains less than the most
     # trained one gets a twin on the same set matched to it (`vanilla-steps`): "negatives" vs "more training"
     controls: list[Literal["steps", "tokens"]] | None = Field(None, min_length=1)
+    # where a dpo / kto variant starts (and its frozen reference): the study's vanilla (SFT) model of the same
+    # training seed, as ETO does, or the base model (train.model)
+    preference_init: Literal["sft", "base"] = "sft"
     base: bool = True  # also evaluate the base model (train.model) as a row
     teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)
 

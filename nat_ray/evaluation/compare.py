@@ -11,8 +11,8 @@ comparison and data set:
   McNemar test on them (two-sided binomial); ``p_holm``: Holm's step-down adjustment over every comparison of a report.
 
 Which pairs a study implies (:func:`implied_pairs`): each trained variant vs ``vanilla``, each NAT variant vs the NUT
-variant with the same negatives, each compute-matched control vs its variant and the variants it is matched to, and
-every variant vs ``base``.
+variant with the same negatives, NAT vs each DPO / KTO variant of its training seed, each compute-matched control vs
+its variant and the variants it is matched to, and every variant vs ``base``.
 """
 
 from __future__ import annotations
@@ -136,6 +136,11 @@ def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tu
             twin = next((w for w in own if w["mode"] == "nut" and _same_but_mode(v, w)), None)
             if twin is not None:
                 pairs.append((v["name"], twin["name"]))
+    for v in own:  # the other ways to learn from failure, against NAT of the same training seed
+        if v["mode"] in ("dpo", "kto"):
+            nat = next((w for w in own if w["mode"] == "nat" and w.get("train_seed") == v.get("train_seed")), None)
+            if nat is not None:
+                pairs.append((nat["name"], v["name"]))
     controls = [v for v in trained if v.get("twin")]
     controlled = {c["twin"] for c in controls}
     for c in controls:  # the variants that train the target: those without a control

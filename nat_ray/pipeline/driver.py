@@ -17,7 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nat_ray.config import EvalConfig, PolicyConfig, RolloutConfig, RunConfig, TrainConfig, dump_config
+from nat_ray.config import (
+    PREFERENCE_FIELDS,
+    EvalConfig,
+    PolicyConfig,
+    RolloutConfig,
+    RunConfig,
+    TrainConfig,
+    dump_config,
+)
 from nat_ray.config_sections import BuildStageConfig, CollectConfig
 from nat_ray.episode import seed_identity
 from nat_ray.errors import InputError
@@ -25,7 +33,7 @@ from nat_ray.pipeline.match import Budget, matched, target
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.power_plan import plan_lines
 from nat_ray.pipeline.stages import run_stage
-from nat_ray.pipeline.variants import Variant, check_counts, controls_kept, expand
+from nat_ray.pipeline.variants import Variant, check_counts, controls_kept, expand, sft_init
 from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
 from nat_ray.tracking import NoTracker, Tracker, make_tracker
@@ -135,7 +143,12 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
             upstream["regenerate"] = regenerated.config_hash
         built = built_first.get(v.name) or _build(plan, v, upstream, say)
         train = train_section(plan, v, sizes, goals)
-        trained[v.name] = _train(plan, v, train, built.config_hash, progress, say)
+        init = None
+        if v.preference and (cfg.study is None or cfg.study.preference_init == "sft"):
+            source = sft_init(v, plan.variants)
+            assert source is not None  # validate() refused a study without one
+            init = (str(RunLayout(out).model(source.name)), trained[source.name].config_hash)
+        trained[v.name] = _train(plan, v, train, built.config_hash, progress, say, init)
         model = str(RunLayout(out).model(v.name))
         evals[v.name] = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
     if cfg.study is None or cfg.study.base:
@@ -177,7 +190,7 @@ def compute_budgets(
     # a control's set is its twin's: built (and tokenised) once, under the twin's name, until the control is kept
     upstream = {"collect": collected.config_hash}
     built = {v.name: _build(plan, v, upstream, say) for v in variants if not v.regenerated}
-    budgets = {name: _budget(plan, name) for name in built}
+    budgets = {v.name: _budget(plan, v) for v in variants if v.name in built}
     goals: dict[str, float | None] = {}
     for m in sorted({match, *controls} - {"epochs"}):
         goals[m] = target(m, list(budgets.values()), plan.train)  # type: ignore[arg-type]
@@ -201,7 +214,7 @@ def train_section(
     m = v.match if v.control else (plan.cfg.study.match if plan.cfg.study else "epochs")
     if goals.get(m) is None:
         return plan.train
-    budget = budgets.get(v.twin or v.name) or _budget(plan, v.name)
+    budget = budgets.get(v.twin or v.name) or _budget(plan, v)
     return matched(m, goals[m], budget, plan.train)  # type: ignore[arg-type]
 
 
@@ -316,25 +329,33 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
     )
 
 
-def _budget(plan: PipelinePlan, variant: str) -> Budget:
+def _budget(plan: PipelinePlan, variant: Variant) -> Budget:
     """The variant's built set as the trainer will see it (tokenised: truncation and drops counted)."""
     from nat_ray.training.trainer import prepare_data
 
-    data = str(RunLayout(plan.out).set_file(variant))
-    _, rows, _, stats = prepare_data(
-        plan.cfg.model_copy(update={"train": plan.train.model_copy(update={"data": data})})
-    )
+    data = str(RunLayout(plan.out).set_file(variant.name))
+    train = plan.train.model_copy(update={"data": data, "objective": variant.objective})
+    _, rows, _, stats = prepare_data(plan.cfg.model_copy(update={"train": train}))
     return Budget(examples=len(rows), tokens=int(stats["tokens"]))
 
 
 def _train(
-    plan: PipelinePlan, v: Variant, train: TrainConfig, upstream: str, progress: bool, say: Say
+    plan: PipelinePlan,
+    v: Variant,
+    train: TrainConfig,
+    upstream: str,
+    progress: bool,
+    say: Say,
+    init: tuple[str, str] | None = None,
 ) -> StageManifest:
+    """Train a variant; ``init``: (model folder, its train stage's hash) it starts from instead of ``train.model``
+    (a preference variant from the study's SFT model: also its frozen reference)."""
     from nat_ray.training.trainer import run_train
 
     folder = RunLayout(plan.out).model(v.name)
     data = str(RunLayout(plan.out).set_file(v.name))
-    train = train.model_copy(update={"data": data, "out": str(folder), "seed": v.train_seed})
+    update = {"data": data, "out": str(folder), "seed": v.train_seed, "objective": v.objective}
+    train = train.model_copy(update=update | ({"model": init[0]} if init else {}))
     view_cfg = plan.cfg.model_copy(update={"train": train})
 
     def body() -> dict:
@@ -342,8 +363,12 @@ def _train(
         keep = ("step", "final_loss", "dev_perplexity", "tokens_seen", "wall_seconds", "peak_rss_gb_per_worker")
         return {k: summary.get(k) for k in keep}
 
-    view = train.model_dump(mode="json", exclude={"data", "out"})
-    return run_stage(folder, "train", v.name, view, {"build": upstream}, body, say, plan.mirror, plan.tracker)
+    # (an SFT variant's view leaves the preference settings out: its hash is the one it had before they existed)
+    view = train.model_dump(
+        mode="json", exclude={"data", "out"} | (PREFERENCE_FIELDS if v.objective == "sft" else set())
+    )
+    inputs = {"build": upstream} | ({"init": init[1]} if init else {})
+    return run_stage(folder, "train", v.name, view, inputs, body, say, plan.mirror, plan.tracker)
 
 
 def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], say: Say) -> StageManifest:

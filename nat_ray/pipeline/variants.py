@@ -31,6 +31,15 @@ class Variant:
     def control(self) -> bool:
         return self.twin is not None
 
+    @property
+    def preference(self) -> bool:
+        """Trained with its mode's preference objective (``train.objective``)."""
+        return self.mode in ("dpo", "kto")
+
+    @property
+    def objective(self) -> str:
+        return self.mode if self.preference else "sft"
+
 
 def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) -> list[Variant]:
     """The variants of a study, in a stable order, without duplicates (vanilla is built without negatives, so a
@@ -64,10 +73,18 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
     for match in study.controls or []:
         if study.match != "epochs":
             raise InputError(f"study.controls: the variants are already matched (study.match: {study.match})")
-        for v in [v for v in out.values() if not v.regenerated and not v.control]:
+        for v in [v for v in out.values() if not (v.regenerated or v.control or v.preference)]:
             name = re.sub(r"(-seed\d+)?$", lambda m, mt=match: f"-{mt}{m.group(0)}", v.name, count=1)
             out[name] = replace(v, name=name, match=match, twin=v.name)
-    variants = sorted(out.values(), key=lambda v: v.regenerated)  # stable: the study's order otherwise
+    # stable: the study's order otherwise; preference variants after the vanilla model they may start from
+    variants = sorted(out.values(), key=lambda v: (v.regenerated, v.preference))
+    if study.preference_init == "sft" and any(v.preference for v in variants):
+        for v in (v for v in variants if v.preference):
+            if sft_init(v, variants) is None:
+                raise InputError(
+                    f"study.preference_init: sft, but {v.name} has no vanilla variant of training seed "
+                    f"{v.train_seed} to start from: add vanilla to study.modes, or set study.preference_init: base"
+                )
     if any(v.regenerated for v in variants):
         source = next((v for v in variants if v.name == study.regenerate_from), None)
         if source is None or source.regenerated:
@@ -104,3 +121,8 @@ def controls_kept(variants: list[Variant], trains_less: dict[str, bool]) -> list
     """The study without the controls whose variant already trains the target (it would be trained twice):
     ``trains_less`` says, per control, whether its variant's natural budget is below the control's target."""
     return [v for v in variants if not v.control or trains_less[v.name]]
+
+
+def sft_init(v: Variant, variants: list[Variant]) -> Variant | None:
+    """The vanilla variant a preference variant starts from (``study.preference_init: sft``): same training seed."""
+    return next((w for w in variants if w.mode == "vanilla" and not w.control and w.train_seed == v.train_seed), None)

@@ -65,6 +65,13 @@ def test_holm_and_the_pairs_a_study_implies() -> None:
     assert implied_pairs(variants, ["nat", "nut"]) == [("nat", "nut")]
 
 
+def test_dpo_and_kto_are_paired_with_vanilla_and_nat_of_their_seed() -> None:
+    variants = [{"name": m, "mode": m, "neg_num": 0 if m == "vanilla" else 8, "pos_num": 8, "train_seed": 0}
+                for m in ("vanilla", "nat", "dpo", "kto")]  # fmt: skip
+    assert implied_pairs(variants, ["vanilla", "nat", "dpo", "kto"]) == [
+        ("nat", "vanilla"), ("dpo", "vanilla"), ("kto", "vanilla"), ("nat", "dpo"), ("nat", "kto")]  # fmt: skip
+
+
 def test_a_compute_matched_control_is_paired_with_its_variant_and_the_variants_it_matches() -> None:
     variants = [
         {"name": f"{m}-seed{s}", "mode": m, "neg_num": 0 if m == "vanilla" else 8, "pos_num": 8, "train_seed": s}

@@ -112,3 +112,24 @@ def test_an_out_holding_another_run_is_refused_before_any_stage(tmp_path: Path) 
     with pytest.raises(InputError, match=r"out: .* holds a run whose trajectories were collected with another config"):
         run_pipeline(cfg, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trajectories"]  # nothing was touched
+
+
+def test_preference_variants_come_after_the_vanilla_model_they_start_from() -> None:
+    study = StudyConfig(modes=["kto", "nat", "dpo", "vanilla"], seeds=[1, 2], controls=["steps"])
+    vs = expand(BuildStageConfig(), study, 0)
+    names = [v.name for v in vs]
+    assert names.index("vanilla-seed2") < names.index("dpo-seed1") and names[-4:] == [
+        "kto-seed1", "kto-seed2", "dpo-seed1", "dpo-seed2"]  # fmt: skip
+    assert not any(n.startswith(("dpo-steps", "kto-steps")) for n in names)  # no compute control across objectives
+    assert [v.objective for v in vs if v.name.startswith(("kto", "dpo", "nat-seed1"))] == [
+        "sft",
+        "kto",
+        "kto",
+        "dpo",
+        "dpo",
+    ]
+    with pytest.raises(InputError, match=r"preference_init: sft, but dpo has no vanilla variant of training seed 0"):
+        expand(BuildStageConfig(), StudyConfig(modes=["nat", "dpo"]), 0)
+    assert [v.name for v in expand(BuildStageConfig(), StudyConfig(modes=["dpo"], preference_init="base"), 0)] == [
+        "dpo"
+    ]
