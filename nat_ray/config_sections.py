@@ -10,7 +10,7 @@ They are plain typed models (no Ray, no I/O); ``nat_ray.config.RunConfig`` holds
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -73,6 +73,8 @@ class StudyConfig(StrictModel):
     # where a dpo / kto variant starts (and its frozen reference): the study's vanilla (SFT) model of the same
     # training seed, as ETO does, or the base model (train.model)
     preference_init: Literal["sft", "base"] = "sft"
+    # `train` settings for the variants of one mode (DPO and KTO want a far smaller lr than SFT): {dpo: {lr: 1.0e-6}}
+    train_by_mode: dict[Mode, dict[str, Any]] | None = None
     base: bool = True  # also evaluate the base model (train.model) as a row
     teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from nat_ray.config import (
     PREFERENCE_FIELDS,
     EvalConfig,
@@ -28,7 +30,7 @@ from nat_ray.config import (
 )
 from nat_ray.config_sections import BuildStageConfig, CollectConfig
 from nat_ray.episode import seed_identity
-from nat_ray.errors import InputError
+from nat_ray.errors import InputError, first_validation_error
 from nat_ray.pipeline.match import Budget, matched, target
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.power_plan import plan_lines
@@ -93,6 +95,7 @@ def validate(cfg: RunConfig) -> PipelinePlan:
 
     for v in variants:
         get_template(prompts_file(task, cfg.data_dir), v.template or DEFAULT_TEMPLATE[v.mode])
+        mode_train(cfg.train, cfg.study.train_by_mode if cfg.study else None, v.mode)
     mirror = StageMirror(Path(cfg.out), cfg.storage) if cfg.storage else None
     tracker = make_tracker(cfg.tracking, Path(cfg.out))
     return PipelinePlan(cfg, Path(cfg.out), task, cfg.collect, cfg.train, cfg.eval, variants, mirror, tracker)
@@ -210,12 +213,26 @@ def compute_budgets(
 def train_section(
     plan: PipelinePlan, v: Variant, budgets: dict[str, Budget], goals: dict[str, float | None]
 ) -> TrainConfig:
-    """The variant's ``train`` section: the config's, matched to its target when the study matches compute."""
-    m = v.match if v.control else (plan.cfg.study.match if plan.cfg.study else "epochs")
+    """The variant's ``train`` section: the config's (with ``study.train_by_mode`` for its mode), matched to its
+    target when the study matches compute."""
+    study = plan.cfg.study
+    train = mode_train(plan.train, study.train_by_mode if study else None, v.mode)
+    m = v.match if v.control else (study.match if study else "epochs")
     if goals.get(m) is None:
-        return plan.train
+        return train
     budget = budgets.get(v.twin or v.name) or _budget(plan, v)
-    return matched(m, goals[m], budget, plan.train)  # type: ignore[arg-type]
+    return matched(m, goals[m], budget, train)  # type: ignore[arg-type]
+
+
+def mode_train(train: TrainConfig, by_mode: dict[str, dict] | None, mode: str) -> TrainConfig:
+    """``train`` with the settings ``study.train_by_mode`` gives ``mode`` (validated: an unknown key is an error)."""
+    if not by_mode or mode not in by_mode:
+        return train
+    try:
+        return TrainConfig.model_validate(train.model_dump() | by_mode[mode])
+    except ValidationError as exc:
+        where, message = first_validation_error(exc)
+        raise InputError(f"study.train_by_mode.{mode}.{where}: {message}") from None
 
 
 def _count(stage: StageManifest, label: str) -> int:

@@ -98,7 +98,20 @@ def test_bad_pipeline_configs_fail_before_any_stage(tmp_path: Path) -> None:
         load_config(config, ["study.negative_source=[made-up]"])
     with pytest.raises(InputError, match=r"rollout.task: 'gsm8k', but collect.task is 'strategyqa'"):
         validate(load_config(config, [f"out={tmp_path}", "rollout={task: gsm8k}"]))
+    with pytest.raises(InputError, match=r"study.train_by_mode.dpo.learning_rate: Extra inputs are not permitted"):
+        validate(load_config(config, [f"out={tmp_path}", "study.modes=[vanilla, dpo]",
+                                      "study.train_by_mode={dpo: {learning_rate: 1.0e-6}}"]))  # fmt: skip
     assert not any(tmp_path.iterdir())
+
+
+def test_train_by_mode_sets_a_modes_training_only() -> None:
+    from nat_ray.config import TrainConfig
+    from nat_ray.pipeline.driver import mode_train
+
+    base = TrainConfig(model="m", lr=1e-4)
+    by_mode = {"dpo": {"lr": 1e-6, "beta": 0.2}}
+    assert mode_train(base, by_mode, "dpo").lr == 1e-6 and mode_train(base, by_mode, "dpo").beta == 0.2
+    assert mode_train(base, by_mode, "nat") is base and mode_train(base, None, "dpo") is base
 
 
 def test_an_out_holding_another_run_is_refused_before_any_stage(tmp_path: Path) -> None:
