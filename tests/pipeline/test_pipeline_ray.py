@@ -166,13 +166,20 @@ def test_dpo_and_kto_start_from_the_vanilla_model_of_the_run(
     overrides = [f"out={run}", f"train.model={model}", f"tools.search.index.path={search_index}"]
     overrides += ["study.modes=[vanilla, dpo, kto]", "study.base=false", "study.teacher=false", "eval.limit=2"]
     overrides += ["build.neg_num=8", "train.drop_no_loss=true"]
+    overrides += ["study.train_by_mode={kto: {strategy: deepspeed, beta: 0.2}}"]  # DPO under DDP, KTO under ZeRO-3
     summary = run_pipeline(load_config(REPO / "configs/ci_pipeline.yaml", overrides), progress=False)
     assert summary["variants"] == ["vanilla", "dpo", "kto"]
-    for name, objective in (("dpo", "dpo"), ("kto", "kto")):
+    for name, strategy in (("dpo", "ddp"), ("kto", "deepspeed")):
         record = json.loads((run / f"models/{name}/nat_ray_train.json").read_text())
         train = record["config"]["train"]
-        assert train["objective"] == objective and train["model"] == str(run / "models/vanilla")  # preference_init sft
+        assert train["objective"] == name and train["model"] == str(run / "models/vanilla")  # preference_init sft
+        assert train["strategy"] == strategy and train["beta"] == (0.2 if name == "kto" else 0.1)
         assert record["data"]["reference"]["computed"] is True and record["step"] == 2
+        losses = [json.loads(x)["loss"] for x in (run / f"models/{name}/metrics.jsonl").read_text().splitlines()]
+        if name == "dpo":  # the policy is its reference at step 1: every margin 0, the loss log 2
+            assert losses[0] == pytest.approx(0.6931, abs=0.02)
+        else:  # log-ratios and KL estimate 0: each completion's loss half its class weight (balanced: mean 0.5)
+            assert 0.2 < losses[0] < 1.0
     pairs = [json.loads(x) for x in (run / "sets/dpo/train.jsonl").read_text().splitlines()]
     assert len(pairs) == 8 and all(set(p) == {"id", "prompt", "chosen", "rejected"} for p in pairs)
     assert (run / "sets/dpo/train.jsonl.ref_logps.json").exists()

@@ -1,9 +1,8 @@
 """DPO and KTO: the losses, assistant-only log-probabilities over multi-turn trajectories, the reference computed once
-per set and model, and both objectives trained end to end under DDP and DeepSpeed ZeRO-3."""
+per set and model, and both objectives trained end to end under DDP and DeepSpeed ZeRO-3 (the pipeline test)."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -109,33 +108,4 @@ def test_reference_logps_are_computed_once_per_set_and_model(tiny: Path, tmp_pat
     assert done["computed"]  # another set
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("objective", "strategy"), [("kto", "deepspeed")])  # DPO under DDP: the pipeline test
-def test_preference_objectives_train_end_to_end(
-    tmp_path: Path, tiny: Path, strategyqa_files, ray_local, objective: str, strategy: str
-) -> None:
-    from nat_ray.config import load_config
-    from nat_ray.reformat import BuildConfig, build
-    from nat_ray.training.trainer import run_train
-    from tests.conftest import strategyqa_nat_set
-
-    strategyqa_nat_set(strategyqa_files, tmp_path, tmp_path / "nat.jsonl", pos=1, neg=1)  # imports the trajectories
-    data = tmp_path / f"{objective}.jsonl"
-    pos, neg = (0, 8) if objective == "dpo" else (4, 4)
-    build(BuildConfig(trajectories=str(tmp_path / "trajectories"), prompts=str(strategyqa_files["prompts"]),
-                      mode=objective, pos_num=pos, neg_num=neg, out=str(data)))  # fmt: skip
-    overrides = [f"out={tmp_path / 'out'}", f"train.model={tiny}", f"train.data={data}", "train.max_length=384",
-                 "train.drop_no_loss=true", "train.global_batch_size=4", "train.micro_batch_size=2",
-                 "train.num_workers=1", "train.cpus_per_worker=2", f"train.strategy={strategy}",
-                 f"train.objective={objective}", "train.max_steps=2", "train.log_every=1", "train.lr=1e-3"]  # fmt: skip
-    summary = run_train(load_config(Path(__file__).parents[2] / "configs/train_smollm2_strategyqa_nat.yaml", overrides))
-    assert summary["step"] == 2
-    metrics = [json.loads(x) for x in (Path(summary["out"]) / "metrics.jsonl").read_text().splitlines()]
-    first = metrics[0]["loss"]
-    if objective == "dpo":  # the policy is the reference at step 1: every margin is 0, the loss log 2
-        assert first == pytest.approx(math.log(2), abs=0.02)
-    else:  # log-ratios and the KL estimate 0: each completion's loss is half its class weight
-        assert 0.3 < first < 0.9
-    assert (data.parent / f"{objective}.jsonl.ref_logps.json").exists()
-    saved = json.loads((Path(summary["out"]) / "nat_ray_train.json").read_text())
-    assert saved["data"]["reference"]["computed"] is True and saved["config"]["train"]["objective"] == objective
+# Both objectives train end to end (DPO under DDP, KTO under ZeRO-3) in tests/pipeline/test_pipeline_ray.py.
