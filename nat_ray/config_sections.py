@@ -75,6 +75,14 @@ class StudyConfig(StrictModel):
     preference_init: Literal["sft", "base"] = "sft"
     # `train` settings for the variants of one mode (DPO and KTO want a far smaller lr than SFT): {dpo: {lr: 1.0e-6}}
     train_by_mode: dict[Mode, dict[str, Any]] | None = None
+    # iterated training: round k+1's set comes from round k's model rolling out the train questions (the `rollout`
+    # section), its own successes and failures labelled; `round_mode` names the variants iterated (nat: iterated
+    # NAT; vanilla: rejection-sampling fine-tuning; dpo: as ETO), `round_mix` adds the collected trajectories to
+    # every later round's, `round_init` trains round k+1 from round k's model (previous) or from train.model (base)
+    rounds: int = Field(1, ge=1)
+    round_mode: Literal["nat", "vanilla", "dpo"] = "nat"
+    round_mix: bool = False
+    round_init: Literal["previous", "base"] = "previous"
     base: bool = True  # also evaluate the base model (train.model) as a row
     teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)
 

@@ -206,6 +206,7 @@ REPORT_README = "README.md"
 LOSS_PLOT = "loss.png"
 ACCURACY_PLOT = "accuracy_vs_negatives.png"
 PERPLEXITY_PLOT = "perplexity_vs_negatives.png"
+ROUNDS_PLOT = "rounds.png"
 
 
 class RunLayout:
@@ -222,6 +223,10 @@ class RunLayout:
     def regenerated(self) -> Path:
         """The trajectories a fine-tuned model rolled out (``study.negative_source: regenerated``)."""
         return self.out / "regenerated"
+
+    def round_trajectories(self, variant: str) -> Path:
+        """The trajectories a round's variant is built from: its previous round's model rolled out (study.rounds)."""
+        return self.out / "rounds" / variant
 
     @property
     def sets(self) -> Path:

@@ -68,3 +68,16 @@ def test_dpo_without_a_question_of_both_kinds_says_what_is_missing(shipped, tmp_
     trajectories = (tmp_path / "neg", shipped[1])
     with pytest.raises(InputError, match=r"mode dpo: no question has both a positive and a negative trajectory \(0 q"):
         _build(trajectories, tmp_path / "z.jsonl", "dpo", 0, 1)
+
+
+def test_a_round_set_mixes_the_collected_selection_before_its_own(shipped, tmp_path: Path) -> None:
+    from nat_ray.storage import write_trajectories
+
+    own = [t for t in read_trajectories(shipped[0])][-6:]  # stands in for a round's rollout
+    write_trajectories(own, tmp_path / "round")
+    counts = _build((tmp_path / "round", shipped[1]), tmp_path / "r2.jsonl", "nat", -1, -1,
+                    mix_from=str(shipped[0]), mix_pos_num=3, mix_neg_num=2)  # fmt: skip
+    rows = [json.loads(x) for x in (tmp_path / "r2.jsonl").read_text().splitlines()]
+    assert counts["examples"] == 5 + 6 and len(rows) == 11
+    first = [t for t in read_trajectories(shipped[0]) if t.label == Label.POSITIVE][:3]
+    assert [r["id"] for r in rows[:3]] == [t.id for t in first]  # the collected selection, positives first

@@ -31,6 +31,7 @@ from nat_ray.records import (
     METRICS,
     PERPLEXITY_PLOT,
     REPORT_README,
+    ROUNDS_PLOT,
     RUN_RECORD,
     STAGE_FILE,
     TABLE,
@@ -227,7 +228,36 @@ def _plots(run: Path, rows: dict[str, EvalMetrics], variants: list[dict], report
                 ax.plot([n for n, _ in pts_m], [p for _, p in pts_m], marker="o", label=mode)
             labels = ("number of negatives", "held-out perplexity", "Perplexity vs negatives")
             made.append(_save(fig, ax, report / PERPLEXITY_PLOT, *labels))
+    if any(v.get("round", 1) > 1 for v in variants):
+        made.append(_rounds_plot(rows, variants, report / ROUNDS_PLOT))
     return made
+
+
+def _rounds_plot(rows: dict[str, EvalMetrics], variants: list[dict], path: Path) -> str:
+    """study.rounds: accuracy (95% CI) and action-error rate per round, one line per iterated chain and data set."""
+    import matplotlib.pyplot as plt
+
+    by_name = {v["name"]: v for v in variants}
+    chains: dict[str, list[dict]] = {}
+    for v in variants:
+        first = v
+        while first.get("previous") in by_name:
+            first = by_name[first["previous"]]
+        if any(w.get("previous") == v["name"] for w in variants) or v.get("round", 1) > 1:
+            chains.setdefault(first["name"], []).append(v)
+    fig, (acc, err) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, chain in chains.items():
+        chain = sorted((v for v in chain if v["name"] in rows), key=lambda v: v.get("round", 1))
+        for d in list(dict.fromkeys(d for v in chain for d in rows[v["name"]].datasets)):
+            pts = [(v.get("round", 1), rows[v["name"]].datasets[d]) for v in chain if d in rows[v["name"]].datasets]
+            _errorbar(acc, pts, "o", f"{name} {d}")
+            rates = [(r, x.get("action_error_rate")) for r, x in pts if x.get("action_error_rate") is not None]
+            err.plot([r for r, _ in rates], [100 * e for _, e in rates], marker="o", label=f"{name} {d}")
+    err.set_xlabel("round")
+    err.set_ylabel("action-error rate, %")
+    err.set_title("Invalid actions per round")
+    err.legend(fontsize=8)
+    return _save(fig, acc, path, "round", "accuracy, % (95% CI)", "Accuracy per round")
 
 
 def _comparisons(run: Path, variants: list[dict], rows: dict[str, EvalMetrics]) -> tuple[list[Comparison], list[str]]:

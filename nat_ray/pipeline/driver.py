@@ -81,6 +81,11 @@ def validate(cfg: RunConfig) -> PipelinePlan:
     variants = expand(cfg.build or BuildStageConfig(), cfg.study, cfg.train.seed)
     if any(v.mode == "nat-graded" for v in variants) and task.family != "qa":
         raise InputError(f"study.modes: nat-graded needs a task with F1 (hotpotqa), not {task.name}")
+    if any(v.round > 1 for v in variants) and cfg.rollout is None:
+        raise InputError(
+            "study.rounds: a later round rolls out the train questions with the round before's model: it needs the "
+            "'rollout' section (questions, temperatures, turns)"
+        )
     if any(v.regenerated for v in variants) and cfg.rollout is None:
         raise InputError(
             "study.negative_source: 'regenerated' needs the 'rollout' section (questions, temperatures, turns of the "
@@ -144,10 +149,16 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
                 hint = ": roll out more questions (rollout.limit, rollout.temperatures)"
                 check_counts(plan.variants, 0, _count(regenerated, "negative"), where, regenerated=True, hint=hint)
             upstream["regenerate"] = regenerated.config_hash
+        if v.round > 1:  # the round before's model rolls out the train questions: this round's trajectories
+            prev = v.previous or ""
+            upstream["round"] = _round_rollout(plan, v, prev, trained[prev].config_hash, say).config_hash
         built = built_first.get(v.name) or _build(plan, v, upstream, say)
         train = train_section(plan, v, sizes, goals)
         init = None
-        if v.preference and (cfg.study is None or cfg.study.preference_init == "sft"):
+        if v.round > 1 and cfg.study is not None and cfg.study.round_init == "previous":
+            prev = v.previous or ""
+            init = (str(RunLayout(out).model(prev)), trained[prev].config_hash)
+        elif v.preference and v.round == 1 and (cfg.study is None or cfg.study.preference_init == "sft"):
             source = sft_init(v, plan.variants)
             assert source is not None  # validate() refused a study without one
             init = (str(RunLayout(out).model(source.name)), trained[source.name].config_hash)
@@ -192,7 +203,7 @@ def compute_budgets(
         return variants, {}, {}, {}
     # a control's set is its twin's: built (and tokenised) once, under the twin's name, until the control is kept
     upstream = {"collect": collected.config_hash}
-    built = {v.name: _build(plan, v, upstream, say) for v in variants if not v.regenerated}
+    built = {v.name: _build(plan, v, upstream, say) for v in variants if not v.regenerated and v.round == 1}
     budgets = {v.name: _budget(plan, v) for v in variants if v.name in built}
     goals: dict[str, float | None] = {}
     for m in sorted({match, *controls} - {"epochs"}):
@@ -304,13 +315,27 @@ def _rollout(
     policy: PolicyConfig,
     upstream: dict[str, str],
     say: Say,
+    variant: str | None = None,
 ) -> StageManifest:
     from nat_ray.rollout.driver import run_rollout
 
     view, view_cfg = _rollout_view(plan, folder, rollout, policy)
     return run_stage(
-        folder, stage, None, view, upstream, lambda: run_rollout(view_cfg)["counts"], say, plan.mirror, plan.tracker
+        folder, stage, variant, view, upstream, lambda: run_rollout(view_cfg)["counts"], say, plan.mirror, plan.tracker
     )
+
+
+def _round_rollout(plan: PipelinePlan, v: Variant, prev: str, upstream: str, say: Say) -> StageManifest:
+    """Round k's trajectories: round k-1's model rolls out the train questions (the ``rollout`` section) with the
+    template it was trained with; every episode graded and labelled once (a killed round resumes its rollout)."""
+    from nat_ray.models import training_info
+
+    model = RunLayout(plan.out).model(prev)
+    rollout = plan.cfg.rollout_section
+    rollout = rollout.model_copy(update={"template": (training_info(model) or {}).get("template") or rollout.template})
+    policy = plan.engine(str(model), source=f"round{v.round}:{prev}")
+    folder = RunLayout(plan.out).round_trajectories(v.name)
+    return _rollout(plan, "rollout", folder, rollout, policy, {"train": upstream}, say, v.name)
 
 
 def _regenerate(plan: PipelinePlan, source: str, upstream: str, say: Say) -> StageManifest:
@@ -327,7 +352,7 @@ def _regenerate(plan: PipelinePlan, source: str, upstream: str, say: Say) -> Sta
 
 
 def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -> StageManifest:
-    from nat_ray.reformat import BuildConfig, build
+    from nat_ray.reformat import ALL, BuildConfig, build
 
     layout = RunLayout(plan.out)
     folder = layout.set_dir(v.name)
@@ -335,15 +360,30 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
     counts = {"pos_num": v.pos_num, "neg_num": v.neg_num}
     section = BuildStageConfig(mode=v.mode, template=v.template, seed=v.build_seed, **counts)  # type: ignore[arg-type]
     prompts = str(prompts_file(plan.task, plan.cfg.data_dir))
-    config = BuildConfig.from_section(
-        section, str(layout.trajectories), prompts, str(layout.set_file(v.name)), negatives_from
-    )
-    view = config.model_dump(mode="json", exclude={"out", "trajectories", "prompts", "negatives_from"})
+    source = layout.round_trajectories(v.name) if v.round > 1 else layout.trajectories
+    config = BuildConfig.from_section(section, str(source), prompts, str(layout.set_file(v.name)), negatives_from)
+    if v.round > 1 and plan.cfg.study is not None and plan.cfg.study.round_mix:
+        first = _first_round(plan, v)  # the collected trajectories, selected as round 1 selected them
+        mix = {"pos_num": first.pos_num, "neg_num": first.neg_num}
+        mix = {k: ALL if n == "all" else int(n) for k, n in mix.items()}
+        config = config.model_copy(update={"mix_from": str(layout.trajectories), "mix_pos_num": mix["pos_num"],
+                                           "mix_neg_num": mix["neg_num"]})  # fmt: skip
+    exclude = {"out", "trajectories", "prompts", "negatives_from", "mix_from", "mix_pos_num", "mix_neg_num"}
+    view = config.model_dump(mode="json", exclude=exclude)
     if v.regenerated:  # (imported variants keep the hash they had before negative sources existed)
         view["negative_source"] = v.negative_source
+    if v.round > 1:
+        view |= {"round": v.round, "mix": config.mix_from is not None}
     return run_stage(
         folder, "build", v.name, view, upstream, lambda: build(config).counts, say, plan.mirror, plan.tracker
     )
+
+
+def _first_round(plan: PipelinePlan, v: Variant) -> Variant:
+    by_name = {w.name: w for w in plan.variants}
+    while v.previous is not None:
+        v = by_name[v.previous]
+    return v
 
 
 def _budget(plan: PipelinePlan, variant: Variant) -> Budget:

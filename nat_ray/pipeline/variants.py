@@ -22,6 +22,8 @@ class Variant:
     negative_source: str = "imported"  # or "regenerated": negatives from a rollout of this run's fine-tuned model
     match: str = "epochs"  # a compute-matched control (study.controls): "steps" or "tokens"
     twin: str | None = None  # a control's variant: the same set, trained ``train.epochs``
+    round: int = 1  # study.rounds: 2.. are built from the previous round's own rollouts
+    previous: str | None = None  # the variant of the round before
 
     @property
     def regenerated(self) -> bool:
@@ -76,8 +78,18 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
         for v in [v for v in out.values() if not (v.regenerated or v.control or v.preference)]:
             name = re.sub(r"(-seed\d+)?$", lambda m, mt=match: f"-{mt}{m.group(0)}", v.name, count=1)
             out[name] = replace(v, name=name, match=match, twin=v.name)
-    # stable: the study's order otherwise; preference variants after the vanilla model they may start from
-    variants = sorted(out.values(), key=lambda v: (v.regenerated, v.preference))
+    for k in range(2, study.rounds + 1):
+        for v in [v for v in out.values() if v.mode == study.round_mode and v.round == k - 1 and not v.control]:
+            if v.regenerated:
+                continue
+            name = re.sub(r"(-r\d+)?(-seed\d+)?$", lambda m, k=k: f"-r{k}{m.group(2) or ''}", v.name, count=1)
+            neg = 0 if v.mode == "vanilla" else "all"  # every success and failure of the round's own rollouts
+            out[name] = replace(v, name=name, round=k, previous=v.name, pos_num="all", neg_num=neg)
+    if study.rounds > 1 and not any(v.round > 1 for v in out.values()):
+        raise InputError(f"study.rounds: {study.rounds}, but no variant has study.round_mode {study.round_mode!r}")
+    # stable: the study's order otherwise; preference variants after the vanilla model they may start from; each
+    # round after the one before
+    variants = sorted(out.values(), key=lambda v: (v.round, v.regenerated, v.preference))
     if study.preference_init == "sft" and any(v.preference for v in variants):
         for v in (v for v in variants if v.preference):
             if sft_init(v, variants) is None:

@@ -146,3 +146,23 @@ def test_preference_variants_come_after_the_vanilla_model_they_start_from() -> N
     assert [v.name for v in expand(BuildStageConfig(), StudyConfig(modes=["dpo"], preference_init="base"), 0)] == [
         "dpo"
     ]
+
+
+def test_rounds_iterate_the_round_mode_variants_named_before_the_seed() -> None:
+    study = StudyConfig(modes=["vanilla", "nat"], seeds=[1, 2], rounds=3)
+    vs = expand(BuildStageConfig(pos_num=8, neg_num=8), study, 0)
+    names = [v.name for v in vs]
+    assert names == ["vanilla-seed1", "vanilla-seed2", "nat-seed1", "nat-seed2", "nat-r2-seed1", "nat-r2-seed2",
+                     "nat-r3-seed1", "nat-r3-seed2"]  # fmt: skip
+    r3 = vs[-2]
+    assert (r3.round, r3.previous, r3.pos_num, r3.neg_num, r3.train_seed) == (3, "nat-r2-seed1", "all", "all", 1)
+    rs = expand(BuildStageConfig(), StudyConfig(modes=["vanilla"], rounds=2, round_mode="vanilla"), 0)
+    assert [(v.name, v.neg_num) for v in rs] == [("vanilla", 0), ("vanilla-r2", 0)]  # rejection-sampling FT
+    with pytest.raises(InputError, match=r"study.rounds: 2, but no variant has study.round_mode 'dpo'"):
+        expand(BuildStageConfig(), StudyConfig(modes=["nat"], rounds=2, round_mode="dpo"), 0)
+
+
+def test_rounds_need_the_rollout_section(tmp_path: Path) -> None:
+    config = REPO / "configs/ci_pipeline.yaml"
+    with pytest.raises(InputError, match=r"study.rounds: a later round rolls out .* it needs the 'rollout' section"):
+        validate(load_config(config, [f"out={tmp_path}", "study.rounds=2"]))
