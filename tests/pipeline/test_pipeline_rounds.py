@@ -1,24 +1,45 @@
-"""Iterated NAT beside DPO and KTO: round 1 trains vanilla, NAT, DPO and KTO on the collected trajectories (DPO and
-KTO from the vanilla model; KTO under ZeRO-3 through ``study.train_by_mode``); round 2 rolls out the train questions
-with round 1's NAT model, builds NAT's next set from its own labelled episodes (+ the collected selection:
-``round_mix``) and trains from round 1's model. The run is killed inside round 2's rollout and resumes there."""
+"""Iterated NAT beside DPO and KTO, in a pipeline process killed (SIGKILL) between two stages and then inside one,
+started again each time. Round 1 trains vanilla, NAT, DPO and KTO on the collected trajectories (DPO and KTO from the
+vanilla model; KTO under ZeRO-3 through ``study.train_by_mode``); round 2 rolls out the train questions with round
+1's NAT model, builds NAT's next set from its own labelled episodes (+ the collected selection: ``round_mix``) and
+trains from round 1's model. Finished stages are never redone; the interrupted rollout keeps what it wrote, and every
+episode is in the output exactly once."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from nat_ray.records import read_stage
 from tests.conftest import assert_exactly_once
-from tests.pipeline.test_pipeline_resume import _complete, _run_until
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
+
+
+def _run_until(cmd: list[str], killed_when: Callable[[], bool], timeout: float = 900) -> None:
+    """Start the pipeline and SIGKILL its whole process group (driver, Ray, workers) once ``killed_when()``."""
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while not killed_when() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _complete(folder: Path) -> bool:
+    stage = read_stage(folder)
+    return stage is not None and stage.complete
 
 
 def test_two_rounds_of_nat_beside_dpo_and_kto_resume_inside_round_two(
@@ -37,16 +58,27 @@ def test_two_rounds_of_nat_beside_dpo_and_kto_resume_inside_round_two(
              "flush_every: 1}"]  # fmt: skip
     cmd = [sys.executable, "-m", "nat_ray.cli", "pipeline", "--config", str(REPO / "configs/ci_pipeline.yaml"), *args]
 
+    # 1. killed between stages: right after the vanilla model is written
+    _run_until(cmd, lambda: _complete(run / "models/vanilla"))
+    done = {f: read_stage(run / f) for f in ("trajectories", "sets/vanilla", "models/vanilla")}
+    assert all(s is not None and s.complete for s in done.values())
+
+    # 2. killed inside a stage: round 2's rollout, after some of its episodes are written
     rolled = run / "rounds/nat-r2"
-    _run_until(cmd, lambda: len(list(rolled.glob("part-*.parquet"))) >= 2, timeout=900)
+    _run_until(cmd, lambda: len(list(rolled.glob("part-*.parquet"))) >= 2)
     partial = read_stage(rolled)
     assert partial is not None and not partial.complete and _complete(run / "models/nat")
-    first = {f: read_stage(run / f) for f in ("models/vanilla", "models/nat", "models/dpo", "models/kto")}
+    for folder, stage in done.items():  # not redone by the second run
+        assert read_stage(run / folder) == stage, folder
+    done |= {f: read_stage(run / f) for f in ("models/nat", "models/dpo", "models/kto", "eval/nat")}
 
+    # 3. started again: runs to the end, resuming the rollout where it stopped
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "pipeline: rollout nat-r2: resuming" in r.stdout
-    for folder, stage in first.items():  # round 1 is not redone
+    assert (
+        "pipeline: rollout nat-r2: resuming" in r.stdout and "pipeline: train vanilla: up to date, skipped" in r.stdout
+    )
+    for folder, stage in done.items():  # round 1 is not redone
         assert read_stage(run / folder) == stage, folder
     episodes = assert_exactly_once(rolled, 8)
     assert {t.source for t in episodes} == {"round2:nat"} and {t.model for t in episodes} == {str(run / "models/nat")}
