@@ -23,7 +23,6 @@ from nat_ray.config import (
     PREFERENCE_FIELDS,
     EvalConfig,
     PolicyConfig,
-    RolloutConfig,
     RunConfig,
     TrainConfig,
     dump_config,
@@ -34,6 +33,7 @@ from nat_ray.errors import InputError, first_validation_error
 from nat_ray.pipeline.match import Budget, matched, target
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.power_plan import plan_lines
+from nat_ray.pipeline.rollouts import regenerate, rollout_stage, rollout_view, round_rollout
 from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, controls_kept, expand, sft_init
 from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
@@ -144,14 +144,14 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
         if v.regenerated:
             if regenerated is None:
                 source = plan.cfg.study.regenerate_from if plan.cfg.study else "vanilla"
-                regenerated = _regenerate(plan, source, trained[source].config_hash, say)
+                regenerated = regenerate(plan, source, trained[source].config_hash, say)
                 where = f"the regenerated trajectories ({RunLayout(out).regenerated})"
                 hint = ": roll out more questions (rollout.limit, rollout.temperatures)"
                 check_counts(plan.variants, 0, _count(regenerated, "negative"), where, regenerated=True, hint=hint)
             upstream["regenerate"] = regenerated.config_hash
         if v.round > 1:  # the round before's model rolls out the train questions: this round's trajectories
             prev = v.previous or ""
-            upstream["round"] = _round_rollout(plan, v, prev, trained[prev].config_hash, say).config_hash
+            upstream["round"] = round_rollout(plan, v, prev, trained[prev].config_hash, say).config_hash
         built = built_first.get(v.name) or _build(plan, v, upstream, say)
         train = train_section(plan, v, sizes, goals)
         init = None
@@ -264,7 +264,7 @@ def _collect_identity(plan: PipelinePlan) -> tuple[dict, dict[str, str]]:
     if c.kind == "import":
         paths = [_data_path(plan.cfg, c.questions or ""), *(_data_path(plan.cfg, f) for f in c.files)]
         return c.model_dump(mode="json"), {p: file_hash(p) for p in paths}
-    view, _ = _rollout_view(plan, RunLayout(plan.out).trajectories, plan.cfg.rollout_section, plan.cfg.policy_section)
+    view, _ = rollout_view(plan, RunLayout(plan.out).trajectories, plan.cfg.rollout_section, plan.cfg.policy_section)
     return view, {}
 
 
@@ -293,62 +293,7 @@ def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say
             return import_nat(ImportConfig.from_section(section, str(folder)), overwrite=True).counts
 
         return run_stage(folder, "collect", None, view, inputs, body, say, plan.mirror, plan.tracker)
-    return _rollout(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
-
-
-def _rollout_view(
-    plan: PipelinePlan, folder: Path, rollout: RolloutConfig, policy: PolicyConfig
-) -> tuple[dict, RunConfig]:
-    rollout = rollout.model_copy(update={"out": str(folder)})
-    view_cfg = plan.cfg.model_copy(update={"rollout": rollout, "policy": policy})
-    view = {"rollout": rollout.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
-    view["tools"] = plan.cfg.tools.model_dump(mode="json")
-    view |= seed_identity(plan.cfg.seed, rollout.temperatures)
-    return view, view_cfg
-
-
-def _rollout(
-    plan: PipelinePlan,
-    stage: str,
-    folder: Path,
-    rollout: RolloutConfig,
-    policy: PolicyConfig,
-    upstream: dict[str, str],
-    say: Say,
-    variant: str | None = None,
-) -> StageManifest:
-    from nat_ray.rollout.driver import run_rollout
-
-    view, view_cfg = _rollout_view(plan, folder, rollout, policy)
-    return run_stage(
-        folder, stage, variant, view, upstream, lambda: run_rollout(view_cfg)["counts"], say, plan.mirror, plan.tracker
-    )
-
-
-def _round_rollout(plan: PipelinePlan, v: Variant, prev: str, upstream: str, say: Say) -> StageManifest:
-    """Round k's trajectories: round k-1's model rolls out the train questions (the ``rollout`` section) with the
-    template it was trained with; every episode graded and labelled once (a killed round resumes its rollout)."""
-    from nat_ray.models import training_info
-
-    model = RunLayout(plan.out).model(prev)
-    rollout = plan.cfg.rollout_section
-    rollout = rollout.model_copy(update={"template": (training_info(model) or {}).get("template") or rollout.template})
-    policy = plan.engine(str(model), source=f"round{v.round}:{prev}")
-    folder = RunLayout(plan.out).round_trajectories(v.name)
-    return _rollout(plan, "rollout", folder, rollout, policy, {"train": upstream}, say, v.name)
-
-
-def _regenerate(plan: PipelinePlan, source: str, upstream: str, say: Say) -> StageManifest:
-    """The ``source`` variant's checkpoint rolled out on the train questions with the template it was trained with:
-    its negatives replace the collected ones in the regenerated variants (the paper's negative-quality study)."""
-    from nat_ray.models import training_info
-
-    model = RunLayout(plan.out).model(source)
-    rollout = plan.cfg.rollout_section
-    template = (training_info(model) or {}).get("template") or rollout.template
-    rollout = rollout.model_copy(update={"template": template})
-    policy = plan.engine(str(model), source=f"regenerated:{source}")
-    return _rollout(plan, "regenerate", RunLayout(plan.out).regenerated, rollout, policy, {"train": upstream}, say)
+    return rollout_stage(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
 
 
 def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -> StageManifest:
