@@ -33,10 +33,9 @@ HF_DIR = "hf"  # the model folder inside the final checkpoint
 
 
 def _rows(shard: Any) -> list[dict]:
-    def plain(v: Any) -> Any:
-        return [plain(x) for x in v] if hasattr(v, "__len__") and not isinstance(v, str) else v
-
-    return [{k: plain(v) for k, v in r.items()} for r in shard.iter_rows()]
+    # Ray Data hands columns back as numpy arrays: one C-level conversion each (a preference row's two sequences
+    # may stay arrays inside the list; collate takes either)
+    return [{k: v.tolist() if hasattr(v, "tolist") else v for k, v in r.items()} for r in shard.iter_rows()]
 
 
 def _all_reduce(values: list[float], op: str = "sum") -> list[float]:

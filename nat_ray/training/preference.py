@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from nat_ray.errors import InputError
 from nat_ray.training.loss import AssistantLoss
-from nat_ray.training.tokenize import IGNORE, Encoded, encode
+from nat_ray.training.tokenize import IGNORE, Encoded, encode, encoding_stats
 from nat_ray.types import Example, LabelledCompletion, Message, PreferencePair, Turn
 
 
@@ -99,14 +99,7 @@ def encode_preference(
         )
     if not rows:
         raise InputError("no record has a loss token in both of its sequences")
-    stats = {
-        "dropped_no_loss": len(empty),
-        "examples": len(rows),
-        "tokens": sum(len(e.input_ids) for e in seqs),
-        "loss_tokens": sum(e.loss_tokens for e in seqs),
-        "truncated_examples": sum(1 for e in seqs if e.truncated_tokens),
-        "truncated_tokens": sum(e.truncated_tokens for e in seqs),
-    }
+    stats = encoding_stats(seqs, len(rows), len(empty))
     if kto:
         stats["desirable"] = sum(r["desirable"] for r in rows)
         stats["undesirable"] = len(rows) - stats["desirable"]

@@ -87,12 +87,16 @@ def encode_all(
     encoded = [e for e in encoded if e.loss_tokens > 0]
     if not encoded:
         raise InputError("no example has a loss token")
-    stats = {
-        "dropped_no_loss": len(empty),
-        "examples": len(encoded),
-        "tokens": sum(len(e.input_ids) for e in encoded),
-        "loss_tokens": sum(e.loss_tokens for e in encoded),
-        "truncated_examples": sum(1 for e in encoded if e.truncated_tokens),
-        "truncated_tokens": sum(e.truncated_tokens for e in encoded),
+    return encoded, encoding_stats(encoded, len(encoded), len(empty))
+
+
+def encoding_stats(sequences: list[Encoded], examples: int, dropped: int) -> dict:
+    """A training set's figures over its encoded sequences (a preference row holds two)."""
+    return {
+        "dropped_no_loss": dropped,
+        "examples": examples,
+        "tokens": sum(len(e.input_ids) for e in sequences),
+        "loss_tokens": sum(e.loss_tokens for e in sequences),
+        "truncated_examples": sum(1 for e in sequences if e.truncated_tokens),
+        "truncated_tokens": sum(e.truncated_tokens for e in sequences),
     }
-    return encoded, stats
