@@ -135,7 +135,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from nat_ray.reformat import BuildConfig, build
 
     counts = {k: "all" if n == -1 else n for k, n in (("pos_num", args.pos_num), ("neg_num", args.neg_num))}
-    section = validated(BuildStageConfig, "build", mode=args.mode, template=args.template, seed=args.seed, **counts)
+    section = validated(BuildStageConfig, "build", mode=args.mode, template=args.template, seed=args.seed,
+                        selection=args.selection, **counts)  # fmt: skip
     config = BuildConfig.from_section(section, args.trajectories, args.prompts, args.out, args.negatives_from)
     meta = build(config)
     print(json.dumps({"out": args.out, "template": (meta.config or {})["template"], **meta.counts}))
@@ -272,7 +273,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="TRAJ.json")
     p.set_defaults(func=cmd_import_nat)
 
-    p = sub.add_parser("build", help="a training set (vanilla / nut / nat / nat-graded) from trajectories")
+    p = sub.add_parser("build", help="a training set (vanilla / nut / nat / nat-graded / dpo / kto) from trajectories")
     p.add_argument("--trajectories", required=True, help="trajectories dataset folder")
     p.add_argument("--prompts", required=True, help="the paper's prompt templates file")
     p.add_argument("--mode", required=True, choices=MODES)
@@ -280,6 +281,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--pos-num", required=True, type=_count, help="first N positives (or 'all')")
     p.add_argument("--neg-num", required=True, type=_count, help="M negatives sampled with --seed (or 'all')")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--selection",
+        choices=["paper", "paired"],
+        default="paper",
+        help="paper: first N positives + sampled negatives; paired: N questions with both kinds, one of each",
+    )
     p.add_argument("--out", required=True, help="PATH.jsonl, or a folder for a Parquet dataset")
     p.add_argument("--negatives-from", default=None, help="take the negatives from this trajectories dataset instead")
     p.set_defaults(func=cmd_build)

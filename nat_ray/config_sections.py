@@ -18,6 +18,7 @@ from nat_ray.types import StrictModel
 
 Mode = Literal["vanilla", "nut", "nat", "nat-graded", "dpo", "kto"]
 NegativeSource = Literal["imported", "regenerated"]
+Selection = Literal["paper", "paired"]
 
 
 class CollectConfig(StrictModel):
@@ -44,6 +45,10 @@ class BuildStageConfig(StrictModel):
     pos_num: int | Literal["all"] = "all"
     neg_num: int | Literal["all"] = "all"
     seed: int = 42  # which negatives are sampled
+    # paper: the first pos_num positives + a seeded sample of neg_num negatives (any questions); paired: pos_num
+    # questions that have both kinds, sampled with the seed, one positive and one negative of each (the negatives of
+    # the first neg_num), so every mode (vanilla, NUT, NAT, DPO, KTO) trains on the same trajectories
+    selection: Selection = "paper"
 
     @model_validator(mode="after")
     def _counts(self) -> BuildStageConfig:

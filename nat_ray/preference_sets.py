@@ -7,6 +7,9 @@
   with only one kind are left out and counted. ``pos_num`` does not apply: a pair's positive is its question's.
 - ``kto`` (:class:`~nat_ray.types.LabelledCompletion`): the paper's selection (the first ``pos_num`` positives, a seeded
   sample of ``neg_num`` negatives), each with its label; no pairing.
+- ``build.selection: paired`` (:func:`nat_ray.reformat.select_pairs`): ``pos_num`` questions with both kinds, one
+  positive and one negative of each; DPO takes the pairs of the first ``neg_num``, KTO / NUT / NAT the same
+  trajectories unpaired, vanilla the positives — one set of trajectories for every method.
 
 ``prompt`` is the template's messages up to the question (the plain prompt: the hint is NAT's device, not theirs);
 ``chosen`` / ``rejected`` / ``completion`` the trajectory's turns after it.
@@ -31,6 +34,14 @@ def _prompt(template: PromptTemplate, traj: Trajectory) -> list[Message]:
 
 def _completion(traj: Trajectory) -> list[Message]:
     return [Message(role=t.role, content=t.content) for t in traj.turns]
+
+
+def preference_pairs(drawn: list[tuple[Trajectory, Trajectory]], template: PromptTemplate) -> list[PreferencePair]:
+    """(positive, negative) trajectories of one question each, as TRL's conversational preference records."""
+    return [
+        PreferencePair(id=n.id, prompt=_prompt(template, n), chosen=_completion(p), rejected=_completion(n))
+        for p, n in drawn
+    ]
 
 
 def dpo_pairs(
@@ -58,10 +69,7 @@ def dpo_pairs(
     if neg_num != ALL:
         keep = set(random.Random(seed).sample(range(len(candidates)), neg_num))
         candidates = [c for i, c in enumerate(candidates) if i in keep]
-    pairs = [
-        PreferencePair(id=n.id, prompt=_prompt(template, n), chosen=_completion(p), rejected=_completion(n))
-        for p, n in candidates
-    ]
+    pairs = preference_pairs(candidates, template)
     both = positives.keys() & negatives.keys()
     counts = {
         "pairs": len(pairs),

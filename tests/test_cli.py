@@ -116,6 +116,9 @@ def test_import_then_build(tmp_path: Path, strategyqa_files) -> None:
         ({"template": "zero-shot-target-aware-nope"}, "unknown template 'zero-shot-target-aware-nope'"),
         ({"pos_num": "-3"}, "non-negative"),
         ({"neg_num": "99999"}, "only 1263 negatives"),
+        ({"selection": "paired", "pos_num": "430"}, "paired: 430 questions asked but only 429 have both"),
+        ({"selection": "paired", "pos_num": "3", "neg_num": "4"}, "--neg-num 4 is more than the 3 pairs drawn"),
+        ({"selection": "random"}, "invalid choice: 'random'"),
     ],
 )
 def test_build_errors_leave_no_output(tmp_path: Path, strategyqa_files, opts: dict, message: str) -> None:

@@ -81,3 +81,46 @@ def test_a_round_set_mixes_the_collected_selection_before_its_own(shipped, tmp_p
     assert counts["examples"] == 5 + 6 and len(rows) == 11
     first = [t for t in read_trajectories(shipped[0]) if t.label == Label.POSITIVE][:3]
     assert [r["id"] for r in rows[:3]] == [t.id for t in first]  # the collected selection, positives first
+
+
+def test_paired_selection_gives_every_mode_the_same_trajectories(shipped, tmp_path: Path) -> None:
+    def rows(mode: str, pos: int, neg: int) -> list[dict]:
+        counts = _build(shipped, tmp_path / f"{mode}.jsonl", mode, pos, neg, selection="paired", seed=7)
+        out = [json.loads(x) for x in (tmp_path / f"{mode}.jsonl").read_text().splitlines()]
+        assert counts["examples"] == len(out)
+        return out
+
+    def key(messages: list[dict]) -> tuple[str, ...]:  # a trajectory by its assistant turns
+        return tuple(m["content"] for m in messages if m["role"] == "assistant")
+
+    vanilla, nut, nat = rows("vanilla", 30, 0), rows("nut", 30, 30), rows("nat", 30, 30)
+    dpo, kto = rows("dpo", 30, 30), rows("kto", 30, 30)
+    assert len(vanilla) == 30 and len(nut) == len(nat) == len(kto) == 60 and len(dpo) == 30
+    questions = [r["id"] for r in vanilla]
+    assert len(set(questions)) == 30  # one pair per question
+    assert [r["id"] for r in nut] == [r["id"] for r in nat] == questions * 2 == [r["id"] for r in kto]
+    assert [r["id"] for r in dpo] == questions
+    n = len(dpo[0]["prompt"])  # the template's prompt (it holds an assistant turn of its own), then the trajectory
+
+    def turns(r: dict) -> tuple[str, ...]:
+        return key(r["messages"][n:])
+
+    positives, negatives = [turns(r) for r in vanilla], [turns(r) for r in nut[30:]]
+    assert [turns(r) for r in nut[:30]] == positives == [turns(r) for r in nat[:30]]
+    assert [key(r["chosen"]) for r in dpo] == positives and [key(r["rejected"]) for r in dpo] == negatives
+    assert [key(r["completion"]) for r in kto] == positives + negatives
+    assert [r["label"] for r in nat] == ["positive"] * 30 + ["negative"] * 30
+    assert [r["label"] for r in kto] == [True] * 30 + [False] * 30
+    labels = {(t.id, key([{"role": x.role, "content": x.content} for x in t.turns])): t.label
+              for t in read_trajectories(shipped[0])}  # fmt: skip
+    assert all(labels[(q, p)] == Label.POSITIVE for q, p in zip(questions, positives, strict=True))
+    assert all(labels[(q, n)] == Label.NEGATIVE for q, n in zip(questions, negatives, strict=True))
+    assert rows("nut", 30, 10)[30:] == nut[30:40]  # fewer negatives: those of the first pairs
+    other = _build(shipped, tmp_path / "other.jsonl", "vanilla", 30, 0, selection="paired", seed=8)
+    assert (
+        other["examples"] == 30 and (tmp_path / "other.jsonl").read_text() != (tmp_path / "vanilla.jsonl").read_text()
+    )
+    with pytest.raises(
+        InputError, match="paired: 500 questions asked but only 429 have both a positive and a negative"
+    ):
+        _build(shipped, tmp_path / "z.jsonl", "nat", 500, 500, selection="paired")

@@ -303,7 +303,15 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
     folder = layout.set_dir(v.name)
     negatives_from = str(layout.regenerated) if v.regenerated else None
     counts = {"pos_num": v.pos_num, "neg_num": v.neg_num}
-    section = BuildStageConfig(mode=v.mode, template=v.template, seed=v.build_seed, **counts)  # type: ignore[arg-type]
+    # later rounds keep every success and failure of their own rollouts: the paper's selection of "all"
+    selection = plan.cfg.build.selection if plan.cfg.build is not None and v.round == 1 else "paper"
+    section = BuildStageConfig(
+        mode=v.mode,
+        template=v.template,
+        seed=v.build_seed,
+        selection=selection,
+        **counts,  # type: ignore[arg-type]
+    )
     prompts = str(prompts_file(plan.task, plan.cfg.data_dir))
     source = layout.round_trajectories(v.name) if v.round > 1 else layout.trajectories
     config = BuildConfig.from_section(section, str(source), prompts, str(layout.set_file(v.name)), negatives_from)
@@ -314,6 +322,8 @@ def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -
         config = config.model_copy(update={"mix_from": str(layout.trajectories), "mix_pos_num": mix["pos_num"],
                                            "mix_neg_num": mix["neg_num"]})  # fmt: skip
     exclude = {"out", "trajectories", "prompts", "negatives_from", "mix_from", "mix_pos_num", "mix_neg_num"}
+    if config.selection == "paper":  # (sets of the paper's selection keep the hash they had before `selection`)
+        exclude.add("selection")
     view = config.model_dump(mode="json", exclude=exclude)
     if v.regenerated:  # (imported variants keep the hash they had before negative sources existed)
         view["negative_source"] = v.negative_source

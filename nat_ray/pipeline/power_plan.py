@@ -39,6 +39,23 @@ def measured_rate(out: Path) -> float | None:
     return episodes / seconds if seconds else None
 
 
+def _pooled_line(seeds: list[int] | None, n: int, psi: float, paper: bool) -> list[str]:
+    """With several training seeds the report also pools each comparison over them: its power. Optimistic: a
+    question's pairs under two seeds are not independent draws (the seeds' models share the training set)."""
+    if not seeds or len(seeds) < 2:
+        return []
+    pooled = n * len(seeds)
+    mde = min_detectable_difference(pooled, psi)
+    line = f"plan:   pooled over {len(seeds)} training seeds: {pooled} pairs; detectable: "
+    line += f"{100 * mde:.1f} points" if mde is not None else "no difference at this n"
+    if paper:
+        line += "; " + ", ".join(
+            f"the paper's +{100 * e:.0f} power {mcnemar_power(pooled, psi, e):.0%}"
+            for e in sorted(set(PAPER_EFFECTS.values()), reverse=True)
+        )
+    return [line + " (an upper bound: pairs of one question under two seeds are not independent)"]
+
+
 def plan_lines(plan: PipelinePlan) -> list[str]:
     cfg, ec = plan.cfg, plan.eval
     variants = [v.__dict__ for v in plan.variants if not v.control]  # controls are kept once the sets are built
@@ -69,6 +86,7 @@ def plan_lines(plan: PipelinePlan) -> list[str]:
             power = mcnemar_power(n, psi, effect)
             verdict = "can detect it" if power >= 0.8 else "cannot detect it: more questions or samples"
             lines.append(f"plan:   {a} - {b}: the paper's +{100 * effect:.0f} points has power {power:.0%}: {verdict}")
+        lines += _pooled_line(cfg.study.seeds if cfg.study else None, n, psi, task.name == "strategyqa")
     rate = measured_rate(plan.out)
     cost = f"~{episodes / rate / 60:.0f} min at the {rate:.2f} episodes/s measured here" if rate else "no rate measured"
     lines.append(f"plan: {len(pairs)} comparison(s); eval {episodes:,} episodes ({cost})")

@@ -31,3 +31,12 @@ def test_the_pipeline_plan_says_what_a_study_can_detect(data_dir, tmp_path) -> N
     assert "discordant share 0.45 (assumed); detectable at 80% power, alpha 0.05: 18.6 points" in lines[0]
     assert "plan:   nat - vanilla: the paper's +8 points has power 22%: cannot detect it" in r.stdout
     assert lines[-1] == "plan: 6 comparison(s); eval 400 episodes (no rate measured)"
+
+
+def test_the_plan_pools_a_study_over_its_training_seeds(data_dir, tmp_path) -> None:
+    r = run_cli("pipeline", "--config", "configs/study_strategyqa_paired.yaml", "--plan", f"out={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    assert "plan: strategyqa: 500 questions x 1 sample(s) = 500 pairs per comparison;" in r.stdout
+    assert "plan:   nat-seed1 - vanilla-seed1: the paper's +8 points has power 76%: cannot detect it" in r.stdout
+    pooled = "plan:   pooled over 2 training seeds: 1000 pairs; detectable: 5.9 points; the paper's +8 power 97%"
+    assert pooled in r.stdout and "the paper's +3 power 29%" in r.stdout

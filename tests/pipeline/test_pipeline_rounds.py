@@ -1,9 +1,9 @@
 """Iterated NAT beside DPO and KTO, in a pipeline process killed (SIGKILL) inside round 2 and started again. Round 1
-trains vanilla, NAT, DPO and KTO on the collected trajectories (DPO and KTO from the vanilla model; KTO under ZeRO-3
-through ``study.train_by_mode``); round 2 rolls out the train questions with round 1's NAT model, builds NAT's next
-set from its own labelled episodes (+ the collected selection: ``round_mix``) and trains from round 1's model.
-Finished stages are never redone; the interrupted rollout keeps what it wrote, and every episode is in the output
-exactly once."""
+trains vanilla, NAT, DPO and KTO on the same collected trajectories (``build.selection: paired``; DPO and KTO from the
+vanilla model; KTO under ZeRO-3 through ``study.train_by_mode``); round 2 rolls out the train questions with round 1's
+NAT model, builds NAT's next set from its own labelled episodes (+ the collected selection: ``round_mix``) and trains
+from round 1's model. Finished stages are never redone; the interrupted rollout keeps what it wrote, and every episode
+is in the output exactly once."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_two_rounds_of_nat_beside_dpo_and_kto_resume_inside_round_two(
     args = [f"out={run}", f"train.model={model}", f"tools.search.index.path={search_index}", "ray_address=local"]
     args += ["study.modes=[vanilla, nat, dpo, kto]", "study.rounds=2", "study.round_mix=true", "study.base=false",
              "study.teacher=false", "study.train_by_mode={kto: {strategy: deepspeed}}", "eval.limit=2",
-             "build.neg_num=8", "train.drop_no_loss=true"]  # fmt: skip
+             "build.neg_num=8", "build.selection=paired", "train.drop_no_loss=true"]  # fmt: skip
     # round 2's rollout: 4 train questions x 2 temperatures, one episode at a time, each written as it ends
     args += ["rollout={task: strategyqa, limit: 4, temperatures: [0.2, 0.7], max_turns: 2, episodes_per_worker: 1, "
              "flush_every: 1}"]  # fmt: skip
@@ -100,6 +100,12 @@ def test_two_rounds_of_nat_beside_dpo_and_kto_resume_inside_round_two(
             assert 0.2 < losses[0] < 1.0
     pairs = [json.loads(x) for x in (run / "sets/dpo/train.jsonl").read_text().splitlines()]
     assert len(pairs) == 8 and all(set(p) == {"id", "prompt", "chosen", "rejected"} for p in pairs)
+    # build.selection paired: round 1's sets hold the same 8 questions, one positive and one negative each
+    vanilla = [json.loads(x) for x in (run / "sets/vanilla/train.jsonl").read_text().splitlines()]
+    nat = [json.loads(x) for x in (run / "sets/nat/train.jsonl").read_text().splitlines()]
+    questions = [p["id"] for p in pairs]
+    assert len(set(questions)) == 8 and questions == [e["id"] for e in vanilla] == [e["id"] for e in nat[8:]]
+    assert [e["id"] for e in examples[:16]] == questions * 2  # round 2's mix: round 1's paired selection
     paired = {(c["a"], c["b"]) for c in json.loads((run / "report/comparisons.json").read_text())}
     assert {("dpo", "vanilla"), ("kto", "vanilla"), ("nat", "dpo"), ("nat", "kto")} <= paired
     assert "rounds.png" in info["plots"] and (run / "report/rounds.png").stat().st_size > 1000
