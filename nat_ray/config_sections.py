@@ -19,6 +19,7 @@ from nat_ray.types import StrictModel
 Mode = Literal["vanilla", "nut", "nat", "nat-graded", "dpo", "kto"]
 NegativeSource = Literal["imported", "regenerated"]
 Selection = Literal["paper", "paired"]
+RoundMode = Literal["nat", "vanilla", "dpo"]
 
 
 class CollectConfig(StrictModel):
@@ -82,14 +83,19 @@ class StudyConfig(StrictModel):
     train_by_mode: dict[Mode, dict[str, Any]] | None = None
     # iterated training: round k+1's set comes from round k's model rolling out the train questions (the `rollout`
     # section), its own successes and failures labelled; `round_mode` names the variants iterated (nat: iterated
-    # NAT; vanilla: rejection-sampling fine-tuning; dpo: as ETO), `round_mix` adds the collected trajectories to
-    # every later round's, `round_init` trains round k+1 from round k's model (previous) or from train.model (base)
+    # NAT; vanilla: rejection-sampling fine-tuning; dpo: as ETO; a list iterates each), `round_mix` adds the
+    # collected trajectories to every later round's, `round_init` trains round k+1 from round k's model (previous)
+    # or from train.model (base)
     rounds: int = Field(1, ge=1)
-    round_mode: Literal["nat", "vanilla", "dpo"] = "nat"
+    round_mode: RoundMode | list[RoundMode] = "nat"
     round_mix: bool = False
     round_init: Literal["previous", "base"] = "previous"
     base: bool = True  # also evaluate the base model (train.model) as a row
     teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)
+
+    @property
+    def round_modes(self) -> list[str]:
+        return [self.round_mode] if isinstance(self.round_mode, str) else list(self.round_mode)
 
 
 class TrackingConfig(StrictModel):

@@ -122,15 +122,20 @@ def with_holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
 def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tuple[str, str]]:
     """(a, b) for each comparison a study implies, among the rows that were evaluated. A compute-matched control
     (``twin`` set) is compared with its own variant (what the extra training alone did) and each variant of the same
-    seed that it was matched to (what the negatives did at equal compute)."""
+    seed that it was matched to (what the negatives did at equal compute). A later round (``study.rounds``) is
+    compared with its round before (what the round added) and with the vanilla model of its own round when vanilla is
+    iterated too (else round 1's)."""
     have = set(evaluated)
     trained = [v for v in variants if v["name"] in have]
     own = [v for v in trained if not v.get("twin")]
     pairs: list[tuple[str, str]] = []
     for v in own:  # against the vanilla model of the same training seed (a seeds study has one per seed)
-        twin = next((w for w in own if w["mode"] == "vanilla" and w.get("train_seed") == v.get("train_seed")), None)
+        vanillas = [w for w in own if w["mode"] == "vanilla" and w.get("train_seed") == v.get("train_seed")]
+        twin = next((w for w in vanillas if w.get("round", 1) == v.get("round", 1)), None)
+        twin = twin or next((w for w in vanillas if w.get("round", 1) == 1), None)
         if v["mode"] != "vanilla" and twin is not None:
             pairs.append((v["name"], twin["name"]))
+    pairs += [(v["name"], v["previous"]) for v in own if v.get("previous") in have]
     for v in own:
         if v["mode"] == "nat":
             twin = next((w for w in own if w["mode"] == "nut" and _same_but_mode(v, w)), None)

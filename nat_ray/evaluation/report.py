@@ -24,18 +24,15 @@ from nat_ray.evaluation.compare import (
     verdict,
     with_holm,
 )
+from nat_ray.evaluation.report_plots import dev_perplexity
+from nat_ray.evaluation.report_plots import plots as report_plots
 from nat_ray.records import (
-    ACCURACY_PLOT,
     COMPARISONS,
-    LOSS_PLOT,
     METRICS,
-    PERPLEXITY_PLOT,
     REPORT_README,
-    ROUNDS_PLOT,
     RUN_RECORD,
     STAGE_FILE,
     TABLE,
-    TRAIN_LOG,
     TRAIN_RECORD,
     DatasetManifest,
     EvalMetrics,
@@ -45,7 +42,7 @@ from nat_ray.records import (
     read_stage,
     versions,
 )
-from nat_ray.storage import dataset_manifest, read_record, read_records, read_trajectories, write_json, write_record
+from nat_ray.storage import dataset_manifest, read_record, read_trajectories, write_json, write_record
 
 PAIRED_TEXT = (
     "Each comparison on the episodes both rows ran (same question, same sample): the difference in accuracy with a "
@@ -67,11 +64,6 @@ def _rows(run: Path, variants: list[str] | None = None) -> dict[str, EvalMetrics
     rest = [k for k in variants or [] if k in found] + sorted(k for k in found if k not in (variants or []))
     order = ["base", *(k for k in rest if k not in ("base", "teacher")), "teacher"]
     return {k: m for k in order if (m := found.get(k)) is not None}
-
-
-def _perplexity(run: Path, name: str) -> float | None:
-    record = read_record(RunLayout(run).model(name) / TRAIN_RECORD, TrainingRecord)
-    return record.dev_perplexity if record is not None else None
 
 
 def _set_manifest(run: Path, name: str) -> DatasetManifest:
@@ -149,7 +141,7 @@ def behaviour_table(rows: dict[str, EvalMetrics], run: Path) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, m in rows.items():
-        ppl = _perplexity(run, name)
+        ppl = dev_perplexity(run, name)
         for d, x in m.datasets.items():
             turns = "-" if x["avg_turns"] is None else f"{x['avg_turns']:.2f}"
             lines.append(
@@ -157,107 +149,6 @@ def behaviour_table(rows: dict[str, EvalMetrics], run: Path) -> str:
                 f"{x['errors']} | {'-' if ppl is None else f'{ppl:.2f}'} |"
             )
     return "\n".join(lines)
-
-
-def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> str:  # type: ignore[no-untyped-def]
-    import matplotlib.pyplot as plt
-
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path.name
-
-
-def _errorbar(ax, points: list[tuple[int, dict]], marker: str, label: str) -> None:  # type: ignore[no-untyped-def]
-    """Accuracy % at each number of negatives, with its 95% interval as the error bar."""
-    acc = [100 * (x["accuracy"] or 0) for _, x in points]
-    low = [a - 100 * x["accuracy_ci95"][0] for a, (_, x) in zip(acc, points, strict=True)]
-    high = [100 * x["accuracy_ci95"][1] - a for a, (_, x) in zip(acc, points, strict=True)]
-    ax.errorbar([n for n, _ in points], acc, yerr=[low, high], marker=marker, capsize=3, label=label)
-
-
-def _plots(run: Path, rows: dict[str, EvalMetrics], variants: list[dict], report: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    made = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    curves = 0
-    for v in variants:
-        path = RunLayout(run).model(v["name"]) / TRAIN_LOG
-        if path.exists():
-            points = [row for _, row in read_records(path)]
-            points = [p for p in points if p.get("loss") is not None]
-            if points:
-                ax.plot([p["step"] for p in points], [p["loss"] for p in points], marker="o", label=v["name"])
-                curves += 1
-    if curves:
-        made.append(
-            _save(fig, ax, report / LOSS_PLOT, "optimizer step", "training loss (assistant tokens)", "Training loss")
-        )
-    plt.close(fig)
-
-    by_mode: dict[str, list[tuple[int, EvalMetrics, float | None]]] = {}
-    for v in variants:
-        if v["mode"] != "vanilla" and isinstance(v["neg_num"], int) and v["name"] in rows:
-            key = v["mode"] + (" (regenerated)" if v.get("negative_source") == "regenerated" else "")
-            by_mode.setdefault(key, []).append((v["neg_num"], rows[v["name"]], _perplexity(run, v["name"])))
-    if any(len({n for n, _, _ in pts}) > 1 for pts in by_mode.values()):
-        datasets = list(next(iter(rows.values())).datasets)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for mode, pts in by_mode.items():
-            for d in datasets:
-                pts_d = sorted((n, m.datasets[d]) for n, m, _ in pts if d in m.datasets)
-                _errorbar(ax, pts_d, "o", f"{mode} {d}")
-        for v in variants:  # vanilla: the positives alone, the sweep's point at 0 negatives
-            for d in datasets if v["mode"] == "vanilla" else []:
-                x = rows[v["name"]].datasets.get(d) if v["name"] in rows else None
-                if x is not None and x["accuracy"] is not None:
-                    _errorbar(ax, [(0, x)], "s", f"{v['name']} {d}")
-        labels = ("number of negatives", "accuracy, % (95% CI)", "Accuracy vs negatives")
-        made.append(_save(fig, ax, report / ACCURACY_PLOT, *labels))
-        ppl = [(mode, n, p) for mode, pts in by_mode.items() for n, _, p in pts]
-        if any(p is not None for _, _, p in ppl):
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for mode in by_mode:
-                pts_m = sorted((n, p) for m, n, p in ppl if m == mode and p is not None)
-                ax.plot([n for n, _ in pts_m], [p for _, p in pts_m], marker="o", label=mode)
-            labels = ("number of negatives", "held-out perplexity", "Perplexity vs negatives")
-            made.append(_save(fig, ax, report / PERPLEXITY_PLOT, *labels))
-    if any(v.get("round", 1) > 1 for v in variants):
-        made.append(_rounds_plot(rows, variants, report / ROUNDS_PLOT))
-    return made
-
-
-def _rounds_plot(rows: dict[str, EvalMetrics], variants: list[dict], path: Path) -> str:
-    """study.rounds: accuracy (95% CI) and action-error rate per round, one line per iterated chain and data set."""
-    import matplotlib.pyplot as plt
-
-    by_name = {v["name"]: v for v in variants}
-    chains: dict[str, list[dict]] = {}
-    for v in variants:
-        first = v
-        while first.get("previous") in by_name:
-            first = by_name[first["previous"]]
-        if any(w.get("previous") == v["name"] for w in variants) or v.get("round", 1) > 1:
-            chains.setdefault(first["name"], []).append(v)
-    fig, (acc, err) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, chain in chains.items():
-        chain = sorted((v for v in chain if v["name"] in rows), key=lambda v: v.get("round", 1))
-        for d in list(dict.fromkeys(d for v in chain for d in rows[v["name"]].datasets)):
-            pts = [(v.get("round", 1), rows[v["name"]].datasets[d]) for v in chain if d in rows[v["name"]].datasets]
-            _errorbar(acc, pts, "o", f"{name} {d}")
-            rates = [(r, x.get("action_error_rate")) for r, x in pts if x.get("action_error_rate") is not None]
-            err.plot([r for r, _ in rates], [100 * e for _, e in rates], marker="o", label=f"{name} {d}")
-    err.set_xlabel("round")
-    err.set_ylabel("action-error rate, %")
-    err.set_title("Invalid actions per round")
-    err.legend(fontsize=8)
-    return _save(fig, acc, path, "round", "accuracy, % (95% CI)", "Accuracy per round")
 
 
 def _comparisons(run: Path, variants: list[dict], rows: dict[str, EvalMetrics]) -> tuple[list[Comparison], list[str]]:
@@ -346,7 +237,7 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
                              "template": c.get("template"), "negative_source": source})  # fmt: skip
     report = RunLayout(run).report
     report.mkdir(parents=True, exist_ok=True)
-    plots = _plots(run, rows, variants, report)
+    plots = report_plots(run, rows, variants, report)
     table = accuracy_table(rows)
     seeds = seeds_table(rows)
     (report / TABLE).write_text(table + "\n")

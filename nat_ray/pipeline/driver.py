@@ -17,10 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from nat_ray.config import (
-    PREFERENCE_FIELDS,
     EvalConfig,
     PolicyConfig,
     RunConfig,
@@ -28,14 +25,15 @@ from nat_ray.config import (
     dump_config,
 )
 from nat_ray.config_sections import BuildStageConfig, CollectConfig
+from nat_ray.config_train import PREFERENCE_FIELDS
 from nat_ray.episode import seed_identity
-from nat_ray.errors import InputError, first_validation_error
-from nat_ray.pipeline.match import Budget, matched, target
+from nat_ray.errors import InputError
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.power_plan import plan_lines
 from nat_ray.pipeline.rollouts import regenerate, rollout_stage, rollout_view, round_rollout
+from nat_ray.pipeline.sets import build_stage, compute_budgets, mode_train, train_section
 from nat_ray.pipeline.stages import run_stage
-from nat_ray.pipeline.variants import Variant, check_counts, controls_kept, expand, sft_init
+from nat_ray.pipeline.variants import Variant, check_counts, expand, sft_init
 from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
 from nat_ray.tracking import NoTracker, Tracker, make_tracker
@@ -152,7 +150,7 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
         if v.round > 1:  # the round before's model rolls out the train questions: this round's trajectories
             prev = v.previous or ""
             upstream["round"] = round_rollout(plan, v, prev, trained[prev].config_hash, say).config_hash
-        built = built_first.get(v.name) or _build(plan, v, upstream, say)
+        built = built_first.get(v.name) or build_stage(plan, v, upstream, say)
         train = train_section(plan, v, sizes, goals)
         init = None
         if v.round > 1 and cfg.study is not None and cfg.study.round_init == "previous":
@@ -187,63 +185,6 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     say((RunLayout(out).report / TABLE).read_text())
     names = [v.name for v in variants]
     return {"out": str(out), "variants": names, "report": str(RunLayout(out).report), **report.counts}
-
-
-def compute_budgets(
-    plan: PipelinePlan, collected: StageManifest, say: Say
-) -> tuple[list[Variant], dict[str, StageManifest], dict[str, Budget], dict[str, float | None]]:
-    """Compute matching, decided before the first variant trains: ``study.match`` gives every variant the target,
-    ``study.controls`` adds a matched twin to each variant that trains less. Returns the variants to run (the
-    controls kept), the sets built on the way, each set's budget, and each match's target (steps or tokens)."""
-    study = plan.cfg.study
-    match = study.match if study else "epochs"
-    controls = (study.controls if study else None) or []
-    variants = [v for v in plan.variants if not v.control]
-    if match == "epochs" and not controls:
-        return variants, {}, {}, {}
-    # a control's set is its twin's: built (and tokenised) once, under the twin's name, until the control is kept
-    upstream = {"collect": collected.config_hash}
-    built = {v.name: _build(plan, v, upstream, say) for v in variants if not v.regenerated and v.round == 1}
-    budgets = {v.name: _budget(plan, v) for v in variants if v.name in built}
-    goals: dict[str, float | None] = {}
-    for m in sorted({match, *controls} - {"epochs"}):
-        goals[m] = target(m, list(budgets.values()), plan.train)  # type: ignore[arg-type]
-        say(f"pipeline: {'study.match' if m == match else 'study.controls'} {m}: the target is {goals[m]:,.0f} {m}")
-    less = {}
-    for c in (v for v in plan.variants if v.control):
-        b, m = budgets[c.twin or ""], c.match
-        steps = matched(m, goals[m], b, plan.train).max_steps  # type: ignore[arg-type]
-        less[c.name] = steps is not None and steps != b.natural_steps(plan.train)
-    kept = controls_kept(plan.variants, less)
-    dropped = [v.name for v in plan.variants if v not in kept]
-    if dropped:
-        say(f"pipeline: study.controls: {', '.join(dropped)} left out (their variant already trains the target)")
-    return kept, built, budgets, goals
-
-
-def train_section(
-    plan: PipelinePlan, v: Variant, budgets: dict[str, Budget], goals: dict[str, float | None]
-) -> TrainConfig:
-    """The variant's ``train`` section: the config's (with ``study.train_by_mode`` for its mode), matched to its
-    target when the study matches compute."""
-    study = plan.cfg.study
-    train = mode_train(plan.train, study.train_by_mode if study else None, v.mode)
-    m = v.match if v.control else (study.match if study else "epochs")
-    if goals.get(m) is None:
-        return train
-    budget = budgets.get(v.twin or v.name) or _budget(plan, v)
-    return matched(m, goals[m], budget, train)  # type: ignore[arg-type]
-
-
-def mode_train(train: TrainConfig, by_mode: dict[str, dict] | None, mode: str) -> TrainConfig:
-    """``train`` with the settings ``study.train_by_mode`` gives ``mode`` (validated: an unknown key is an error)."""
-    if not by_mode or mode not in by_mode:
-        return train
-    try:
-        return TrainConfig.model_validate(train.model_dump() | by_mode[mode])
-    except ValidationError as exc:
-        where, message = first_validation_error(exc)
-        raise InputError(f"study.train_by_mode.{mode}.{where}: {message}") from None
 
 
 def _count(stage: StageManifest, label: str) -> int:
@@ -294,61 +235,6 @@ def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say
 
         return run_stage(folder, "collect", None, view, inputs, body, say, plan.mirror, plan.tracker)
     return rollout_stage(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
-
-
-def _build(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: Say) -> StageManifest:
-    from nat_ray.reformat import ALL, BuildConfig, build
-
-    layout = RunLayout(plan.out)
-    folder = layout.set_dir(v.name)
-    negatives_from = str(layout.regenerated) if v.regenerated else None
-    counts = {"pos_num": v.pos_num, "neg_num": v.neg_num}
-    # later rounds keep every success and failure of their own rollouts: the paper's selection of "all"
-    selection = plan.cfg.build.selection if plan.cfg.build is not None and v.round == 1 else "paper"
-    section = BuildStageConfig(
-        mode=v.mode,
-        template=v.template,
-        seed=v.build_seed,
-        selection=selection,
-        **counts,  # type: ignore[arg-type]
-    )
-    prompts = str(prompts_file(plan.task, plan.cfg.data_dir))
-    source = layout.round_trajectories(v.name) if v.round > 1 else layout.trajectories
-    config = BuildConfig.from_section(section, str(source), prompts, str(layout.set_file(v.name)), negatives_from)
-    if v.round > 1 and plan.cfg.study is not None and plan.cfg.study.round_mix:
-        first = _first_round(plan, v)  # the collected trajectories, selected as round 1 selected them
-        mix = {"pos_num": first.pos_num, "neg_num": first.neg_num}
-        mix = {k: ALL if n == "all" else int(n) for k, n in mix.items()}
-        config = config.model_copy(update={"mix_from": str(layout.trajectories), "mix_pos_num": mix["pos_num"],
-                                           "mix_neg_num": mix["neg_num"]})  # fmt: skip
-    exclude = {"out", "trajectories", "prompts", "negatives_from", "mix_from", "mix_pos_num", "mix_neg_num"}
-    if config.selection == "paper":  # (sets of the paper's selection keep the hash they had before `selection`)
-        exclude.add("selection")
-    view = config.model_dump(mode="json", exclude=exclude)
-    if v.regenerated:  # (imported variants keep the hash they had before negative sources existed)
-        view["negative_source"] = v.negative_source
-    if v.round > 1:
-        view |= {"round": v.round, "mix": config.mix_from is not None}
-    return run_stage(
-        folder, "build", v.name, view, upstream, lambda: build(config).counts, say, plan.mirror, plan.tracker
-    )
-
-
-def _first_round(plan: PipelinePlan, v: Variant) -> Variant:
-    by_name = {w.name: w for w in plan.variants}
-    while v.previous is not None:
-        v = by_name[v.previous]
-    return v
-
-
-def _budget(plan: PipelinePlan, variant: Variant) -> Budget:
-    """The variant's built set as the trainer will see it (tokenised: truncation and drops counted)."""
-    from nat_ray.training.trainer import prepare_data
-
-    data = str(RunLayout(plan.out).set_file(variant.name))
-    train = plan.train.model_copy(update={"data": data, "objective": variant.objective})
-    _, rows, _, stats = prepare_data(plan.cfg.model_copy(update={"train": train}))
-    return Budget(examples=len(rows), tokens=int(stats["tokens"]))
 
 
 def _train(

@@ -79,14 +79,14 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
             name = re.sub(r"(-seed\d+)?$", lambda m, mt=match: f"-{mt}{m.group(0)}", v.name, count=1)
             out[name] = replace(v, name=name, match=match, twin=v.name)
     for k in range(2, study.rounds + 1):
-        for v in [v for v in out.values() if v.mode == study.round_mode and v.round == k - 1 and not v.control]:
+        for v in [v for v in out.values() if v.mode in study.round_modes and v.round == k - 1 and not v.control]:
             if v.regenerated:
                 continue
             name = re.sub(r"(-r\d+)?(-seed\d+)?$", lambda m, k=k: f"-r{k}{m.group(2) or ''}", v.name, count=1)
             neg = 0 if v.mode == "vanilla" else "all"  # every success and failure of the round's own rollouts
             out[name] = replace(v, name=name, round=k, previous=v.name, pos_num="all", neg_num=neg)
     if study.rounds > 1 and not any(v.round > 1 for v in out.values()):
-        raise InputError(f"study.rounds: {study.rounds}, but no variant has study.round_mode {study.round_mode!r}")
+        raise InputError(f"study.rounds: {study.rounds}, but no variant has a study.round_mode of {study.round_modes}")
     # stable: the study's order otherwise; preference variants after the vanilla model they may start from; each
     # round after the one before
     variants = sorted(out.values(), key=lambda v: (v.round, v.regenerated, v.preference))

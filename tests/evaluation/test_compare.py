@@ -72,6 +72,20 @@ def test_dpo_and_kto_are_paired_with_vanilla_and_nat_of_their_seed() -> None:
         ("nat", "vanilla"), ("dpo", "vanilla"), ("kto", "vanilla"), ("nat", "dpo"), ("nat", "kto")]  # fmt: skip
 
 
+def test_a_later_round_is_paired_with_its_round_before_and_the_vanilla_model_of_its_round() -> None:
+    def v(name: str, mode: str, k: int, previous: str | None) -> dict:
+        return {"name": name, "mode": mode, "neg_num": 0, "pos_num": 8, "train_seed": 1, "round": k,
+                "previous": previous}  # fmt: skip
+
+    variants = [v("vanilla", "vanilla", 1, None), v("nat", "nat", 1, None), v("vanilla-r2", "vanilla", 2, "vanilla"),
+                v("nat-r2", "nat", 2, "nat")]  # fmt: skip
+    assert implied_pairs(variants, [x["name"] for x in variants]) == [
+        ("nat", "vanilla"), ("nat-r2", "vanilla-r2"), ("vanilla-r2", "vanilla"), ("nat-r2", "nat")]  # fmt: skip
+    # vanilla not iterated: a later NAT round against round 1's vanilla
+    assert implied_pairs(variants[:2] + variants[3:], ["vanilla", "nat", "nat-r2"]) == [
+        ("nat", "vanilla"), ("nat-r2", "vanilla"), ("nat-r2", "nat")]  # fmt: skip
+
+
 def test_a_compute_matched_control_is_paired_with_its_variant_and_the_variants_it_matches() -> None:
     variants = [
         {"name": f"{m}-seed{s}", "mode": m, "neg_num": 0 if m == "vanilla" else 8, "pos_num": 8, "train_seed": s}

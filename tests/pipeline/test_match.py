@@ -41,7 +41,8 @@ def test_controls_keep_the_twin_of_the_variant_that_trains_less(tmp_path, smollm
     from pathlib import Path
 
     from nat_ray.config import load_config
-    from nat_ray.pipeline.driver import _collect, _collect_identity, compute_budgets, train_section, validate
+    from nat_ray.pipeline.driver import _collect, _collect_identity, validate
+    from nat_ray.pipeline.sets import compute_budgets, train_section
     from tests.training.test_train_ray import tiny_llama_folder
 
     repo = Path(__file__).resolve().parents[2]

@@ -106,7 +106,7 @@ def test_bad_pipeline_configs_fail_before_any_stage(tmp_path: Path) -> None:
 
 def test_train_by_mode_sets_a_modes_training_only() -> None:
     from nat_ray.config import TrainConfig
-    from nat_ray.pipeline.driver import mode_train
+    from nat_ray.pipeline.sets import mode_train
 
     base = TrainConfig(model="m", lr=1e-4)
     by_mode = {"dpo": {"lr": 1e-6, "beta": 0.2}}
@@ -158,8 +158,11 @@ def test_rounds_iterate_the_round_mode_variants_named_before_the_seed() -> None:
     assert (r3.round, r3.previous, r3.pos_num, r3.neg_num, r3.train_seed) == (3, "nat-r2-seed1", "all", "all", 1)
     rs = expand(BuildStageConfig(), StudyConfig(modes=["vanilla"], rounds=2, round_mode="vanilla"), 0)
     assert [(v.name, v.neg_num) for v in rs] == [("vanilla", 0), ("vanilla-r2", 0)]  # rejection-sampling FT
-    with pytest.raises(InputError, match=r"study.rounds: 2, but no variant has study.round_mode 'dpo'"):
+    with pytest.raises(InputError, match=r"study.rounds: 2, but no variant has a study.round_mode of \['dpo'\]"):
         expand(BuildStageConfig(), StudyConfig(modes=["nat"], rounds=2, round_mode="dpo"), 0)
+    both = expand(BuildStageConfig(), StudyConfig(modes=["vanilla", "nat"], rounds=3, round_mode=["nat", "vanilla"]), 0)
+    assert [v.name for v in both] == ["vanilla", "nat", "vanilla-r2", "nat-r2", "vanilla-r3", "nat-r3"]
+    assert [(v.previous, v.neg_num) for v in both[2:4]] == [("vanilla", 0), ("nat", "all")]
 
 
 def test_rounds_need_the_rollout_section(tmp_path: Path) -> None:
