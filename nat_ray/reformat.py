@@ -61,6 +61,7 @@ class BuildConfig(StrictModel):
     mix_from: str | None = None
     mix_pos_num: int = 0
     mix_neg_num: int = 0
+    mix_selection: Selection = "paper"
 
     @property
     def template_name(self) -> str:
@@ -202,7 +203,7 @@ def build(config: BuildConfig) -> DatasetManifest:
         trajectories = [t for t in trajectories if t.label == Label.POSITIVE] + negatives
     if config.mix_from is not None:
         first = read_trajectories(config.mix_from)  # selected as round 1 selected them
-        mixed = select(first, config.mix_pos_num, config.mix_neg_num, config.seed, config.selection)
+        mixed = select(first, config.mix_pos_num, config.mix_neg_num, config.seed, config.mix_selection)
         own = select(trajectories, config.pos_num, config.neg_num, config.seed)
         trajectories = mixed + own
         update = {"pos_num": ALL, "neg_num": 0 if config.mode == "vanilla" else ALL, "selection": "paper"}

@@ -17,7 +17,9 @@ export NAT_RAY_DATA_DIR="${NAT_RAY_DATA_DIR:-$PWD/.data}"
 nat-ray data prepare $( [ -d ../shared/data/nat ] && echo --from ../shared/data )
 FRESH_HOME=$(mktemp -d /tmp/nat-ray-home.XXXXXX)
 trap 'rm -rf "$FRESH_HOME"' EXIT
-# pytest exits 5 when it collects no tests; with `set -e` that fails the run, as it should.
+# pytest exits 5 when it collects no tests; with `set -e` that fails the run, as it should. Two xdist workers, each
+# a session of its own (home, Ray, caches: tests/conftest.py): much of a Ray test is waiting (start-up, actors,
+# subprocesses), so two share 2 cores well (pytest 27.4 -> 24.3 min here, docs/benchmarks.md).
 env HOME="$FRESH_HOME" XDG_CACHE_HOME="$FRESH_HOME/.cache" XDG_CONFIG_HOME="$FRESH_HOME/.config" \
     XDG_DATA_HOME="$FRESH_HOME/.local/share" XDG_STATE_HOME="$FRESH_HOME/.local/state" \
-    python -m pytest -q -ra --durations=25 "$@"
+    python -m pytest -q -ra --durations=25 -n 2 --dist worksteal "$@"

@@ -89,7 +89,8 @@ def build_stage(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: S
     negatives_from = str(layout.regenerated) if v.regenerated else None
     counts = {"pos_num": v.pos_num, "neg_num": v.neg_num}
     # later rounds keep every success and failure of their own rollouts: the paper's selection of "all"
-    selection = plan.cfg.build.selection if plan.cfg.build is not None and v.round == 1 else "paper"
+    first_selection = plan.cfg.build.selection if plan.cfg.build is not None else "paper"
+    selection = first_selection if v.round == 1 else "paper"
     section = BuildStageConfig(
         mode=v.mode,
         template=v.template,
@@ -104,9 +105,10 @@ def build_stage(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: S
         first = _first_round(plan, v)  # the collected trajectories, selected as round 1 selected them
         mix = {"pos_num": first.pos_num, "neg_num": first.neg_num}
         mix = {k: ALL if n == "all" else int(n) for k, n in mix.items()}
-        config = config.model_copy(update={"mix_from": str(layout.trajectories), "mix_pos_num": mix["pos_num"],
-                                           "mix_neg_num": mix["neg_num"]})  # fmt: skip
-    exclude = {"out", "trajectories", "prompts", "negatives_from", "mix_from", "mix_pos_num", "mix_neg_num"}
+        update = {"mix_from": str(layout.trajectories), "mix_selection": first_selection}
+        config = config.model_copy(update=update | {"mix_pos_num": mix["pos_num"], "mix_neg_num": mix["neg_num"]})
+    exclude = {"out", "trajectories", "prompts", "negatives_from", "mix_from", "mix_pos_num", "mix_neg_num",
+               "mix_selection"}  # fmt: skip
     if config.selection == "paper":  # (sets of the paper's selection keep the hash they had before `selection`)
         exclude.add("selection")
     view = config.model_dump(mode="json", exclude=exclude)
@@ -114,6 +116,8 @@ def build_stage(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: S
         view["negative_source"] = v.negative_source
     if v.round > 1:
         view |= {"round": v.round, "mix": config.mix_from is not None}
+        if config.mix_from is not None and config.mix_selection != "paper":
+            view["mix_selection"] = config.mix_selection
     return run_stage(
         folder, "build", v.name, view, upstream, lambda: build(config).counts, say, plan.mirror, plan.tracker
     )
