@@ -105,7 +105,9 @@ def test_two_rounds_of_nat_beside_dpo_and_kto_resume_inside_round_two(
     nat = [json.loads(x) for x in (run / "sets/nat/train.jsonl").read_text().splitlines()]
     questions = [p["id"] for p in pairs]
     assert len(set(questions)) == 8 and questions == [e["id"] for e in vanilla] == [e["id"] for e in nat[8:]]
-    assert [e["id"] for e in examples[:16]] == questions * 2  # round 2's mix: round 1's paired selection
+    # round 2's mix is round 1's paired selection: its positives first, then its negatives among the others (sampled)
+    assert [e["id"] for e in examples[:8]] == questions
+    assert all(any(e["id"] == q and e["label"] == "negative" for e in examples[8:]) for q in questions)
     paired = {(c["a"], c["b"]) for c in json.loads((run / "report/comparisons.json").read_text())}
     assert {("dpo", "vanilla"), ("kto", "vanilla"), ("nat", "dpo"), ("nat", "kto")} <= paired
     assert "rounds.png" in info["plots"] and (run / "report/rounds.png").stat().st_size > 1000
