@@ -84,7 +84,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     from nat_ray.hardware import resolve_bf16
     from nat_ray.training.loss import AssistantLoss
-    from nat_ray.training.preference import PreferenceLoss, collate_preference
+    from nat_ray.training.preference import STAT_KEYS, PreferenceLoss, collate_preference
     from nat_ray.training.strategy import STRATEGIES
 
     memory = PeakRSS()
@@ -137,6 +137,8 @@ def train_loop_per_worker(config: dict) -> None:
     epoch_batches: dict[int, list[list[int]]] = {}
     real = padded = 0
     loss_sum, micro_in_step, last_loss = 0.0, 0, float("nan")
+    stat_keys = STAT_KEYS.get(cfg.objective, ())
+    stat_sums = dict.fromkeys(stat_keys, (0.0, 0))
     t_log = time.monotonic()
     for m in range(step * cfg.accumulation, total * cfg.accumulation):
         epoch, within = divmod(m, steps_per_epoch * cfg.accumulation)
@@ -154,6 +156,9 @@ def train_loop_per_worker(config: dict) -> None:
         loss = strategy.forward(batch)
         strategy.backward(loss, boundary)
         loss_sum += loss.item()
+        for k in stat_keys:  # (the module object the strategy wraps: its stats are this micro-batch's)
+            total_k, n_k = module.stats[k]  # type: ignore[attr-defined]
+            stat_sums[k] = (stat_sums[k][0] + total_k, stat_sums[k][1] + n_k)
         micro_in_step += 1
         progress("micro", step=step + (1 if boundary else 0), micro=m % cfg.accumulation + 1, tokens=n_real)
         if not boundary:
@@ -180,6 +185,11 @@ def train_loop_per_worker(config: dict) -> None:
             "peak_rss_gb": peak / GB,  # the largest worker's resident set so far
             "resumed_from_step": resumed_from,
         }
+        reduced = _all_reduce([x for k in stat_keys for x in stat_sums[k]]) if stat_keys else []
+        for i, k in enumerate(stat_keys):  # the mean since the last log, over every worker's micro-batches
+            if reduced[2 * i + 1]:
+                metrics[k] = reduced[2 * i] / reduced[2 * i + 1]
+        stat_sums = dict.fromkeys(stat_keys, (0.0, 0))
         real = padded = 0
         loss_sum, micro_in_step = 0.0, 0
         if checkpoint_now:

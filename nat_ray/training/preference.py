@@ -121,13 +121,25 @@ def collate_preference(rows: list[dict], pad_id: int) -> dict:
     return batch
 
 
+# What each objective reports besides its loss, as TRL logs them: ``beta x (policy - reference)`` log-ratios. DPO:
+# the share of pairs whose chosen gains on the rejected (``reward_accuracy``) and the mean margin; KTO: the mean
+# reward of desirable and of undesirable completions, and the KL estimate. Fixed per objective: every rank reports
+# every key (with a count of 0 where its micro-batch had none), so the all-reduce is the same on all of them.
+STAT_KEYS = {
+    "dpo": ("reward_accuracy", "reward_margin"),
+    "kto": ("reward_desirable", "reward_undesirable", "kl"),
+}
+
+
 class PreferenceLoss(AssistantLoss):
-    """DPO or KTO on a batch from :func:`collate_preference`; without ``ref_logps`` (the dev set) the SFT loss."""
+    """DPO or KTO on a batch from :func:`collate_preference`; without ``ref_logps`` (the dev set) the SFT loss.
+    After each forward, ``stats`` holds ``{key: (sum, count)}`` over the micro-batch for :data:`STAT_KEYS`."""
 
     def __init__(self, lm: nn.Module, objective: str, beta: float, weights: tuple[float, float] = (1.0, 1.0),
                  sft_weight: float = 0.0, chunk_tokens: int | None = 256) -> None:  # fmt: skip
         super().__init__(lm, chunk_tokens)
         self.objective, self.beta, self.weights, self.sft_weight = objective, beta, weights, sft_weight
+        self.stats: dict[str, tuple[float, int]] = {}
 
     def _chunk_logps(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = self.lm.get_output_embeddings()(hidden).float()
@@ -166,11 +178,20 @@ class PreferenceLoss(AssistantLoss):
             return super().forward(input_ids, attention_mask, labels)
         logps = self.sequence_logps(input_ids, attention_mask, labels)
         b = len(input_ids) // 2
+        ratios = (logps - ref_logps).detach() * self.beta
         if self.objective == "dpo":
             loss = dpo_loss(logps[:b], logps[b:], ref_logps[:b], ref_logps[b:], self.beta)
+            margin = ratios[:b] - ratios[b:]
+            self.stats = {"reward_accuracy": (float((margin > 0).sum()), b), "reward_margin": (float(margin.sum()), b)}
         else:
             assert desirable is not None
             loss = kto_loss(logps[:b], ref_logps[:b], desirable, logps[b:], ref_logps[b:], self.beta, *self.weights)
+            good = desirable.bool()
+            self.stats = {
+                "reward_desirable": (float(ratios[:b][good].sum()), int(good.sum())),
+                "reward_undesirable": (float(ratios[:b][~good].sum()), int((~good).sum())),
+                "kl": (float(ratios[b:].sum() / self.beta), b),  # the mismatched pairs' log-ratio, before the mean
+            }
         if self.sft_weight:  # an SFT term on the chosen / desirable completions: mean NLL per labelled token
             good = desirable if desirable is not None else torch.ones(b, dtype=torch.bool)
             n = (labels[:b][good][:, 1:] != IGNORE).sum().clamp(min=1)

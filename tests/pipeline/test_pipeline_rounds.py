@@ -93,11 +93,15 @@ def test_two_rounds_of_nat_beside_dpo_and_kto_resume_inside_round_two(
         train = record["config"]["train"]
         assert train["objective"] == name and train["model"] == str(run / "models/vanilla")
         assert train["strategy"] == strategy and record["data"]["reference"]["computed"] is True
-        losses = [json.loads(x)["loss"] for x in (run / f"models/{name}/metrics.jsonl").read_text().splitlines()]
+        logged = [json.loads(x) for x in (run / f"models/{name}/metrics.jsonl").read_text().splitlines()]
+        losses = [m["loss"] for m in logged]
         if name == "dpo":  # the policy is its reference at step 1: every margin 0, the loss log 2
             assert losses[0] == pytest.approx(math.log(2), abs=0.02)
+            assert logged[0]["reward_margin"] == pytest.approx(0, abs=0.05) and 0 <= logged[0]["reward_accuracy"] <= 1
         else:  # log-ratios and the KL estimate 0: each completion's loss is half its class weight
             assert 0.2 < losses[0] < 1.0
+            rewards = [m[k] for m in logged for k in ("reward_desirable", "reward_undesirable") if k in m]
+            assert rewards and rewards[0] == pytest.approx(0, abs=0.05) and "kl" in logged[0]
     pairs = [json.loads(x) for x in (run / "sets/dpo/train.jsonl").read_text().splitlines()]
     assert len(pairs) == 8 and all(set(p) == {"id", "prompt", "chosen", "rejected"} for p in pairs)
     # build.selection paired: round 1's sets hold the same 8 questions, one positive and one negative each

@@ -81,6 +81,32 @@ def test_only_assistant_tokens_of_every_turn_carry_the_loss(tiny: Path) -> None:
     assert emb is not None and all(emb[t].abs().sum() > 0 for t in zebra)  # context: it does shape later turns
 
 
+def test_the_loss_reports_its_rewards_as_trl_logs_them(tiny: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    rows, _ = encode_preference(tok, [_pair(i) for i in range(4)], max_length=512, drop_no_loss=False)
+    lm = AutoModelForCausalLM.from_pretrained(tiny)
+    batch = collate_preference([r | {"ref_logps": [0.0, 0.0]} for r in rows], tok.pad_token_id)
+    module = PreferenceLoss(lm, "dpo", beta=0.5)
+    with torch.no_grad():
+        logps = module.sequence_logps(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        ref = logps + torch.tensor([0.2, -0.4, 0.6, 0.0, 0.0, 0.0, 0.2, 0.0])  # the reference, moved per sequence
+        module(**batch | {"ref_logps": ref})
+    margins = 0.5 * ((logps[:4] - ref[:4]) - (logps[4:] - ref[4:]))  # -0.1, 0.2, -0.2, 0.0
+    assert module.stats["reward_accuracy"] == (1.0, 4)  # only the second pair's chosen gained on its rejected
+    assert module.stats["reward_margin"][0] == pytest.approx(float(margins.sum()), abs=1e-4)
+    kto = PreferenceLoss(lm, "kto", beta=0.5)
+    desirable = torch.tensor([True, False, True, False])
+    with torch.no_grad():
+        kto(**batch | {"ref_logps": ref, "desirable": desirable})
+    ratios = 0.5 * (logps - ref)
+    assert kto.stats["reward_desirable"][1] == 2 and kto.stats["reward_undesirable"][1] == 2
+    assert kto.stats["reward_desirable"][0] == pytest.approx(float(ratios[0] + ratios[2]), abs=1e-4)
+    assert kto.stats["reward_undesirable"][0] == pytest.approx(float(ratios[1] + ratios[3]), abs=1e-4)
+    assert kto.stats["kl"][0] == pytest.approx(float((logps[4:] - ref[4:]).sum()), abs=1e-4)
+
+
 def test_reference_logps_are_computed_once_per_set_and_model(tiny: Path, tmp_path: Path, smollm2: Path) -> None:
     from transformers import AutoTokenizer
 
