@@ -42,6 +42,7 @@ def _complete(folder: Path) -> bool:
     return stage is not None and stage.complete
 
 
+@pytest.mark.timeout(1200)  # ~6.5 min beside another xdist worker; its two pipeline runs have 900 s limits of their own
 def test_two_rounds_of_nat_beside_dpo_and_kto_resume_inside_round_two(
     tmp_path: Path, smollm2: Path, search_index: Path
 ) -> None:
