@@ -108,6 +108,15 @@ def select_pairs(trajectories: list[Trajectory], num: int, seed: int) -> list[tu
     return [(rng.choice(positives[q]), rng.choice(negatives[q])) for i, q in enumerate(both) if i in keep]
 
 
+def paired_negatives(pairs: list[tuple[Trajectory, Trajectory]], neg_num: int) -> list[tuple[Trajectory, Trajectory]]:
+    """The drawn pairs whose negatives a paired set keeps: the first ``neg_num`` (``ALL``: every one)."""
+    if neg_num == ALL:
+        return pairs
+    if neg_num > len(pairs):
+        raise InputError(f"build.selection paired: --neg-num {neg_num} is more than the {len(pairs)} pairs drawn")
+    return pairs[:neg_num]
+
+
 def select(
     trajectories: list[Trajectory], pos_num: int, neg_num: int, seed: int, selection: Selection = "paper"
 ) -> list[Trajectory]:
@@ -117,9 +126,7 @@ def select(
         if any(n < 0 and n != ALL for n in (pos_num, neg_num)):
             raise InputError("--pos-num and --neg-num must be non-negative (or 'all')")
         pairs = select_pairs(trajectories, pos_num, seed)
-        if neg_num != ALL and neg_num > len(pairs):
-            raise InputError(f"build.selection paired: --neg-num {neg_num} is more than the {len(pairs)} pairs drawn")
-        return [p for p, _ in pairs] + [n for _, n in pairs[: len(pairs) if neg_num == ALL else neg_num]]
+        return [p for p, _ in pairs] + [n for _, n in paired_negatives(pairs, neg_num)]
     positives = [t for t in trajectories if t.label == Label.POSITIVE]
     negatives = [t for t in trajectories if t.label == Label.NEGATIVE]
     if pos_num == ALL:
@@ -233,9 +240,7 @@ def _preference_rows(
     c = config
     if c.mode == "dpo" and c.selection == "paired":
         drawn = select_pairs(trajectories, c.pos_num, c.seed)
-        if c.neg_num != ALL and c.neg_num > len(drawn):
-            raise InputError(f"build.selection paired: --neg-num {c.neg_num} is more than the {len(drawn)} pairs drawn")
-        pairs = preference_pairs(drawn[: len(drawn) if c.neg_num == ALL else c.neg_num], template)
+        pairs = preference_pairs(paired_negatives(drawn, c.neg_num), template)
         counts = {"pairs": len(pairs), "questions": len(pairs)}
         return pairs, counts | {"examples": len(pairs), "positives": len(pairs), "negatives": len(pairs)}
     if c.mode == "dpo":

@@ -178,19 +178,20 @@ class PreferenceLoss(AssistantLoss):
             return super().forward(input_ids, attention_mask, labels)
         logps = self.sequence_logps(input_ids, attention_mask, labels)
         b = len(input_ids) // 2
-        ratios = (logps - ref_logps).detach() * self.beta
+        log_ratios = (logps - ref_logps).detach()
+        rewards = self.beta * log_ratios
         if self.objective == "dpo":
             loss = dpo_loss(logps[:b], logps[b:], ref_logps[:b], ref_logps[b:], self.beta)
-            margin = ratios[:b] - ratios[b:]
+            margin = rewards[:b] - rewards[b:]
             self.stats = {"reward_accuracy": (float((margin > 0).sum()), b), "reward_margin": (float(margin.sum()), b)}
         else:
             assert desirable is not None
             loss = kto_loss(logps[:b], ref_logps[:b], desirable, logps[b:], ref_logps[b:], self.beta, *self.weights)
             good = desirable.bool()
             self.stats = {
-                "reward_desirable": (float(ratios[:b][good].sum()), int(good.sum())),
-                "reward_undesirable": (float(ratios[:b][~good].sum()), int((~good).sum())),
-                "kl": (float(ratios[b:].sum() / self.beta), b),  # the mismatched pairs' log-ratio, before the mean
+                "reward_desirable": (float(rewards[:b][good].sum()), int(good.sum())),
+                "reward_undesirable": (float(rewards[:b][~good].sum()), int((~good).sum())),
+                "kl": (float(log_ratios[b:].sum()), b),  # the mismatched pairs' log-ratio, before the mean
             }
         if self.sft_weight:  # an SFT term on the chosen / desirable completions: mean NLL per labelled token
             good = desirable if desirable is not None else torch.ones(b, dtype=torch.bool)
