@@ -180,6 +180,7 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
         say,
         plan.mirror,
         plan.tracker,
+        out,
     )
     plan.tracker.artifacts(RunLayout(out).report, "report")
     say((RunLayout(out).report / TABLE).read_text())
@@ -233,7 +234,7 @@ def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say
             section = c.model_copy(update={"questions": questions, "files": files})  # resolved in the data folder
             return import_nat(ImportConfig.from_section(section, str(folder)), overwrite=True).counts
 
-        return run_stage(folder, "collect", None, view, inputs, body, say, plan.mirror, plan.tracker)
+        return run_stage(folder, "collect", None, view, inputs, body, say, plan.mirror, plan.tracker, plan.out)
     return rollout_stage(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
 
 
@@ -266,7 +267,7 @@ def _train(
         mode="json", exclude={"data", "out"} | (PREFERENCE_FIELDS if v.objective == "sft" else set())
     )
     inputs = {"build": upstream} | ({"init": init[1]} if init else {})
-    return run_stage(folder, "train", v.name, view, inputs, body, say, plan.mirror, plan.tracker)
+    return run_stage(folder, "train", v.name, view, inputs, body, say, plan.mirror, plan.tracker, plan.out)
 
 
 def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], say: Say) -> StageManifest:
@@ -285,7 +286,7 @@ def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], s
             "math_average": m.get("math_average")
         }
 
-    return run_stage(folder, "eval", name, view, upstream, body, say, plan.mirror, plan.tracker)
+    return run_stage(folder, "eval", name, view, upstream, body, say, plan.mirror, plan.tracker, plan.out)
 
 
 def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
@@ -298,5 +299,14 @@ def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
         return {f"{d}.accuracy": x["accuracy"] for d, x in m["datasets"].items()}
 
     return run_stage(
-        folder, "eval", "teacher", {"teacher": True}, {"collect": upstream}, body, say, plan.mirror, plan.tracker
+        folder,
+        "eval",
+        "teacher",
+        {"teacher": True},
+        {"collect": upstream},
+        body,
+        say,
+        plan.mirror,
+        plan.tracker,
+        plan.out,
     )

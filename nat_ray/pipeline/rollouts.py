@@ -45,7 +45,7 @@ def rollout_stage(
 
     view, view_cfg = rollout_view(plan, folder, rollout, policy)
     body = lambda: run_rollout(view_cfg)["counts"]  # noqa: E731
-    return run_stage(folder, stage, variant, view, upstream, body, say, plan.mirror, plan.tracker)
+    return run_stage(folder, stage, variant, view, upstream, body, say, plan.mirror, plan.tracker, plan.out)
 
 
 def round_rollout(plan: PipelinePlan, v: Variant, prev: str, upstream: str, say: Say) -> StageManifest:

@@ -119,7 +119,7 @@ def build_stage(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: S
         if config.mix_from is not None and config.mix_selection != "paper":
             view["mix_selection"] = config.mix_selection
     return run_stage(
-        folder, "build", v.name, view, upstream, lambda: build(config).counts, say, plan.mirror, plan.tracker
+        folder, "build", v.name, view, upstream, lambda: build(config).counts, say, plan.mirror, plan.tracker, plan.out
     )
 
 

@@ -3,6 +3,10 @@
 A stage whose output holds a complete manifest with the same config hash is skipped. An output made with another hash
 is removed and the stage runs again (everything downstream has another hash too, so it follows). An output with an
 incomplete manifest of the same hash is resumed by the stage itself (rollout and eval keep what they wrote).
+
+Paths inside the run folder (a model an eval serves, the checkpoint a round starts from) enter the hash relative to
+it, so a run folder moved or copied elsewhere (another machine, a study that reuses another's first round) keeps
+its stages. A stage recorded before that, with the absolute path, is still recognised, and its manifest rewritten.
 """
 
 from __future__ import annotations
@@ -21,6 +25,23 @@ if TYPE_CHECKING:  # the mirror builds on this module (its manifests)
     from nat_ray.tracking import Tracker
 
 
+RUN = "$RUN"  # the run folder, in a stage's hashed view
+
+
+def portable(view: object, root: Path | None) -> object:
+    """``view`` with every path inside ``root`` written as ``$RUN/…``: what it names, not where the run lies."""
+    if root is None:
+        return view
+    top = str(root).rstrip("/")
+    if isinstance(view, str):
+        return RUN + view[len(top) :] if view == top or view.startswith(top + "/") else view
+    if isinstance(view, dict):
+        return {k: portable(x, root) for k, x in view.items()}
+    if isinstance(view, list | tuple):
+        return [portable(x, root) for x in view]
+    return view
+
+
 def run_stage(
     folder: Path,
     stage: str,
@@ -31,12 +52,19 @@ def run_stage(
     say: Callable[[str], None] = print,
     mirror: StageMirror | None = None,
     tracker: Tracker | None = None,
+    root: Path | None = None,
 ) -> StageManifest:
     """Run ``body`` (which writes into ``folder`` and returns counts) unless a complete run with this hash is there.
-    With a ``mirror``, the completed folder is uploaded (also a skipped one the mirror lacks)."""
-    digest = config_hash(view, upstream)
+    ``root``: the run folder (paths inside it are hashed relative to it). With a ``mirror``, the completed folder is
+    uploaded (also a skipped one the mirror lacks)."""
+    digest = config_hash(portable(view, root), upstream)
     label = f"{stage}{f' {variant}' if variant else ''}"
     old = read_stage(folder)
+    if old is not None and old.config_hash != digest and old.config_hash == config_hash(view, upstream):
+        old = old.model_copy(update={"config_hash": digest})  # recorded with the absolute path: the same stage
+        write_record(folder / STAGE_FILE, old)
+        if mirror is not None and old.complete:
+            mirror.push(folder)
     if old is not None and old.config_hash == digest and old.complete:
         say(f"pipeline: {label}: up to date, skipped")
         if mirror is not None and not mirror.has(folder):

@@ -5,6 +5,7 @@ every variant and the base model through the engine with BM25 search, the teache
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,14 @@ def test_pipeline_end_to_end_then_a_changed_lr(tmp_path: Path, smollm2: Path, se
     }
     collect_inputs = next(s["inputs"] for s in info["stages"] if s["stage"] == "collect")
     assert len(collect_inputs) == 3 and all(len(h) == 16 for h in collect_inputs.values())  # data file hashes
+
+    # the run folder copied elsewhere (another machine, another study reusing it): no stage is redone
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    stages = ["trajectories", "sets/nat", "models/nat", "eval/vanilla", "eval/nat", "eval/base", "report"]
+    run_pipeline(load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, f"out={moved}"]), progress=False)
+    assert {f: _stamp(moved / f) for f in stages} == {f: _stamp(run / f) for f in stages}
+    shutil.rmtree(moved)
 
     before = {f: _stamp(run / f) for f in ["trajectories", "sets/nat", "models/nat", "eval/nat", "eval/base", "report"]}
     # a new lr, and compute matching: 1 epoch is 2 steps of vanilla's 8 examples and 4 of NAT's 16; `steps` gives both 4

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
-from nat_ray.pipeline.stages import run_stage
+from nat_ray.pipeline.stages import portable, run_stage
 from nat_ray.records import STAGE_FILE, config_hash, read_stage
 
 
@@ -59,3 +60,37 @@ def test_hash_covers_view_and_upstream() -> None:
     assert config_hash({"a": 1}, {"x": "1"}) == config_hash({"a": 1}, {"x": "1"})
     assert config_hash({"a": 1}, {"x": "1"}) != config_hash({"a": 2}, {"x": "1"})
     assert config_hash({"a": 1}, {"x": "1"}) != config_hash({"a": 1}, {"x": "2"})
+
+
+def test_paths_inside_the_run_folder_are_hashed_relative_to_it(tmp_path: Path) -> None:
+    def view(run: Path) -> dict:  # an eval's view: the model it serves lies in the run; the index outside it
+        return {
+            "policy": {"model": str(run / "models/nat")},
+            "index": str(tmp_path / "index"),
+            "other": str(tmp_path / "a2"),
+        }
+
+    assert portable(view(tmp_path / "a"), tmp_path / "a") == {
+        "policy": {"model": "$RUN/models/nat"},
+        "index": str(tmp_path / "index"),
+        "other": str(tmp_path / "a2"),  # a sibling that only starts like the run folder is not in it
+    }
+    calls: list = []
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_stage(a / "eval/nat", "eval", "nat", view(a), {}, _body(a / "eval/nat", calls), say=lambda _m: None, root=a)
+    shutil.copytree(a, b)  # the run folder copied elsewhere: the same stage
+    m = run_stage(b / "eval/nat", "eval", "nat", view(b), {}, _body(b / "eval/nat", calls), say=lambda _m: None, root=b)
+    assert calls == ["nat"] and m == read_stage(a / "eval/nat")
+
+
+def test_a_stage_recorded_with_absolute_paths_is_recognised_and_its_hash_rewritten(tmp_path: Path) -> None:
+    calls: list = []
+    run, folder = tmp_path / "run", tmp_path / "run/eval/nat"
+    view = {"model": str(run / "models/nat")}
+    old = run_stage(folder, "eval", "nat", view, {"train": "t"}, _body(folder, calls), say=lambda _m: None)  # no root
+    assert old.config_hash == config_hash(view, {"train": "t"})
+    said: list = []
+    m = run_stage(folder, "eval", "nat", view, {"train": "t"}, _body(folder, calls), say=said.append, root=run)
+    assert calls == ["nat"] and said == ["pipeline: eval nat: up to date, skipped"]
+    assert m.config_hash == config_hash({"model": "$RUN/models/nat"}, {"train": "t"}) != old.config_hash
+    assert read_stage(folder) == m and m.started_at == old.started_at and m.counts == old.counts
