@@ -55,6 +55,19 @@ class PipelinePlan:
     mirror: StageMirror | None = None  # `storage:` set: each completed stage is uploaded there
     tracker: Tracker = field(default_factory=NoTracker)  # `tracking:` set: each stage is logged there
 
+    def stage(
+        self,
+        folder: Path,
+        stage: str,
+        variant: str | None,
+        view: object,
+        upstream: dict[str, str],
+        body: Callable[[], dict],
+        say: Say,
+    ) -> StageManifest:
+        """:func:`run_stage` with this run's mirror and tracker, paths inside the run folder hashed relative to it."""
+        return run_stage(folder, stage, variant, view, upstream, body, say, self.mirror, self.tracker, self.out)
+
     @property
     def regenerates(self) -> bool:
         return any(v.regenerated for v in self.variants)
@@ -170,7 +183,7 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     from nat_ray.evaluation.report import write_report
 
     rows = [v.__dict__ for v in variants]
-    report = run_stage(
+    report = plan.stage(
         RunLayout(out).report,
         "report",
         None,
@@ -178,9 +191,6 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
         evals,
         lambda: write_report(out, dump_config(cfg), rows),
         say,
-        plan.mirror,
-        plan.tracker,
-        out,
     )
     plan.tracker.artifacts(RunLayout(out).report, "report")
     say((RunLayout(out).report / TABLE).read_text())
@@ -234,7 +244,7 @@ def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say
             section = c.model_copy(update={"questions": questions, "files": files})  # resolved in the data folder
             return import_nat(ImportConfig.from_section(section, str(folder)), overwrite=True).counts
 
-        return run_stage(folder, "collect", None, view, inputs, body, say, plan.mirror, plan.tracker, plan.out)
+        return plan.stage(folder, "collect", None, view, inputs, body, say)
     return rollout_stage(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
 
 
@@ -267,7 +277,7 @@ def _train(
         mode="json", exclude={"data", "out"} | (PREFERENCE_FIELDS if v.objective == "sft" else set())
     )
     inputs = {"build": upstream} | ({"init": init[1]} if init else {})
-    return run_stage(folder, "train", v.name, view, inputs, body, say, plan.mirror, plan.tracker, plan.out)
+    return plan.stage(folder, "train", v.name, view, inputs, body, say)
 
 
 def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], say: Say) -> StageManifest:
@@ -286,7 +296,7 @@ def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], s
             "math_average": m.get("math_average")
         }
 
-    return run_stage(folder, "eval", name, view, upstream, body, say, plan.mirror, plan.tracker, plan.out)
+    return plan.stage(folder, "eval", name, view, upstream, body, say)
 
 
 def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
@@ -298,15 +308,4 @@ def _teacher(plan: PipelinePlan, upstream: str, say: Say) -> StageManifest:
         m = eval_trajectories(RunLayout(plan.out).trajectories, folder)
         return {f"{d}.accuracy": x["accuracy"] for d, x in m["datasets"].items()}
 
-    return run_stage(
-        folder,
-        "eval",
-        "teacher",
-        {"teacher": True},
-        {"collect": upstream},
-        body,
-        say,
-        plan.mirror,
-        plan.tracker,
-        plan.out,
-    )
+    return plan.stage(folder, "eval", "teacher", {"teacher": True}, {"collect": upstream}, body, say)

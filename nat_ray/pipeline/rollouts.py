@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from nat_ray.config import PolicyConfig, RolloutConfig, RunConfig
 from nat_ray.episode import seed_identity
-from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant
 from nat_ray.records import RunLayout, StageManifest
 
@@ -45,7 +44,7 @@ def rollout_stage(
 
     view, view_cfg = rollout_view(plan, folder, rollout, policy)
     body = lambda: run_rollout(view_cfg)["counts"]  # noqa: E731
-    return run_stage(folder, stage, variant, view, upstream, body, say, plan.mirror, plan.tracker, plan.out)
+    return plan.stage(folder, stage, variant, view, upstream, body, say)
 
 
 def round_rollout(plan: PipelinePlan, v: Variant, prev: str, upstream: str, say: Say) -> StageManifest:

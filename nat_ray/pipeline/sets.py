@@ -13,7 +13,6 @@ from nat_ray.config import TrainConfig
 from nat_ray.config_sections import BuildStageConfig
 from nat_ray.errors import InputError, first_validation_error
 from nat_ray.pipeline.match import Budget, matched, target
-from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant, controls_kept
 from nat_ray.records import RunLayout, StageManifest
 from nat_ray.tasks import prompts_file
@@ -118,9 +117,7 @@ def build_stage(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: S
         view |= {"round": v.round, "mix": config.mix_from is not None}
         if config.mix_from is not None and config.mix_selection != "paper":
             view["mix_selection"] = config.mix_selection
-    return run_stage(
-        folder, "build", v.name, view, upstream, lambda: build(config).counts, say, plan.mirror, plan.tracker, plan.out
-    )
+    return plan.stage(folder, "build", v.name, view, upstream, lambda: build(config).counts, say)
 
 
 def _first_round(plan: PipelinePlan, v: Variant) -> Variant:
