@@ -11,7 +11,9 @@ Per data set, over the episodes that were not lost to infrastructure (``label !=
   unknown action (``action_errors``);
 - ``avg_turns``: policy replies per episode (assistant turns plus malformed replies);
 - ``errors``: infrastructure errors, left out of every denominator above and reported;
-- ``finish_reasons``: counts over all episodes, errors included.
+- ``finish_reasons``: counts over all episodes, errors included;
+- yes/no sets (StrategyQA) also: ``answered``, ``yes_share``, ``majority_accuracy``, ``kappa``, ``kappa_ci95`` —
+  whether the answers depend on the truth at all (``nat_ray.evaluation.skill``).
 
 ``math_average`` is the mean accuracy over the math sets present (GSM8K, ASDiv, SVAMP, MultiArith), as the paper's
 tables average them.
@@ -23,6 +25,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 
+from nat_ray.evaluation.skill import YesNoSkill, chance_warning, is_yesno, yesno_skill
 from nat_ray.tasks import TASKS
 from nat_ray.types import Label, Trajectory
 
@@ -79,6 +82,8 @@ def dataset_metrics(trajectories: Iterable[Trajectory]) -> dict:
     if tasks and all(TASKS[task].family == "qa" for task in tasks if task in TASKS):
         out["em"] = sum(bool(t.em) for t in graded) / n if n else None
         out["f1"] = sum(t.f1 or 0.0 for t in graded) / n if n else None
+    if tasks and all(is_yesno(task) for task in tasks):
+        out.update(yesno_skill(graded).row())
     return out
 
 
@@ -144,6 +149,9 @@ def format_table(metrics: dict) -> str:
         for r in [head, *rows]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for name, m in metrics["datasets"].items():
+        if m.get("answered") and (line := chance_warning(name, _skill(m))):
+            lines.append(line)
     errors = sum(m["errors"] for m in metrics["datasets"].values())
     if errors:
         lines.append(
@@ -151,3 +159,9 @@ def format_table(metrics: dict) -> str:
             "figures above; see finish_reasons in metrics.json and `nat-ray show DIR --label error`"
         )
     return "\n".join(lines)
+
+
+def _skill(m: dict) -> YesNoSkill:
+    ci = m.get("kappa_ci95")
+    return YesNoSkill(m["answered"], m.get("yes_share"), m.get("majority_accuracy"), m.get("kappa"),
+                      tuple(ci) if ci else None)  # fmt: skip

@@ -26,6 +26,7 @@ from nat_ray.evaluation.compare import (
 )
 from nat_ray.evaluation.report_plots import dev_perplexity
 from nat_ray.evaluation.report_plots import plots as report_plots
+from nat_ray.evaluation.skill import SKILL_TEXT, is_yesno, skill_table, yesno_skill
 from nat_ray.records import (
     COMPARISONS,
     METRICS,
@@ -151,6 +152,21 @@ def behaviour_table(rows: dict[str, EvalMetrics], run: Path) -> str:
     return "\n".join(lines)
 
 
+def _skill_section(run: Path, rows: dict[str, EvalMetrics]) -> list[str]:
+    """Skill beyond chance of every generated row on each yes/no data set, from its episodes (so a run evaluated
+    before ``metrics.json`` carried kappa gets it too); empty without a yes/no set."""
+    layout = RunLayout(run)
+    skills, accuracy = {}, {}
+    for name, m in rows.items():
+        for d, x in m.datasets.items():
+            if is_yesno(d) and (layout.eval_dir(name) / d).is_dir():
+                skills[(name, d)] = yesno_skill(read_trajectories(layout.eval_dir(name) / d))
+                accuracy[(name, d)] = x["accuracy"]
+    if not skills:
+        return []
+    return ["## Skill beyond chance (yes/no sets)", "", SKILL_TEXT, "", skill_table(skills, accuracy), ""]
+
+
 def _comparisons(run: Path, variants: list[dict], rows: dict[str, EvalMetrics]) -> tuple[list[Comparison], list[str]]:
     """Every comparison the study implies, on each data set both rows were evaluated on, Holm-adjusted together;
     and the pairs refused for want of a shared question."""
@@ -269,6 +285,7 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
         "",
         *(["## Over training seeds (mean ± standard deviation of accuracy, %)", "", seeds, ""] if seeds else []),
         *paired_section,
+        *_skill_section(run, rows),
         "## Behaviour (the paper's Table 6) and held-out perplexity",
         "",
         behaviour_table(rows, run),

@@ -14,7 +14,7 @@ _IDS = itertools.count()
 
 
 def traj(task="gsm8k", reward=True, turns=2, errors=0, label=None, reason=FinishReason.FINISH, em=None, f1=None,
-         qid=None, sample=0):  # fmt: skip
+         qid=None, sample=0, gt="1"):  # fmt: skip
     body = []
     for _ in range(turns):
         body += [Turn(role="assistant", content="Action: x[1]", loss=True), Turn(role="user", content="Observation: 1")]
@@ -26,7 +26,7 @@ def traj(task="gsm8k", reward=True, turns=2, errors=0, label=None, reason=Finish
         sample_index=sample,
         task=task,
         question="?",
-        ground_truth="1",
+        ground_truth=gt,
         turns=body,
         reward=reward if graded else None,
         em=em,
@@ -84,13 +84,14 @@ def test_math_average_and_the_whole_shape() -> None:
     by = {
         "gsm8k": [traj(reward=True), traj(reward=False)],
         "svamp": [traj(task="svamp", reward=True)],
-        "strategyqa": [traj(task="strategyqa", reward=False)],
+        "strategyqa": [traj(task="strategyqa", reward=False, gt="true")],
     }
     out = eval_metrics(by, {"kind": "scripted"}, "zero-shot")
     assert set(out) == {"policy", "template", "datasets", "math_average"}
     assert out["math_average"] == pytest.approx((0.5 + 1.0) / 2)  # StrategyQA is not a math set
     keys = {"n", "questions", "accuracy", "accuracy_ci95", "action_error_rate", "avg_turns", "errors", "finish_reasons"}
-    assert all(set(m) == keys for m in out["datasets"].values())
+    skill = {"answered", "yes_share", "majority_accuracy", "kappa", "kappa_ci95"}  # yes/no sets only
+    assert all(set(m) == keys | (skill if d == "strategyqa" else set()) for d, m in out["datasets"].items())
     assert "math_average" not in eval_metrics({"strategyqa": by["strategyqa"]}, {}, "t")
 
 
