@@ -119,6 +119,13 @@ def _rounds_plot(rows: dict[str, EvalMetrics], variants: list[dict], path: Path)
             _errorbar(acc, pts, "o", f"{name} {d}")
             rates = [(r, x.get("action_error_rate")) for r, x in pts if x.get("action_error_rate") is not None]
             err.plot([r for r, _ in rates], [100 * e for _, e in rates], marker="o", label=f"{name} {d}")
+            majority = [x["majority_accuracy"] for _, x in pts if x.get("majority_accuracy") is not None]
+            if majority:  # a yes/no set: what always giving its majority answer scores
+                acc.axhline(100 * majority[0], color="grey", linestyle="--", linewidth=1, label=f"{d}: majority answer")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (acc, err):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     err.set_xlabel("round")
     err.set_ylabel("action-error rate, %")
     err.set_title("Invalid actions per round")
