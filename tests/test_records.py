@@ -76,6 +76,8 @@ def test_a_report_is_made_from_the_old_run(tmp_path: Path) -> None:
     assert summary["rows"] == 4
     table = (run / "report/table.md").read_text()
     assert "| nat |" in table and "45.9 [43.9, 47.9] (n=2333)" in table
+    readme = (run / "report/README.md").read_text()  # its eval folders hold no episodes: said, not a crash
+    assert "eval/nat/strategyqa: no Parquet files in this folder" in readme.split("## Skill beyond chance")[1]
     record = read_record(run / "report" / RUN_RECORD, RunRecord)
     assert record is not None and record.schema_version == RECORD_VERSION  # rewritten by this version
     assert record.config and record.config_hash == config_hash(record.config)  # the old run's config kept

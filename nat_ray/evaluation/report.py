@@ -156,15 +156,20 @@ def _skill_section(run: Path, rows: dict[str, EvalMetrics]) -> list[str]:
     """Skill beyond chance of every generated row on each yes/no data set, from its episodes (so a run evaluated
     before ``metrics.json`` carried kappa gets it too); empty without a yes/no set."""
     layout = RunLayout(run)
-    skills, accuracy = {}, {}
+    skills, accuracy, missing = {}, {}, []
     for name, m in rows.items():
         for d, x in m.datasets.items():
             if is_yesno(d) and (layout.eval_dir(name) / d).is_dir():
-                skills[(name, d)] = yesno_skill(read_trajectories(layout.eval_dir(name) / d))
+                try:
+                    skills[(name, d)] = yesno_skill(read_trajectories(layout.eval_dir(name) / d))
+                except InputError as exc:  # (episodes gone: said, as the paired table says it)
+                    missing.append(f"- not measured: {exc}")
+                    continue
                 accuracy[(name, d)] = x["accuracy"]
-    if not skills:
+    if not skills and not missing:
         return []
-    return ["## Skill beyond chance (yes/no sets)", "", SKILL_TEXT, "", skill_table(skills, accuracy), ""]
+    table = [skill_table(skills, accuracy)] if skills else []
+    return ["## Skill beyond chance (yes/no sets)", "", SKILL_TEXT, "", *table, *missing, ""]
 
 
 def _comparisons(run: Path, variants: list[dict], rows: dict[str, EvalMetrics]) -> tuple[list[Comparison], list[str]]:
