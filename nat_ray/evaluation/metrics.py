@@ -150,7 +150,7 @@ def format_table(metrics: dict) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for name, m in metrics["datasets"].items():
-        if m.get("answered") and (line := chance_warning(name, _skill(m))):
+        if m.get("answered") and (line := chance_warning(name, YesNoSkill.from_row(m))):
             lines.append(line)
     errors = sum(m["errors"] for m in metrics["datasets"].values())
     if errors:
@@ -159,9 +159,3 @@ def format_table(metrics: dict) -> str:
             "figures above; see finish_reasons in metrics.json and `nat-ray show DIR --label error`"
         )
     return "\n".join(lines)
-
-
-def _skill(m: dict) -> YesNoSkill:
-    ci = m.get("kappa_ci95")
-    return YesNoSkill(m["answered"], m.get("yes_share"), m.get("majority_accuracy"), m.get("kappa"),
-                      tuple(ci) if ci else None)  # fmt: skip

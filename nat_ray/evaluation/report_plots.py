@@ -112,6 +112,7 @@ def _rounds_plot(rows: dict[str, EvalMetrics], variants: list[dict], path: Path)
         if any(w.get("previous") == v["name"] for w in variants) or v.get("round", 1) > 1:
             chains.setdefault(first["name"], []).append(v)
     fig, (acc, err) = plt.subplots(1, 2, figsize=(10, 4))
+    baselines: set[str] = set()  # (one line per data set, however many chains it has)
     for name, chain in chains.items():
         chain = sorted((v for v in chain if v["name"] in rows), key=lambda v: v.get("round", 1))
         for d in list(dict.fromkeys(d for v in chain for d in rows[v["name"]].datasets)):
@@ -120,7 +121,8 @@ def _rounds_plot(rows: dict[str, EvalMetrics], variants: list[dict], path: Path)
             rates = [(r, x.get("action_error_rate")) for r, x in pts if x.get("action_error_rate") is not None]
             err.plot([r for r, _ in rates], [100 * e for _, e in rates], marker="o", label=f"{name} {d}")
             majority = [x["majority_accuracy"] for _, x in pts if x.get("majority_accuracy") is not None]
-            if majority:  # a yes/no set: what always giving its majority answer scores
+            if majority and d not in baselines:  # a yes/no set: what always giving its majority answer scores
+                baselines.add(d)
                 acc.axhline(100 * majority[0], color="grey", linestyle="--", linewidth=1, label=f"{d}: majority answer")
     from matplotlib.ticker import MaxNLocator
 

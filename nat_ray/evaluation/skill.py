@@ -49,6 +49,13 @@ class YesNoSkill:
         """True when the interval holds 0 (or kappa is undefined): no skill shown beyond the answer bias."""
         return self.kappa_ci95 is None or self.kappa_ci95[0] <= 0.0 <= self.kappa_ci95[1]
 
+    @classmethod
+    def from_row(cls, m: dict) -> YesNoSkill:
+        """Back from :meth:`row` (a ``metrics.json`` data set)."""
+        ci = m.get("kappa_ci95")
+        return cls(m["answered"], m.get("yes_share"), m.get("majority_accuracy"), m.get("kappa"),
+                   tuple(ci) if ci else None)  # fmt: skip
+
     def row(self) -> dict:
         return {
             "answered": self.answered,
@@ -87,17 +94,12 @@ def yesno_skill(trajectories: Iterable[Trajectory], seed: int = 0) -> YesNoSkill
     majority = max(trues, len(questions) - trues) / len(questions) if questions else None
     # per question, the four cells (yes|true, yes|false, no|true, no|false): the bootstrap resamples questions, so a
     # question's several samples stay together (they are not independent draws of the test set)
-    index: dict[str, int] = {}
-    counts: list[list[int]] = []
+    counts: dict[str, list[int]] = {}
     for t in graded:
         answer = strategyqa_bool(t.prediction) if t.prediction is not None else None
-        if not isinstance(answer, bool):
-            continue
-        i = index.setdefault(t.id, len(counts))
-        if i == len(counts):
-            counts.append([0, 0, 0, 0])
-        counts[i][(0 if answer else 2) + (0 if truth[t.id] else 1)] += 1
-    cells = np.array(counts, dtype=float).reshape(-1, 4)
+        if isinstance(answer, bool):
+            counts.setdefault(t.id, [0, 0, 0, 0])[(0 if answer else 2) + (0 if truth[t.id] else 1)] += 1
+    cells = np.array(list(counts.values()), dtype=float).reshape(-1, 4)
     total = cells.sum(axis=0)
     answered = int(total.sum())
     kappa = _kappa(tuple(float(x) for x in total))
@@ -115,12 +117,17 @@ def chance_warning(dataset: str, s: YesNoSkill) -> str | None:
     """One line for a table's foot when a yes/no data set's answers show no skill beyond their bias."""
     if not s.at_chance:
         return None
-    k = "undefined" if s.kappa is None else _k(s.kappa)
-    ci = "" if s.kappa_ci95 is None else f" [{_k(s.kappa_ci95[0])}, {_k(s.kappa_ci95[1])}]"
     return (
-        f"WARNING: {dataset}: the answers are independent of the truth (Cohen's kappa {k}{ci}, yes-share "
-        f"{_pct(s.yes_share)}%): at chance; always answering the majority class scores {_pct(s.majority_accuracy)}%"
+        f"WARNING: {dataset}: the answers are independent of the truth (Cohen's kappa {_kappa_text(s, 'undefined')}, "
+        f"yes-share {_pct(s.yes_share)}%): at chance; always answering the majority class scores "
+        f"{_pct(s.majority_accuracy)}%"
     )
+
+
+def _kappa_text(s: YesNoSkill, undefined: str) -> str:
+    """Kappa and its interval, e.g. ``+0.018 [-0.018, +0.053]``."""
+    k = undefined if s.kappa is None else _k(s.kappa)
+    return k if s.kappa_ci95 is None else f"{k} [{_k(s.kappa_ci95[0])}, {_k(s.kappa_ci95[1])}]"
 
 
 def _k(x: float) -> str:
@@ -140,11 +147,8 @@ def skill_table(skills: dict[tuple[str, str], YesNoSkill], accuracy: dict[tuple[
         "|---|---|---|---|---|---|---|---|",
     ]
     for (name, d), s in skills.items():
-        k = "-" if s.kappa is None else _k(s.kappa)
-        if s.kappa_ci95 is not None:
-            k += f" [{_k(s.kappa_ci95[0])}, {_k(s.kappa_ci95[1])}]"
         lines.append(
             f"| {name} | {d} | {_pct(accuracy.get((name, d)))} | {_pct(s.majority_accuracy)} | {s.answered} | "
-            f"{_pct(s.yes_share)} | {k} | {'no' if s.at_chance else 'yes'} |"
+            f"{_pct(s.yes_share)} | {_kappa_text(s, '-')} | {'no' if s.at_chance else 'yes'} |"
         )
     return "\n".join(lines)
