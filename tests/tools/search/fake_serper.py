@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import ThreadingHTTPServer
 
 from tests.json_http import JSONHandler
@@ -19,7 +18,7 @@ def organic(query: str, n: int) -> list[dict]:
 
 class FakeSerper:
     """``script``: one step per request — an HTTP status (429 / 500 / 401 ...), ``"slow"`` (answers after
-    ``slow_s``), ``"garbage"`` (a body that is not JSON), ``"empty"`` / ``"list"`` (JSON of the wrong shape),
+    ``slow_s``, or when the server closes), ``"garbage"`` (a body that is not JSON), ``"empty"`` / ``"list"`` (JSON of the wrong shape),
     ``"none-found"`` (a well-formed answer with no results); then 200 answers."""
 
     def __init__(self, slow_s: float = 2.0) -> None:
@@ -28,6 +27,8 @@ class FakeSerper:
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self._lock = threading.Lock()
+        # a slow answer waits on this, so closing the server does not wait out its sleeps
+        self._closing = threading.Event()
         outer = self
 
         class Handler(JSONHandler):
@@ -38,7 +39,7 @@ class FakeSerper:
                     outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                     step = outer.script.pop(0) if outer.script else 200
                 if step == "slow":
-                    time.sleep(outer.slow_s)
+                    outer._closing.wait(outer.slow_s)
                     step = 200
                 if step == "garbage":
                     self.send_json(200, b"<html>upstream error</html>")
@@ -68,5 +69,6 @@ class FakeSerper:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closing.set()
         self.server.shutdown()
         self.server.server_close()

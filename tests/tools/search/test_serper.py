@@ -19,7 +19,7 @@ KEY = "sk-serper-test-0123456789"
 @pytest.fixture
 def server(monkeypatch):
     monkeypatch.setenv("SERPER_API_KEY", KEY)
-    with FakeSerper(slow_s=1.5) as s:
+    with FakeSerper(slow_s=20.0) as s:
         yield s
 
 
@@ -69,7 +69,7 @@ def test_links_and_titles_are_kept() -> None:
 @pytest.mark.parametrize("failure", [429, 500, 503, "slow", "garbage", "empty", "list"])
 def test_a_transient_failure_is_retried(server: FakeSerper, failure) -> None:
     server.script = [failure, failure]
-    (obs,), backend = _search(server, ["capital of France"], timeout_s=0.5)
+    (obs,), backend = _search(server, ["capital of France"], timeout_s=1.5)
     assert obs.startswith(" #1: Result 1 for capital of France")
     assert backend.retries == 2 and len(server.requests) == 3
 
@@ -86,7 +86,7 @@ def test_a_transient_failure_is_retried(server: FakeSerper, failure) -> None:
 )
 def test_persistent_failure_is_an_error_observation(server: FakeSerper, failure, message: str) -> None:
     server.script = [failure] * 3
-    (obs, ok), _ = _search(server, ["q1", "q2"], timeout_s=0.5, max_retries=1)
+    (obs, ok), _ = _search(server, ["q1", "q2"], timeout_s=1.5, max_retries=1)
     # one query failed twice (its own and its retry); the other still got its answer
     failed = obs if obs.startswith("Error") else ok
     assert failed == f"Error: serper search failed after 2 attempts: {message}"
