@@ -48,6 +48,25 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# the longest files (several minutes each in CI), in the order they start
+_LONGEST_FIRST = (
+    "pipeline/test_pipeline_rounds.py", "test_benchmarks.py", "pipeline/test_pipeline_ray.py",
+    "training/test_train_ray.py", "training/test_train_memory.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest first, then the other slow tests, then the quick ones: two xdist workers (worksteal) then finish
+    together, instead of one running a long test alone at the end while the other idles."""
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        path = item.path.relative_to(REPO / "tests").as_posix()
+        longest = _LONGEST_FIRST.index(path) if path in _LONGEST_FIRST else len(_LONGEST_FIRST)
+        return (item.get_closest_marker("slow") is None, longest)
+
+    items.sort(key=rank)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _SESSION_ROOT is not None:
         shutil.rmtree(_SESSION_ROOT, ignore_errors=True)

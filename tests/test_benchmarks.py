@@ -43,8 +43,8 @@ def test_search_benchmark_quick(tmp_path: Path, minilm: Path) -> None:
 
 @pytest.mark.slow
 def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
-    # the script keeps running, at a smoke size: the paper loop and the default engine (the headline ratio); the docs
-    # run every engine at the full size
+    # the script keeps running, at a smoke size (short replies): the paper loop and the default engine (the headline
+    # ratio); the docs run every engine at the full size
     args = (
         "--engines",
         "cached",
@@ -56,6 +56,10 @@ def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
         "4",
         "--latency",
         "0.2",
+        "--max-tokens",
+        "32",
+        "--replay-tokens",
+        "24",
     )
     result, stdout = _run_quick("eval.py", tmp_path / "eval.json", *args, timeout=900)
     assert result["speedup_vs_sequential"] > 1 and result["engine_speedup"] > 0 and result["replay_speedup"] > 0

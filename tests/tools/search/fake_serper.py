@@ -18,8 +18,8 @@ def organic(query: str, n: int) -> list[dict]:
 
 class FakeSerper:
     """``script``: one step per request — an HTTP status (429 / 500 / 401 ...), ``"slow"`` (answers after
-    ``slow_s``, or when the server closes), ``"garbage"`` (a body that is not JSON), ``"empty"`` / ``"list"`` (JSON of the wrong shape),
-    ``"none-found"`` (a well-formed answer with no results); then 200 answers."""
+    ``slow_s``, or when the server closes), ``"garbage"`` (a body that is not JSON), ``"empty"`` / ``"list"`` (JSON
+    of the wrong shape), ``"none-found"`` (a well-formed answer with no results); then 200 answers."""
 
     def __init__(self, slow_s: float = 2.0) -> None:
         self.script: list[int | str] = []
