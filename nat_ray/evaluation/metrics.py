@@ -25,6 +25,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 
+from nat_ray.evaluation.fmt import pct
 from nat_ray.evaluation.skill import YesNoSkill, chance_warning, is_yesno, yesno_skill
 from nat_ray.tasks import TASKS
 from nat_ray.types import Label, Trajectory
@@ -118,10 +119,6 @@ def group_by_task(trajectories: Iterable[Trajectory]) -> dict[str, list[Trajecto
     return groups
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
-
 def format_table(metrics: dict) -> str:
     """A plain-text table of ``metrics.json`` (accuracy and rates in %)."""
     head = ["dataset", "n", "acc", "95% CI", "EM", "F1", "act-err", "turns", "errors"]
@@ -132,17 +129,17 @@ def format_table(metrics: dict) -> str:
             [
                 name,
                 str(m["n"]),
-                _pct(m["accuracy"]),
-                f"{_pct(lo)}-{_pct(hi)}",
-                _pct(m.get("em")),
-                _pct(m.get("f1")),
-                _pct(m["action_error_rate"]),
+                pct(m["accuracy"]),
+                f"{pct(lo)}-{pct(hi)}",
+                pct(m.get("em")),
+                pct(m.get("f1")),
+                pct(m["action_error_rate"]),
                 "-" if m["avg_turns"] is None else f"{m['avg_turns']:.2f}",
                 str(m["errors"]),
             ]
         )
     if metrics.get("math_average") is not None:
-        rows.append(["math average", "", _pct(metrics["math_average"]), "", "", "", "", "", ""])
+        rows.append(["math average", "", pct(metrics["math_average"]), "", "", "", "", "", ""])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))

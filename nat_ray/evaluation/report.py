@@ -24,6 +24,7 @@ from nat_ray.evaluation.compare import (
     verdict,
     with_holm,
 )
+from nat_ray.evaluation.fmt import pct
 from nat_ray.evaluation.report_plots import dev_perplexity
 from nat_ray.evaluation.report_plots import plots as report_plots
 from nat_ray.evaluation.skill import SKILL_TEXT, is_yesno, skill_table, yesno_skill
@@ -50,10 +51,6 @@ PAIRED_TEXT = (
     "95% paired bootstrap interval over the questions, the exact McNemar test on the discordant pairs (a only: a right "
     "and b wrong), and Holm's adjustment over every comparison below (`comparisons.json`)."
 )
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
 
 
 def _rows(run: Path, variants: list[str] | None = None) -> dict[str, EvalMetrics]:
@@ -99,12 +96,12 @@ def accuracy_table(rows: dict[str, EvalMetrics]) -> str:
                 cells.append("")
                 continue
             lo, hi = x["accuracy_ci95"]
-            cell = f"{_pct(x['accuracy'])} [{_pct(lo)}, {_pct(hi)}] (n={x['n']})"
+            cell = f"{pct(x['accuracy'])} [{pct(lo)}, {pct(hi)}] (n={x['n']})"
             if "f1" in x:
-                cell += f" EM {_pct(x.get('em'))} F1 {_pct(x.get('f1'))}"
+                cell += f" EM {pct(x.get('em'))} F1 {pct(x.get('f1'))}"
             cells.append(cell)
         if has_math:
-            cells.append(_pct(m.math_average))
+            cells.append(pct(m.math_average))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -146,7 +143,7 @@ def behaviour_table(rows: dict[str, EvalMetrics], run: Path) -> str:
         for d, x in m.datasets.items():
             turns = "-" if x["avg_turns"] is None else f"{x['avg_turns']:.2f}"
             lines.append(
-                f"| {name} | {d} | {_pct(x['accuracy'])} | {_pct(x['action_error_rate'])} | {turns} | "
+                f"| {name} | {d} | {pct(x['accuracy'])} | {pct(x['action_error_rate'])} | {turns} | "
                 f"{x['errors']} | {'-' if ppl is None else f'{ppl:.2f}'} |"
             )
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nat_ray.evaluation.fmt import pct
 from nat_ray.tasks import TASKS
 from nat_ray.tasks.graders import parse_bool_gt, strategyqa_bool
 from nat_ray.types import Label, Trajectory
@@ -119,8 +120,8 @@ def chance_warning(dataset: str, s: YesNoSkill) -> str | None:
         return None
     return (
         f"WARNING: {dataset}: the answers are independent of the truth (Cohen's kappa {_kappa_text(s, 'undefined')}, "
-        f"yes-share {_pct(s.yes_share)}%): at chance; always answering the majority class scores "
-        f"{_pct(s.majority_accuracy)}%"
+        f"yes-share {pct(s.yes_share)}%): at chance; always answering the majority class scores "
+        f"{pct(s.majority_accuracy)}%"
     )
 
 
@@ -134,10 +135,6 @@ def _k(x: float) -> str:
     return f"{round(x, 3) + 0.0:+.3f}"  # (+ 0.0: no "-0.000" from a bootstrap's rounding)
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
-
 def skill_table(skills: dict[tuple[str, str], YesNoSkill], accuracy: dict[tuple[str, str], float | None]) -> str:
     """The report's table: per (variant, data set), accuracy beside the majority-class baseline, the yes-share and
     kappa with its interval, and whether the variant shows any skill beyond chance."""
@@ -148,7 +145,7 @@ def skill_table(skills: dict[tuple[str, str], YesNoSkill], accuracy: dict[tuple[
     ]
     for (name, d), s in skills.items():
         lines.append(
-            f"| {name} | {d} | {_pct(accuracy.get((name, d)))} | {_pct(s.majority_accuracy)} | {s.answered} | "
-            f"{_pct(s.yes_share)} | {_kappa_text(s, '-')} | {'no' if s.at_chance else 'yes'} |"
+            f"| {name} | {d} | {pct(accuracy.get((name, d)))} | {pct(s.majority_accuracy)} | {s.answered} | "
+            f"{pct(s.yes_share)} | {_kappa_text(s, '-')} | {'no' if s.at_chance else 'yes'} |"
         )
     return "\n".join(lines)
