@@ -45,6 +45,7 @@ from nat_ray.records import (
     versions,
 )
 from nat_ray.storage import dataset_manifest, read_record, read_trajectories, write_json, write_record
+from nat_ray.types import Trajectory
 
 PAIRED_TEXT = (
     "Each comparison on the episodes both rows ran (same question, same sample): the difference in accuracy with a "
@@ -149,16 +150,31 @@ def behaviour_table(rows: dict[str, EvalMetrics], run: Path) -> str:
     return "\n".join(lines)
 
 
-def _skill_section(run: Path, rows: dict[str, EvalMetrics]) -> list[str]:
+class _Episodes:
+    """Each eval folder's episodes, read once for both the paired comparisons and the skill table."""
+
+    def __init__(self, run: Path) -> None:
+        self.layout = RunLayout(run)
+        self._read: dict[tuple[str, str], list[Trajectory]] = {}
+
+    def has(self, name: str, dataset: str) -> bool:
+        return (self.layout.eval_dir(name) / dataset).is_dir()
+
+    def __call__(self, name: str, dataset: str) -> list[Trajectory]:
+        if (name, dataset) not in self._read:
+            self._read[(name, dataset)] = read_trajectories(self.layout.eval_dir(name) / dataset)
+        return self._read[(name, dataset)]
+
+
+def _skill_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[str]:
     """Skill beyond chance of every generated row on each yes/no data set, from its episodes (so a run evaluated
     before ``metrics.json`` carried kappa gets it too); empty without a yes/no set."""
-    layout = RunLayout(run)
     skills, accuracy, missing = {}, {}, []
     for name, m in rows.items():
         for d, x in m.datasets.items():
-            if is_yesno(d) and (layout.eval_dir(name) / d).is_dir():
+            if is_yesno(d) and episodes.has(name, d):
                 try:
-                    skills[(name, d)] = yesno_skill(read_trajectories(layout.eval_dir(name) / d))
+                    skills[(name, d)] = yesno_skill(episodes(name, d))
                 except InputError as exc:  # (episodes gone: said, as the paired table says it)
                     missing.append(f"- not measured: {exc}")
                     continue
@@ -169,26 +185,21 @@ def _skill_section(run: Path, rows: dict[str, EvalMetrics]) -> list[str]:
     return ["## Skill beyond chance (yes/no sets)", "", SKILL_TEXT, "", *table, *missing, ""]
 
 
-def _comparisons(run: Path, variants: list[dict], rows: dict[str, EvalMetrics]) -> tuple[list[Comparison], list[str]]:
+def _comparisons(
+    episodes: _Episodes, variants: list[dict], rows: dict[str, EvalMetrics]
+) -> tuple[list[Comparison], list[str]]:
     """Every comparison the study implies, on each data set both rows were evaluated on, Holm-adjusted together;
     and the pairs refused for want of a shared question."""
-    layout, made, refused = RunLayout(run), [], []
-    episodes: dict[tuple[str, str], list] = {}
-
-    def trajectories(name: str, d: str) -> list:
-        if (name, d) not in episodes:
-            episodes[(name, d)] = read_trajectories(layout.eval_dir(name) / d)
-        return episodes[(name, d)]
-
+    made, refused = [], []
     pairs = implied_pairs(variants, rows)
     groups = [((a, b), [(a, b)]) for a, b in pairs] + list(pooled_over_seeds(pairs, variants).items())
     for (a, b), members in groups:  # one pair, or the same pair over every training seed, pooled
         for d in sorted(set.intersection(*(set(rows[x].datasets) & set(rows[y].datasets) for x, y in members))):
-            if not all((layout.eval_dir(x) / d).is_dir() and (layout.eval_dir(y) / d).is_dir() for x, y in members):
+            if not all(episodes.has(x, d) and episodes.has(y, d) for x, y in members):
                 continue
             try:  # (an eval folder whose episodes are gone cannot be paired: said, not guessed)
-                ta = [t for i, (x, _) in enumerate(members) for t in reindexed(trajectories(x, d), i)]
-                tb = [t for i, (_, y) in enumerate(members) for t in reindexed(trajectories(y, d), i)]
+                ta = [t for i, (x, _) in enumerate(members) for t in reindexed(episodes(x, d), i)]
+                tb = [t for i, (_, y) in enumerate(members) for t in reindexed(episodes(y, d), i)]
                 made.append(dataclasses.replace(compare(a, ta, b, tb, d), seeds=len(members)))
             except InputError as exc:
                 refused.append(str(exc))
@@ -259,7 +270,8 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
     table = accuracy_table(rows)
     seeds = seeds_table(rows)
     (report / TABLE).write_text(table + "\n")
-    paired, refused = _comparisons(run, variants, rows)
+    episodes = _Episodes(run)
+    paired, refused = _comparisons(episodes, variants, rows)
     write_json(report / COMPARISONS, [c.row() for c in paired])
     paired_section = ["## Paired comparisons", "", PAIRED_TEXT, "", comparisons_table(paired, refused), ""]
     paired_section = paired_section if paired or refused else []
@@ -287,7 +299,7 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
         "",
         *(["## Over training seeds (mean ± standard deviation of accuracy, %)", "", seeds, ""] if seeds else []),
         *paired_section,
-        *_skill_section(run, rows),
+        *_skill_section(episodes, rows),
         "## Behaviour (the paper's Table 6) and held-out perplexity",
         "",
         behaviour_table(rows, run),

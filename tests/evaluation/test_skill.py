@@ -90,7 +90,12 @@ def test_metrics_json_carries_the_skill_and_the_table_warns_at_chance() -> None:
     assert "kappa" not in dataset_metrics([gsm])
 
 
-def test_the_report_has_a_skill_table_from_the_episodes(tmp_path: Path) -> None:
+def test_the_report_has_a_skill_table_from_the_episodes(tmp_path: Path, monkeypatch) -> None:
+    from nat_ray.evaluation import report
+
+    reads: list[Path] = []
+    read = report.read_trajectories
+    monkeypatch.setattr(report, "read_trajectories", lambda folder: reads.append(folder) or read(folder))
     run = tmp_path / "run"
     models = {"vanilla": _table(0, 0, 40, 60), "nat": _table(30, 5, 10, 55)}
     for name, trajs in models.items():
@@ -106,3 +111,5 @@ def test_the_report_has_a_skill_table_from_the_episodes(tmp_path: Path) -> None:
     assert "## Skill beyond chance (yes/no sets)" in readme
     assert "| vanilla | strategyqa | 60.0 | 60.0 | 100 | 0.0 | +0.000 [+0.000, +0.000] | no |" in readme
     assert "| nat | strategyqa | 85.0 | 60.0 | 100 | 35.0 | +0.681 [" in readme and readme.count("| yes |") == 1
+    # each eval folder's episodes read once, for the paired comparison and the skill table both
+    assert sorted(reads) == sorted(run / "eval" / name / "strategyqa" for name in models)
