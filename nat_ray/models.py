@@ -134,9 +134,16 @@ FOLDERS = {"smollm2": SMOLLM2, "mpnet": MPNET, "minilm": MINILM}
 
 
 def prepare(name: str, out: Path | None = None) -> Path:
+    """Prepare ``name`` into ``out`` (default: the models folder), once: processes preparing the same folder at the
+    same time (actors starting together on a node, test workers) take a lock, and the later ones find it done."""
+    from filelock import FileLock
+
     if name not in PREPARERS:
         raise InputError(f"unknown model {name!r}; can prepare: {', '.join(PREPARERS)}")
-    return PREPARERS[name](out)
+    target = out or models_dir() / FOLDERS[name]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.parent / f".{target.name}.lock"):
+        return PREPARERS[name](target)
 
 
 def resolve_model_path(model: str) -> Path:

@@ -3,7 +3,7 @@
 The suite is hermetic: before anything imports Ray or a model library, the session gets a home folder, caches and a
 Ray temp dir of its own (removed at the end), so nothing a test does reads or writes the user's ``~/.ray`` (Ray's
 token), ``~/.cache`` (prepared models, Hugging Face, matplotlib) or ``/tmp/ray``, and nothing an earlier run left
-there can make a test pass. The models are prepared again each session (about 30 s).
+there can make a test pass. The models are prepared again in each run (about 30 s), once for all its xdist workers.
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 _OUTSIDE = (
     "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "NAT_RAY_MODELS_DIR",
     "HF_HOME", "HF_HUB_CACHE", "HF_MODULES_CACHE", "TRANSFORMERS_CACHE", "SENTENCE_TRANSFORMERS_HOME",
-    "TORCH_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "MPLCONFIGDIR", "HF_DATASETS_CACHE",
+    "TORCH_HOME", "TORCH_EXTENSIONS_DIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "MPLCONFIGDIR",
+    "HF_DATASETS_CACHE",
 )  # fmt: skip
 _SESSION_ROOT: Path | None = None
+# a folder the xdist workers of one run share, inside the controller's session folder (set by the controller)
+_RUN_SHARED = "NAT_RAY_TEST_RUN_SHARED"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,6 +49,16 @@ def pytest_configure(config: pytest.Config) -> None:
         XDG_STATE_HOME=str(home / ".local/state"),
         RAY_TMPDIR=str(_SESSION_ROOT),
     )
+    # DeepSpeed compiles its CPU shared-memory all-reduce op (~35 s) into torch's extensions folder the first time a
+    # machine uses it: the workers of one run share that folder (torch's build lock lets one compile while the other
+    # waits), which stays inside the run and goes with the controller's session folder.
+    shared = os.environ.get(_RUN_SHARED) if os.environ.get("PYTEST_XDIST_WORKER") else None
+    if shared is None:
+        shared = str(_SESSION_ROOT / "shared")
+        os.environ[_RUN_SHARED] = shared
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(shared) / "torch_extensions")
+    # and the prepared models (SmolLM2 ~26 s, MPNet ~5 s): `prepare` locks, so one worker prepares, the other waits
+    os.environ["NAT_RAY_MODELS_DIR"] = str(Path(shared) / "models")
 
 
 # the longest files (several minutes each in CI), in the order they start

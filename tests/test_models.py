@@ -69,3 +69,27 @@ def test_unprepared_model_says_how(tmp_path: Path, monkeypatch) -> None:
         resolve_model_path("minilm")
     with pytest.raises(InputError, match="can prepare: smollm2, mpnet, minilm"):
         prepare("bert")
+
+
+def test_processes_preparing_the_same_model_at_once_prepare_it_once(tmp_path: Path, monkeypatch) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nat_ray import models
+
+    calls: list[Path] = []
+
+    def slow_preparer(out: Path) -> Path:  # idempotent, as the real ones: a finished folder is returned as it is
+        if (out / "config.json").exists():
+            return out
+        calls.append(out)
+        time.sleep(0.3)
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        return out
+
+    monkeypatch.setitem(models.PREPARERS, "minilm", slow_preparer)
+    monkeypatch.setenv("NAT_RAY_MODELS_DIR", str(tmp_path))
+    with ThreadPoolExecutor(4) as pool:  # each call opens its own lock file handle, as separate processes do
+        folders = list(pool.map(lambda _: prepare("minilm"), range(4)))
+    assert calls == [tmp_path / models.MINILM] and set(folders) == {tmp_path / models.MINILM}
