@@ -1,7 +1,7 @@
 """Worker process of :class:`nat_ray.tools.calculator.Calculator`: JSON lines in, JSON lines out.
 
-Run as ``python -m nat_ray.tools._calc_worker --memory-mb N``. It says ``{"ready": true}`` once SymPy is imported,
-then answers each ``{"expression": ...}`` line with ``{"observation": ...}``. The parent kills it on a timeout.
+Run as ``python -m nat_ray.tools._calc_worker --memory-mb N``. It says ``{"ready": true}`` once SymPy is imported and
+warm, then answers each ``{"expression": ...}`` line with ``{"observation": ...}``. The parent kills it on a timeout.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ def main() -> None:
 
     from nat_ray.tools.safe_sympy import evaluate
 
+    # SymPy builds caches on its first symbolic and numeric calls (~0.2 s); paid here, before "ready", so the first
+    # question's calculation does not spend that against its timeout.
+    evaluate("sqrt(2) * pi / 3 + x**2 - 1.5")
     out = sys.stdout
     out.write('{"ready": true}\n')
     out.flush()

@@ -157,7 +157,16 @@ def test_regenerated_negatives_come_from_the_vanilla_model_of_the_run(
 
     vanilla, regen = examples("vanilla"), examples("nat-regenerated")
     # the positives are the collected ones vanilla trains on (NAT's carry its hint): only the negatives are new
-    assert [e["id"] for e in regen if e["label"] == "positive"] == [e["id"] for e in vanilla]
+    positives = [e for e in regen if e["label"] == "positive"]
+    assert [e["id"] for e in positives] == [e["id"] for e in vanilla]
+
+    # and the same trajectories: from the first trained turn on (after the question, where NAT adds its hint), every
+    # turn — replies and observations — is vanilla's
+    def answer(e: dict) -> list[dict]:
+        msgs = e["messages"]
+        return msgs[next(i for i, m in enumerate(msgs) if m["loss"]) :]
+
+    assert [answer(e) for e in positives] == [answer(e) for e in vanilla]
     assert sum(e["label"] == "negative" for e in regen) == 4
     assert {e["id"] for e in regen if e["label"] == "negative"} <= {t.id for t in negatives}
     meta = json.loads((run / "sets/nat-regenerated/train.jsonl.manifest.json").read_text())
