@@ -9,10 +9,13 @@ its notice that they are.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -36,11 +39,43 @@ def init_ray(address: str | None = None) -> None:
         logger.addFilter(_DropTokenAuthNotice())
     target = address or os.environ.get("RAY_ADDRESS")
     joining = target not in (None, "", "local")
-    ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level="WARNING")
-    if joining:
+    start = functools.partial(
+        ray.init, address=address, log_to_driver=False, include_dashboard=False, logging_level="WARNING"
+    )
+    if not joining:
+        start_local(start)
+    else:
+        start()
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         cpus = ray.cluster_resources().get("CPU", 0)
         print(f"ray: joined the cluster at {target} ({len(nodes)} nodes, {cpus:g} CPUs)", file=sys.stderr)
+
+
+_START_TIMED_OUT = "timed out during startup"
+
+
+def start_local(start: Callable[[], object], attempts: int = 2) -> None:
+    """Start an embedded cluster with ``start``, again if its node does not register in time.
+
+    Ray waits a fixed 30 s for a new node's raylet to register with its GCS; a machine busy with other work (a
+    training run, a compile) can take longer, and the start fails although nothing is wrong. What the failed start
+    left running (GCS, raylet, agents: processes of this driver) is killed before the next try."""
+    import psutil
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    for attempt in range(1, attempts + 1):
+        try:
+            start()
+            return
+        except Exception as exc:
+            if attempt == attempts or _START_TIMED_OUT not in str(exc):
+                raise
+            for p in me.children(recursive=True):
+                if p.pid not in before:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        p.kill()
+            print(f"ray: the local cluster did not start ({exc}); starting it again", file=sys.stderr)
 
 
 def private_token_env(folder: Path) -> dict[str, str]:
