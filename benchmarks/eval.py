@@ -43,6 +43,7 @@ from nat_ray.evaluation.plan import plan_eval
 from nat_ray.policy import build_policy
 from nat_ray.policy.engine_client import LocalEnginePolicy
 from nat_ray.prompts import get_template
+from nat_ray.ray_init import init_ray
 from nat_ray.storage import write_json
 from nat_ray.tasks import get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
 from nat_ray.tools.calculator import Calculator
@@ -337,7 +338,7 @@ def main() -> None:
         b = engine(args)
         print("(c) SmolLM2-135M engines, multi-turn replay of StrategyQA trajectories", flush=True)
         c = replay(args)
-    ray.init(log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+    init_ray()  # embedded, as the stage drivers start it (a start that times out on a busy machine is retried)
     with tempfile.TemporaryDirectory() as tmp:
         print(f"(a) orchestration, scripted policy with reply latency L = {args.latency}s", flush=True)
         a = orchestration(args, Path(tmp))

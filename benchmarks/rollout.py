@@ -31,6 +31,7 @@ from nat_ray.config import load_config
 from nat_ray.episode import EpisodeRunner
 from nat_ray.nat_import import ImportConfig, import_nat
 from nat_ray.policy import build_policy
+from nat_ray.ray_init import init_ray
 from nat_ray.rollout.driver import run_rollout
 from nat_ray.rollout.plan import episode_settings, plan_episodes
 from nat_ray.storage import read_trajectories, write_json
@@ -178,9 +179,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
 
-    import ray
-
-    ray.init(log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+    init_ray()  # embedded, as the stage drivers start it (a start that times out on a busy machine is retried)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         print(f"(a) orchestration, replayed StrategyQA episodes, reply latency L = {args.latency}s")

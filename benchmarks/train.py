@@ -204,10 +204,9 @@ def main() -> None:
     parser.add_argument("--bf16-steps", type=int, default=20, help="(3): optimizer steps per run (quick: 4)")
     args = parser.parse_args()
 
-    import ray
-
     from nat_ray.config import load_config
     from nat_ray.models import prepare
+    from nat_ray.ray_init import init_ray
     from nat_ray.storage import write_jsonl
     from nat_ray.tasks import resolve_data_dir
 
@@ -218,7 +217,7 @@ def main() -> None:
     steps, max_length, batch = (3, 256, 4 * micro) if args.quick else (9, 512, 4 * micro)
     # (1) and (2) compare fp32 loops, as transformers.Trainer runs here; (3) measures what bf16 adds
     off = ("train.gradient_checkpointing=false", "train.bf16=off")
-    ray.init(log_to_driver=False, include_dashboard=False, logging_level="WARNING")
+    init_ray()  # embedded, as the stage drivers start it (a start that times out on a busy machine is retried)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         full = build_set(workdir, resolve_data_dir(args.data_dir))

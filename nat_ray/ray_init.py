@@ -44,11 +44,11 @@ def init_ray(address: str | None = None) -> None:
     )
     if not joining:
         start_local(start)
-    else:
-        start()
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        cpus = ray.cluster_resources().get("CPU", 0)
-        print(f"ray: joined the cluster at {target} ({len(nodes)} nodes, {cpus:g} CPUs)", file=sys.stderr)
+        return
+    start()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus = ray.cluster_resources().get("CPU", 0)
+    print(f"ray: joined the cluster at {target} ({len(nodes)} nodes, {cpus:g} CPUs)", file=sys.stderr)
 
 
 _START_TIMED_OUT = "timed out during startup"

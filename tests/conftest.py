@@ -195,9 +195,16 @@ def assert_exactly_once(folder: Path, n: int) -> list:
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray cluster (embedded), shared by the tests that need one."""
+    import functools
+
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    from nat_ray.ray_init import start_local
+
+    # Through start_local, as the stage drivers: a node that misses Ray's 30 s to register on a busy machine is retried
+    start_local(
+        functools.partial(ray.init, num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    )
     yield ray
     ray.shutdown()
 
