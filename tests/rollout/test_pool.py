@@ -49,7 +49,7 @@ def test_pool_grows_under_load_shrinks_when_idle_and_replaces_the_dead(ray_local
     stats = ray.get(manager.stats.remote())
     assert stats["peak"] == 3, stats  # grew to max under 12 concurrent calls with target 2 per member
 
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # leaves as soon as it shrinks; the margin is for a loaded CI machine
     while ray.get(manager.stats.remote())["size"] > 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ray.get(manager.stats.remote())["size"] == 1  # back to min once idle

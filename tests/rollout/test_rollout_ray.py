@@ -44,10 +44,14 @@ def test_scripted_rollout_writes_each_episode_once(tmp_path: Path, ray_local) ->
     assert again["counts"]["trajectories"] == 24 and "run" not in again
 
 
-def _kill_when(predicate, action, timeout: float = 60.0) -> threading.Thread:
+def _kill_when(predicate, action) -> tuple[threading.Thread, threading.Event]:
+    """Run ``action`` once ``predicate`` holds, checking until the returned event is set (the run under test ended).
+    No fixed deadline: on a loaded CI machine the run's first parts can take minutes, and a killer that gave up
+    first made the test fail without any kill."""
+    ended = threading.Event()
+
     def loop() -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while not ended.is_set():
             if predicate():
                 action()
                 return
@@ -55,7 +59,17 @@ def _kill_when(predicate, action, timeout: float = 60.0) -> threading.Thread:
 
     t = threading.Thread(target=loop, daemon=True)
     t.start()
-    return t
+    return t, ended
+
+
+def _run_killing(run, predicate, action):  # type: ignore[no-untyped-def]
+    """Call ``run()`` while a thread does ``action`` once ``predicate`` holds; return what ``run`` returned."""
+    killer, ended = _kill_when(predicate, action)
+    try:
+        return run()
+    finally:
+        ended.set()
+        killer.join()
 
 
 def _parts(out: Path) -> int:
@@ -76,9 +90,11 @@ def _sigkill_actor_process(title: str) -> list[int]:
 def _rollout_killing(cfg, out: Path, title: str, after_parts: int) -> dict:  # type: ignore[no-untyped-def]
     """Run the rollout; once ``after_parts`` parts are written, SIGKILL the process of the actor titled ``title``."""
     killed: list[int] = []
-    killer = _kill_when(lambda: _parts(out) >= after_parts, lambda: killed.extend(_sigkill_actor_process(title)))
-    meta = run_rollout(cfg, progress=False)
-    killer.join()
+    meta = _run_killing(
+        lambda: run_rollout(cfg, progress=False),
+        lambda: _parts(out) >= after_parts,
+        lambda: killed.extend(_sigkill_actor_process(title)),
+    )
     assert killed, f"no {title} process was killed"
     return meta
 
@@ -105,9 +121,7 @@ def test_ray_killed_calculator_actor_is_replaced(tmp_path: Path, ray_local) -> N
 
     out = tmp_path / "trajectories"
     cfg = _cfg(tmp_path, "rollout.limit=24", "policy.latency_s=0.3", "rollout.flush_every=4")
-    killer = _kill_when(lambda: _parts(out) >= 1, kill_a_calculator)
-    meta = run_rollout(cfg, progress=False)
-    killer.join()
+    meta = _run_killing(lambda: run_rollout(cfg, progress=False), lambda: _parts(out) >= 1, kill_a_calculator)
     assert killed
     assert_exactly_once(out, 72)
     assert meta["counts"]["error"] == 0
@@ -144,7 +158,7 @@ def test_driver_killed_and_restarted_resumes(tmp_path: Path) -> None:
     args += ["rollout.episodes_per_worker=4", "rollout.env_workers={min: 1, max: 1}", "ray_address=local"]
     cmd = [sys.executable, "-m", "nat_ray.cli", "rollout", "--no-progress", "--config", *args]
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # the process ending first is the failure this loop can see; no early give-up
     while _parts(out) < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
