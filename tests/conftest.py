@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from nat_ray.tasks import resolve_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 # what would point a library at a folder outside the session's own (or at a cluster the user started)
 _OUTSIDE = (
@@ -190,6 +196,38 @@ def assert_exactly_once(folder: Path, n: int) -> list:
     keys = Counter(t.episode_key for t in trajs)
     assert len(trajs) == n and len(keys) == n and max(keys.values()) == 1
     return trajs
+
+
+def run_killing(run: Callable[[], T], kill: Callable[[], bool]) -> T:
+    """Call ``run()`` while a thread calls ``kill()`` every 0.1 s until it returns True (done: it killed, or gave up
+    for good) or ``run`` has returned. No fixed deadline: on a loaded CI machine a run can take minutes to reach what
+    the kill waits for, and a killer that gave up first left the test with nothing killed."""
+    ended = threading.Event()
+
+    def loop() -> None:
+        while not ended.is_set() and not kill():
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=loop, daemon=True)
+    killer.start()
+    try:
+        return run()
+    finally:
+        ended.set()
+        killer.join()
+
+
+def run_until_killed(cmd: list[str], killed_when: Callable[[], bool], timeout: float = 600) -> None:
+    """Run ``cmd`` in the repository (a CLI run) and SIGKILL its whole process group (driver, embedded Ray, workers)
+    once ``killed_when()``. It dying first is the failure asserted here; ``timeout`` is a margin for a loaded CI
+    machine, which can take minutes to reach what the kill waits for."""
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while not killed_when() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -11,14 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.cluster.head import free_port, local_head
-from tests.conftest import assert_exactly_once
+from tests.conftest import assert_exactly_once, run_killing
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs/ci_rollout_gsm8k_scripted.yaml"
@@ -101,29 +100,22 @@ def test_autoscaler_adds_nodes_under_load_removes_them_idle_and_a_lost_node_lose
             args += ["rollout.env_workers={min: 12, max: 12}", "rollout.episodes_per_worker=2", "rollout.batch_size=2"]
             cmd = [sys.executable, "-m", "nat_ray.cli", "rollout", "--no-progress", "--config", str(CONFIG), *args]
             lost: list[int] = []
-            ended = threading.Event()
 
-            def lose_a_node() -> None:
-                # once a worker node runs episodes and some are written, take one node away for good; no deadline
-                # but the run's end, as a loaded CI machine can take minutes to get there
-                while not ended.is_set():
-                    parts = list((out / "trajectories").glob("part-*.parquet"))
-                    raylets = _worker_raylets(head_node)
-                    if len(parts) >= 2 and raylets:
-                        os.kill(raylets[0].pid, signal.SIGKILL)
-                        lost.append(raylets[0].pid)
-                        return
-                    time.sleep(0.2)
+            def lose_a_node() -> bool:
+                # once a worker node runs episodes and some are written, take one node away for good
+                parts = list((out / "trajectories").glob("part-*.parquet"))
+                raylets = _worker_raylets(head_node)
+                if len(parts) >= 2 and raylets:
+                    os.kill(raylets[0].pid, signal.SIGKILL)
+                    lost.append(raylets[0].pid)
+                    return True
+                return False
 
-            killer = threading.Thread(target=lose_a_node, daemon=True)
-            killer.start()
-            try:
-                r = subprocess.run(
-                    cmd, cwd=REPO, env={**head.env, "RAY_ADDRESS": gcs}, capture_output=True, text=True, timeout=600
-                )
-            finally:
-                ended.set()
-                killer.join()
+            env = {**head.env, "RAY_ADDRESS": gcs}
+            r = run_killing(
+                lambda: subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600),
+                lose_a_node,
+            )
             assert r.returncode == 0, r.stderr[-3000:]
             assert lost, "no worker node was lost"
             assert_exactly_once(out / "trajectories", 180)

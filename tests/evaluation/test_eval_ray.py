@@ -4,11 +4,8 @@ and a checkpoint trained in this suite evaluated through the engine with ``templ
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ from nat_ray.config import load_config
 from nat_ray.errors import InputError
 from nat_ray.evaluation.driver import run_eval
 from nat_ray.storage import read_trajectories
-from tests.conftest import assert_exactly_once
+from tests.conftest import assert_exactly_once, run_until_killed
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs/ci_eval_scripted.yaml"
@@ -48,14 +45,8 @@ def test_killed_eval_resumes_exactly_once(tmp_path: Path) -> None:
     args = [str(CONFIG), f"out={tmp_path}", "eval.limit=30", "policy.latency_s=0.4", "eval.flush_every=2"]
     args += ["eval.episodes_per_worker=4", "eval.env_workers={min: 1, max: 1}", "ray_address=local"]
     cmd = [sys.executable, "-m", "nat_ray.cli", "eval", "--no-progress", "--config", *args]
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     parts = lambda: len(list((tmp_path / "eval").glob("*/part-*.parquet")))  # noqa: E731
-    deadline = time.monotonic() + 600  # a loaded CI machine can take minutes to the first parts; do not kill early
-    while parts() < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_until_killed(cmd, lambda: parts() >= 3)
     before = sum(len(read_trajectories(d)) for d in (tmp_path / "eval").iterdir() if any(d.glob("part-*")))
     assert 0 < before < 60 and not (tmp_path / "eval/metrics.json").exists()
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

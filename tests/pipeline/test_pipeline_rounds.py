@@ -9,32 +9,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from nat_ray.records import read_stage
-from tests.conftest import assert_exactly_once
+from tests.conftest import assert_exactly_once, run_until_killed
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _run_until(cmd: list[str], killed_when: Callable[[], bool], timeout: float = 900) -> None:
-    """Start the pipeline and SIGKILL its whole process group (driver, Ray, workers) once ``killed_when()``."""
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    while not killed_when() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def _complete(folder: Path) -> bool:
@@ -61,7 +46,7 @@ def test_two_rounds_of_nat_beside_dpo_and_kto_resume_inside_round_two(
 
     # 1. killed inside a stage: round 2's rollout, after some of its episodes are written
     rolled = run / "rounds/nat-r2"
-    _run_until(cmd, lambda: len(list(rolled.glob("part-*.parquet"))) >= 2)
+    run_until_killed(cmd, lambda: len(list(rolled.glob("part-*.parquet"))) >= 2, timeout=900)
     partial = read_stage(rolled)
     assert partial is not None and not partial.complete and _complete(run / "models/nat")
     round1 = ("trajectories", "sets/vanilla", "models/vanilla", "models/nat", "models/dpo", "models/kto", "eval/nat")

@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from nat_ray.errors import InputError
 from nat_ray.rollout.driver import run_rollout
 from nat_ray.storage import read_trajectories
 from nat_ray.types import Label
-from tests.conftest import assert_exactly_once
+from tests.conftest import assert_exactly_once, run_killing, run_until_killed
 from tests.policy.fake_openai import FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,34 +42,6 @@ def test_scripted_rollout_writes_each_episode_once(tmp_path: Path, ray_local) ->
     assert again["counts"]["trajectories"] == 24 and "run" not in again
 
 
-def _kill_when(predicate, action) -> tuple[threading.Thread, threading.Event]:
-    """Run ``action`` once ``predicate`` holds, checking until the returned event is set (the run under test ended).
-    No fixed deadline: on a loaded CI machine the run's first parts can take minutes, and a killer that gave up
-    first made the test fail without any kill."""
-    ended = threading.Event()
-
-    def loop() -> None:
-        while not ended.is_set():
-            if predicate():
-                action()
-                return
-            time.sleep(0.1)
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    return t, ended
-
-
-def _run_killing(run, predicate, action):  # type: ignore[no-untyped-def]
-    """Call ``run()`` while a thread does ``action`` once ``predicate`` holds; return what ``run`` returned."""
-    killer, ended = _kill_when(predicate, action)
-    try:
-        return run()
-    finally:
-        ended.set()
-        killer.join()
-
-
 def _parts(out: Path) -> int:
     return len(list(out.glob("part-*.parquet")))
 
@@ -90,11 +60,14 @@ def _sigkill_actor_process(title: str) -> list[int]:
 def _rollout_killing(cfg, out: Path, title: str, after_parts: int) -> dict:  # type: ignore[no-untyped-def]
     """Run the rollout; once ``after_parts`` parts are written, SIGKILL the process of the actor titled ``title``."""
     killed: list[int] = []
-    meta = _run_killing(
-        lambda: run_rollout(cfg, progress=False),
-        lambda: _parts(out) >= after_parts,
-        lambda: killed.extend(_sigkill_actor_process(title)),
-    )
+
+    def kill() -> bool:
+        if _parts(out) < after_parts:
+            return False
+        killed.extend(_sigkill_actor_process(title))
+        return True  # one try: a process not found is the failure asserted below
+
+    meta = run_killing(lambda: run_rollout(cfg, progress=False), kill)
     assert killed, f"no {title} process was killed"
     return meta
 
@@ -112,16 +85,19 @@ def test_ray_killed_calculator_actor_is_replaced(tmp_path: Path, ray_local) -> N
 
     killed: list[str] = []
 
-    def kill_a_calculator() -> None:
+    def kill_a_calculator() -> bool:
+        if _parts(out) < 1:
+            return False
         for name in ray.util.list_named_actors():
             if name.startswith("nat-ray-calculator-") and "/" in name:  # pool members are "<pool>/<n>"
                 ray.kill(ray.get_actor(name))
                 killed.append(name)
-                return
+                break
+        return True  # one try, as for the process kills
 
     out = tmp_path / "trajectories"
     cfg = _cfg(tmp_path, "rollout.limit=24", "policy.latency_s=0.3", "rollout.flush_every=4")
-    meta = _run_killing(lambda: run_rollout(cfg, progress=False), lambda: _parts(out) >= 1, kill_a_calculator)
+    meta = run_killing(lambda: run_rollout(cfg, progress=False), kill_a_calculator)
     assert killed
     assert_exactly_once(out, 72)
     assert meta["counts"]["error"] == 0
@@ -157,13 +133,7 @@ def test_driver_killed_and_restarted_resumes(tmp_path: Path) -> None:
     args = [str(CONFIG), f"out={tmp_path}", "rollout.limit=40", "policy.latency_s=0.5", "rollout.flush_every=4"]
     args += ["rollout.episodes_per_worker=4", "rollout.env_workers={min: 1, max: 1}", "ray_address=local"]
     cmd = [sys.executable, "-m", "nat_ray.cli", "rollout", "--no-progress", "--config", *args]
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 600  # the process ending first is the failure this loop can see; no early give-up
-    while _parts(out) < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_until_killed(cmd, lambda: _parts(out) >= 3)
     done_before = len(read_trajectories(out))
     assert 0 < done_before < 120
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

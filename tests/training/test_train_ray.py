@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from nat_ray.errors import InputError
 from nat_ray.hardware import resolve_bf16
 from nat_ray.storage import write_jsonl
 from nat_ray.training.trainer import run_train
+from tests.conftest import run_killing
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -158,21 +157,16 @@ def test_ddp_resumes_after_a_killed_worker_with_the_same_final_step(
         log = storage / "metrics.live.jsonl"  # written by the controller once it has taken in a report
         return [json.loads(x)["step"] for x in log.read_text().splitlines()] if log.exists() else []
 
-    def kill_after_checkpoint() -> None:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not killed:
-            if max(registered_steps(), default=0) >= 4:  # the step-3 checkpoint is registered
-                for p in psutil.process_iter(["pid", "cmdline"]):
-                    if "RayTrainWorker" in " ".join(p.info["cmdline"] or []):
-                        os.kill(p.info["pid"], signal.SIGKILL)
-                        killed.append(p.info["pid"])
-                        return
-            time.sleep(0.1)
+    def kill_after_checkpoint() -> bool:
+        if max(registered_steps(), default=0) >= 4:  # the step-3 checkpoint is registered
+            for p in psutil.process_iter(["pid", "cmdline"]):
+                if "RayTrainWorker" in " ".join(p.info["cmdline"] or []):
+                    os.kill(p.info["pid"], signal.SIGKILL)
+                    killed.append(p.info["pid"])
+                    return True
+        return False  # not yet, or no worker process seen yet: look again
 
-    killer = threading.Thread(target=kill_after_checkpoint, daemon=True)
-    killer.start()
-    summary = run_train(cfg)
-    killer.join()
+    summary = run_killing(lambda: run_train(cfg), kill_after_checkpoint)
     assert killed, "no training worker was killed"
     steps = [json.loads(x)["step"] for x in (Path(summary["out"]) / "metrics.jsonl").read_text().splitlines()]
     assert summary["step"] == summary["total_steps"] == 24  # 96 / 8 x 2, as without the failure
