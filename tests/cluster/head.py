@@ -115,7 +115,7 @@ def local_head(
     env: dict[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
     dashboard: bool = True,
-    timeout: float = 120,
+    timeout: float = 300,  # leaves as soon as the head is up; the margin is for a loaded CI machine
     port: int | None = None,
 ) -> Iterator[Head]:
     # short: Ray's unix socket paths live under it and must stay under ~107 characters
