@@ -180,7 +180,6 @@ def test_search_errors(tmp_path: Path) -> None:
 _RAY_ERRORS_THEN_SUMMARY = """
 import threading
 import time
-import ray
 import ray._private.worker as worker
 from ray._private.utils import publish_error_to_driver
 from nat_ray.ray_init import init_ray, leave_ray
