@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from nat_ray.evaluation.compare import implied_pairs
 from nat_ray.evaluation.plan import questions_path
-from nat_ray.evaluation.power import ASSUMED_DISCORDANT, mcnemar_power, min_detectable_difference
+from nat_ray.evaluation.power import ASSUMED_DISCORDANT, mcnemar_power, min_detectable_difference, possible
 from nat_ray.records import COMPARISONS, METRICS, EvalMetrics, RunLayout
 from nat_ray.storage import read_json_file, read_record
 from nat_ray.tasks import get_task, load_questions_file
@@ -51,6 +51,8 @@ def _pooled_line(seeds: list[int] | None, n: int, psi: float, paper: bool) -> li
     if paper:
         line += "; " + ", ".join(
             f"the paper's +{100 * e:.0f} power {mcnemar_power(pooled, psi, e):.0%}"
+            if possible(psi, e)
+            else f"the paper's +{100 * e:.0f} impossible at this share"
             for e in sorted(set(PAPER_EFFECTS.values()), reverse=True)
         )
     return [line + " (an upper bound: pairs of one question under two seeds are not independent)"]
@@ -82,6 +84,10 @@ def plan_lines(plan: PipelinePlan) -> list[str]:
         for a, b in pairs:
             effect = PAPER_EFFECTS.get((mode[a], mode[b])) if task.name == "strategyqa" else None
             if effect is None:
+                continue
+            if not possible(psi, effect):
+                lines.append(f"plan:   {a} - {b}: the paper's +{100 * effect:.0f} points is impossible at a discordant "
+                             f"share of {psi:.2f} (a difference cannot exceed it)")  # fmt: skip
                 continue
             power = mcnemar_power(n, psi, effect)
             verdict = "can detect it" if power >= 0.8 else "cannot detect it: more questions or samples"

@@ -165,7 +165,8 @@ class DDPStrategy:
         path = Path(folder) / "ddp_state.pt"
         if not path.exists():
             return None
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # weights_only: tensors and plain containers only, so a file planted in a run folder cannot run code here
+        state = torch.load(path, map_location=self.device, weights_only=True)
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -8,19 +8,52 @@ from statistics import NormalDist
 
 import pytest
 
-from nat_ray.evaluation.power import mcnemar_power, min_detectable_difference
+from nat_ray.evaluation.metrics import mcnemar_exact
+from nat_ray.evaluation.power import mcnemar_power, min_detectable_difference, possible
 from tests.conftest import run_cli
 
 
-def test_power_and_detectable_difference_match_the_normal_approximation() -> None:
-    # n = 500 pairs, 30% discordant, a difference of 8 points: (0.08 sqrt(500) - 1.96 sqrt(0.3)) / sqrt(0.3 - 0.0064)
-    z = (0.08 * math.sqrt(500) - NormalDist().inv_cdf(0.975) * math.sqrt(0.3)) / math.sqrt(0.3 - 0.0064)
-    assert mcnemar_power(500, 0.3, 0.08) == pytest.approx(NormalDist().cdf(z)) == pytest.approx(0.907, abs=1e-3)
+def _connor(n: int, psi: float, diff: float) -> float:
+    z = NormalDist().inv_cdf(0.975)
+    return NormalDist().cdf((diff * math.sqrt(n) - z * math.sqrt(psi)) / math.sqrt(psi - diff * diff))
+
+
+def _brute_force_power(n: int, psi: float, diff: float) -> float:
+    """Every outcome of n pairs (a wins b10, b wins b01, the rest agree), weighted by its trinomial probability,
+    tested with the McNemar test the report runs: an independent count of the exact power."""
+    p10, p01 = (psi + diff) / 2, (psi - diff) / 2
+    total = 0.0
+    for b10 in range(n + 1):
+        for b01 in range(n - b10 + 1):
+            if mcnemar_exact(b10, b01) <= 0.05:
+                ways = math.comb(n, b10) * math.comb(n - b10, b01)
+                total += ways * p10**b10 * p01**b01 * (1 - psi) ** (n - b10 - b01)
+    return total
+
+
+def test_power_is_the_exact_tests_where_the_normal_approximation_is_far_off() -> None:
+    # n = 10, psi = delta = 0.1: every discordant pair goes a's way; the test rejects only with >= 6 of them
+    assert mcnemar_power(10, 0.1, 0.1) == pytest.approx(1 - sum(math.comb(10, k) * 0.1**k * 0.9 ** (10 - k)
+                                                             for k in range(6)), rel=1e-9)  # fmt: skip
+    assert mcnemar_power(10, 0.1, 0.1) == pytest.approx(0.000147, abs=1e-6)
+    assert _connor(10, 0.1, 0.1) == pytest.approx(0.156, abs=1e-3)  # what the approximation said
+    for n, psi, diff in [(30, 0.4, 0.2), (25, 0.3, 0.0), (40, 0.2, 0.15), (12, 0.5, 0.5)]:
+        assert mcnemar_power(n, psi, diff) == pytest.approx(_brute_force_power(n, psi, diff), rel=1e-9, abs=1e-12)
+
+
+def test_a_difference_beyond_the_discordant_share_is_impossible_not_certain() -> None:
+    assert not possible(0.1, 0.12) and possible(0.1, 0.1)
+    assert mcnemar_power(10, 0.1, 0.12) == 0.0 and mcnemar_power(10_000, 0.1, 0.12) == 0.0
+    assert mcnemar_power(100, 0.3, 0.0) <= 0.05  # the test's size: never more than alpha
+
+
+def test_power_and_detectable_difference_at_large_n_agree_with_the_normal_approximation() -> None:
+    assert mcnemar_power(500, 0.3, 0.08) == pytest.approx(_connor(500, 0.3, 0.08), abs=0.015)
+    assert mcnemar_power(5000, 0.3, 0.03) == pytest.approx(_connor(5000, 0.3, 0.03), abs=0.005)
     mde = min_detectable_difference(500, 0.3)
-    assert mde == pytest.approx(0.0685, abs=5e-4) and mcnemar_power(500, 0.3, mde) == pytest.approx(0.8, abs=1e-6)
+    assert mde == pytest.approx(0.0701, abs=5e-4) and mcnemar_power(500, 0.3, mde) == pytest.approx(0.8, abs=1e-4)
     assert min_detectable_difference(100, 0.3) > min_detectable_difference(500, 0.3)  # type: ignore[operator]
     assert min_detectable_difference(4, 0.3) is None  # no difference a 4-question study could detect
-    assert mcnemar_power(100, 0.3, 0.0) == 0.05 and mcnemar_power(100, 0.3, 0.3) == 1.0
 
 
 def test_the_pipeline_plan_says_what_a_study_can_detect(data_dir, tmp_path) -> None:
@@ -28,8 +61,8 @@ def test_the_pipeline_plan_says_what_a_study_can_detect(data_dir, tmp_path) -> N
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("plan: strategyqa: 100 questions x 1 sample(s) = 100 pairs per comparison;")
-    assert "discordant share 0.45 (assumed); detectable at 80% power, alpha 0.05: 18.6 points" in lines[0]
-    assert "plan:   nat - vanilla: the paper's +8 points has power 22%: cannot detect it" in r.stdout
+    assert "discordant share 0.45 (assumed); detectable at 80% power, alpha 0.05: 19.2 points" in lines[0]
+    assert "plan:   nat - vanilla: the paper's +8 points has power 18%: cannot detect it" in r.stdout
     assert lines[-1] == "plan: 6 comparison(s); eval 400 episodes (no rate measured)"
 
 
@@ -37,6 +70,17 @@ def test_the_plan_pools_a_study_over_its_training_seeds(data_dir, tmp_path) -> N
     r = run_cli("pipeline", "--config", "configs/study_strategyqa_paired.yaml", "--plan", f"out={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
     assert "plan: strategyqa: 500 questions x 1 sample(s) = 500 pairs per comparison;" in r.stdout
-    assert "plan:   nat-seed1 - vanilla-seed1: the paper's +8 points has power 76%: cannot detect it" in r.stdout
-    pooled = "plan:   pooled over 2 training seeds: 1000 pairs; detectable: 5.9 points; the paper's +8 power 97%"
-    assert pooled in r.stdout and "the paper's +3 power 29%" in r.stdout
+    assert "plan:   nat-seed1 - vanilla-seed1: the paper's +8 points has power 74%: cannot detect it" in r.stdout
+    pooled = "plan:   pooled over 2 training seeds: 1000 pairs; detectable: 6.0 points; the paper's +8 power 96%"
+    assert pooled in r.stdout and "the paper's +3 power 28%" in r.stdout
+
+
+def test_the_plan_says_an_effect_beyond_the_measured_discordant_share_is_impossible(data_dir, tmp_path) -> None:
+    report = tmp_path / "run" / "report"
+    report.mkdir(parents=True)  # a previous report in which the variants disagreed on 5 of 100 questions
+    (report / "comparisons.json").write_text('[{"n_pairs": 100, "a_only": 3, "b_only": 2}]')
+    r = run_cli("pipeline", "--config", "configs/quickstart.yaml", "--plan", f"out={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    assert "discordant share 0.05 (measured by this run folder's last report)" in r.stdout
+    assert "plan:   nat - vanilla: the paper's +8 points is impossible at a discordant share of 0.05" in r.stdout
+    assert "plan:   nat - nut: the paper's +3 points has power" in r.stdout

@@ -24,10 +24,13 @@ from tests.training.test_train_ray import tiny_llama_folder
 
 def test_dpo_and_kto_losses_match_a_hand_computed_case() -> None:
     pc, pr = torch.tensor([-10.0, -4.0]), torch.tensor([-12.0, -3.0])
-    rc, rr = torch.tensor([-11.0, -4.0]), torch.tensor([-11.0, -4.0])
-    # margins: (1 - -1) = 2 and (0 - 1) = -1; -logsigmoid(0.1 x margin), averaged
-    want = (-math.log(1 / (1 + math.exp(-0.2))) - math.log(1 / (1 + math.exp(0.1)))) / 2
+    rc, rr = torch.tensor([-11.0, -3.5]), torch.tensor([-12.5, -4.0])  # the reference differs per completion
+    # margins: (-10 - -11) - (-12 - -12.5) = 0.5 and (-4 - -3.5) - (-3 - -4) = -1.5; -logsigmoid(0.1 x margin), averaged
+    want = (-math.log(1 / (1 + math.exp(-0.05))) - math.log(1 / (1 + math.exp(0.15)))) / 2
     assert dpo_loss(pc, pr, rc, rr, beta=0.1).item() == pytest.approx(want, abs=1e-6)
+    # a loss without the reference, or with its two terms swapped, is another number here
+    assert dpo_loss(pc, pr, rc, rc, beta=0.1).item() != pytest.approx(want, abs=1e-3)
+    assert dpo_loss(pc, pr, rr, rc, beta=0.1).item() != pytest.approx(want, abs=1e-3)
     logps, ref = torch.tensor([-5.0, -7.0, -2.0]), torch.tensor([-6.0, -6.0, -2.0])
     desirable = torch.tensor([True, False, True])
     kl_pol, kl_ref = torch.tensor([-9.0, -8.0, -7.0]), torch.tensor([-9.5, -8.5, -7.5])  # KL estimate 0.5
@@ -39,6 +42,16 @@ def test_dpo_and_kto_losses_match_a_hand_computed_case() -> None:
     clamped = kto_loss(logps, ref, desirable, kl_ref, kl_pol, 0.5, 2.0, 3.0)
     assert clamped.item() == pytest.approx((2 * (1 - sig(0.5)) + 3 * (1 - sig(0.5)) + 2 * 0.5) / 3, abs=1e-6)
     assert balanced_weights(30, 10) == (40 / 60, 40 / 20)
+
+
+def test_kto_gradient_does_not_flow_into_the_kl_estimate() -> None:
+    """TRL detaches the KL estimate: it is a baseline that shifts the rewards, not a term to optimise."""
+    logps = torch.tensor([-5.0, -7.0, -2.0], requires_grad=True)
+    kl_pol = torch.tensor([-9.0, -8.0, -7.0], requires_grad=True)  # KL estimate +0.5: not clamped away
+    ref, kl_ref = torch.tensor([-6.0, -6.0, -2.0]), torch.tensor([-9.5, -8.5, -7.5])
+    kto_loss(logps, ref, torch.tensor([True, False, True]), kl_pol, kl_ref, 0.5, 2.0, 3.0).backward()
+    assert logps.grad is not None and bool((logps.grad != 0).all())
+    assert kl_pol.grad is None or bool((kl_pol.grad == 0).all())
 
 
 def _pair(i: int) -> PreferencePair:

@@ -22,7 +22,7 @@ def models(tmp_path_factory, smollm2: Path):
 
     tiny = tiny_llama_folder(tmp_path_factory.mktemp("tiny"), smollm2)
     policy, reference = AutoModelForCausalLM.from_pretrained(tiny), AutoModelForCausalLM.from_pretrained(tiny)
-    torch.manual_seed(3)
+    torch.manual_seed(4)  # a policy whose KL estimate on the KTO batch is positive (+0.62): KTO's clamp keeps it
     with torch.no_grad():  # the policy a little away from the reference: non-zero log-ratios
         for p in policy.parameters():
             p.add_(0.02 * torch.randn_like(p))
@@ -31,6 +31,15 @@ def models(tmp_path_factory, smollm2: Path):
 
 def _prompt(i: int) -> list[dict]:
     return [{"role": "user", "content": f"Question: is {i} an even number? Think, then answer."}]
+
+
+# KTO's completions, unlike each other, so its KL term (each prompt with another record's completion) is not the
+# matched pairs' log-ratio under another name
+KTO_REPLIES = [
+    "Action: finish[yes]", "Thought: 1 is odd, so no.\nAction: finish[no]", "Action: calculate[2 * 7]",
+    "Thought: even numbers end in 0, 2, 4, 6 or 8.\nAction: finish[yes]", "Action: search[parity of 4]",
+    "Thought: I am not sure.\nAction: finish[maybe]",
+]  # fmt: skip
 
 
 def _reply(text: str) -> list[dict]:
@@ -72,10 +81,7 @@ def test_kto_loss_equals_trl(models, tmp_path: Path) -> None:
     from trl import KTOConfig, KTOTrainer
 
     tok, policy, reference = models
-    records = [
-        {"prompt": _prompt(i), "completion": _reply(f"Action: finish[{'yes' if i % 3 else 'no'}]"), "label": i % 3 != 0}
-        for i in range(6)
-    ]
+    records = [{"prompt": _prompt(i), "completion": _reply(KTO_REPLIES[i]), "label": i % 3 != 0} for i in range(6)]
     args = KTOConfig(output_dir=str(tmp_path), report_to=[], beta=0.3, per_device_train_batch_size=6, use_cpu=True,
                      bf16=False, desirable_weight=1.0, undesirable_weight=1.5)  # fmt: skip
     trainer = KTOTrainer(model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list(records),
@@ -92,3 +98,9 @@ def test_kto_loss_equals_trl(models, tmp_path: Path) -> None:
     desirable = torch.as_tensor(batch["label"], dtype=torch.bool)
     ours = kto_loss(logps["pol"], logps["ref"], desirable, logps["pol_kl"], logps["ref_kl"], 0.3, 1.0, 1.5).item()
     assert ours == pytest.approx(theirs, abs=1e-5)
+    # The batch can tell a wrong KL term: its raw estimate is positive, so the clamp keeps it, and dropping it or taking
+    # it from the matched pairs (each prompt with its own completion) moves the loss far beyond the tolerance.
+    assert (logps["pol_kl"] - logps["ref_kl"]).mean().item() > 0.1
+    no_kl = kto_loss(logps["pol"], logps["ref"], desirable, logps["ref_kl"], logps["ref_kl"], 0.3, 1.0, 1.5).item()
+    matched = kto_loss(logps["pol"], logps["ref"], desirable, logps["pol"], logps["ref"], 0.3, 1.0, 1.5).item()
+    assert abs(no_kl - theirs) > 1e-3 and abs(matched - theirs) > 1e-4
