@@ -3,8 +3,13 @@
 ``address`` (or ``$RAY_ADDRESS``) joins a running cluster; without one, an embedded local cluster starts. Ray
 2.60 turns token authentication on for a new local cluster and says so at warning level on every start ("Token
 authentication is enabled for this Ray cluster…"): that one message is filtered out here; authentication stays on,
-and every other Ray message still shows. The stages draw their own progress, so Ray Data's bars are off, and so is
-its notice that they are.
+and every other Ray message still shows. ``RAY_AUTH_MODE`` set to anything but ``token`` is refused, joining or
+starting: Ray would otherwise turn authentication off without a word.
+
+An embedded cluster is its owner's alone: its token file is made 0600 before Ray reads it (Ray writes
+``~/.ray/auth_token`` with the default umask, readable by every user), and its node's address is the loopback one,
+which is what Ray binds its GCS, raylet, worker, agent and metrics ports to (docs/design.md, "Who can reach a run").
+The stages draw their own progress, so Ray Data's bars are off, and so is its notice that they are.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from nat_ray.errors import InputError
 
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
@@ -34,6 +41,7 @@ def init_ray(address: str | None = None) -> None:
 
     if ray.is_initialized():
         return
+    require_token_auth()
     logger = logging.getLogger(_AUTH_LOGGER)
     if not any(isinstance(f, _DropTokenAuthNotice) for f in logger.filters):
         logger.addFilter(_DropTokenAuthNotice())
@@ -52,21 +60,83 @@ def init_ray(address: str | None = None) -> None:
 
 
 _START_TIMED_OUT = "timed out during startup"
+# Ray's own switch for a loopback-only node (its default on macOS and Windows, where it avoids firewall prompts): with
+# it off, the node's address is 127.0.0.1, and Ray 2.60 binds every server of the node to that address.
+_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def require_token_auth() -> None:
+    """Refuse ``RAY_AUTH_MODE`` other than ``token``: every cluster nat_ray starts or joins checks a token."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.strip().lower() != "token":
+        raise InputError(
+            f"RAY_AUTH_MODE={mode!r}: nat_ray runs Ray with token authentication only; unset RAY_AUTH_MODE or set it "
+            "to token"
+        )
+
+
+def private_token_file() -> Path | None:
+    """Make the token an embedded cluster will use readable by its owner only, creating it if there is none.
+
+    Ray reads ``RAY_AUTH_TOKEN``, then the file ``RAY_AUTH_TOKEN_PATH``, then ``~/.ray/auth_token``; it would create
+    the last with mode 0644. Returns the file, or None when the token comes in ``RAY_AUTH_TOKEN``."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    given = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(given) if given else Path.home() / ".ray" / "auth_token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs stands
+            _write_new_token(path)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return path
+
+
+def _write_new_token(path: Path) -> None:
+    # O_EXCL: never overwrite a token a running cluster uses; 0600 from creation, never readable by others
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes: 256 random bits
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Ray's node address is loopback while the cluster starts: the GCS, raylet and agents it spawns inherit the
+    switch, and this driver's node keeps 127.0.0.1 for the cluster's life. Restored afterwards, so a `ray start` this
+    process runs later (a test's head) is not made loopback-only."""
+    import ray._private.ray_constants as ray_constants
+
+    before_env, before_const = os.environ.get(_CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_CLUSTER_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read when Ray picks the node's address (services.get_node_ip_address)
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_const
+        if before_env is None:
+            os.environ.pop(_CLUSTER_SWITCH, None)
+        else:
+            os.environ[_CLUSTER_SWITCH] = before_env
 
 
 def start_local(start: Callable[[], object], attempts: int = 2) -> None:
-    """Start an embedded cluster with ``start``, again if its node does not register in time.
+    """Start an embedded cluster with ``start``: token authentication with a 0600 token file, every port on loopback,
+    and again if its node does not register in time.
 
     Ray waits a fixed 30 s for a new node's raylet to register with its GCS; a machine busy with other work (a
     training run, a compile) can take longer, and the start fails although nothing is wrong. What the failed start
     left running (GCS, raylet, agents: processes of this driver) is killed before the next try."""
     import psutil
 
+    require_token_auth()
+    private_token_file()
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     for attempt in range(1, attempts + 1):
         try:
-            start()
+            with _loopback_node():
+                start()
             return
         except Exception as exc:
             if attempt == attempts or _START_TIMED_OUT not in str(exc):
@@ -85,10 +155,7 @@ def private_token_env(folder: Path) -> dict[str, str]:
 
     ``RAY_AUTH_TOKEN`` must not be set beside it: Ray reads that variable before the file."""
     path = Path(folder) / "auth_token"
-    # O_EXCL: never overwrite a token a running cluster uses; 0600 from creation, never readable by others
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes: 256 random bits
+    _write_new_token(path)
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
 
 
