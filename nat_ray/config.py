@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -24,6 +23,7 @@ from nat_ray.config_train import TrainConfig
 from nat_ray.errors import InputError
 from nat_ray.tools.config import PoolConfig, ToolsConfig
 from nat_ray.types import StrictModel
+from nat_ray.urls import refuse_credentials
 
 ENGINE_KINDS = ("transformers", "vllm", "openvino")  # policies served by in-cluster engine actors
 
@@ -58,6 +58,7 @@ class PolicyConfig(StrictModel):
     def _kind_fields(self) -> PolicyConfig:
         if self.kind == "openai" and not (self.base_url and self.model):
             raise ValueError("policy kind 'openai' needs base_url and model")
+        refuse_credentials("base_url", self.base_url, f"the key belongs in the environment variable {self.api_key_env}")
         if self.kind in ENGINE_KINDS and not self.model:
             raise ValueError(f"policy kind {self.kind!r} needs model (a model folder or a prepared model name)")
         if self.kind == "scripted" and self.script is None:
@@ -169,13 +170,8 @@ class RunConfig(StrictModel):
         if self.storage is not None:
             if "://" not in self.storage:
                 raise ValueError(f"storage: {self.storage!r} is not a URI (s3://bucket/path, gs://..., file:///path)")
-            uri = urlsplit(self.storage)
-            # the config is saved beside every output and the URI is logged: keys belong in the environment
-            if uri.username or uri.password or any(k in uri.query.lower() for k in ("secret", "key", "token")):
-                raise ValueError(
-                    "storage: the URI carries credentials; give them in the environment instead "
-                    "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS)"
-                )
+            refuse_credentials("storage", self.storage, "give them in the environment instead (AWS_ACCESS_KEY_ID / "
+                               "AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS)")  # fmt: skip
         return self
 
     # Each stage reads its sections through these: present and typed, or one clear error naming the section.

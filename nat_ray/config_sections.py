@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from nat_ray.types import StrictModel
+from nat_ray.urls import refuse_credentials
 
 Mode = Literal["vanilla", "nut", "nat", "nat-graded", "dpo", "kto"]
 NegativeSource = Literal["imported", "regenerated"]
@@ -109,8 +110,6 @@ class TrackingConfig(StrictModel):
 
     @model_validator(mode="after")
     def _no_credentials(self) -> TrackingConfig:
-        # the config is saved beside every output: a password in the URI would be written there
-        if self.uri and "@" in self.uri.split("://", 1)[-1].split("/", 1)[0]:
-            raise ValueError("uri: carries credentials; give them in the environment (MLFLOW_TRACKING_USERNAME / "
-                             "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN)")  # fmt: skip
+        refuse_credentials("uri", self.uri, "give them in the environment (MLFLOW_TRACKING_USERNAME / "
+                           "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN)")  # fmt: skip
         return self

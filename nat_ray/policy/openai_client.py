@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from urllib.parse import urlsplit
 
-import httpx
 import openai
 
 from nat_ray.policy.base import Completion, Policy, PolicyError, SamplingParams, trim_at_stop
@@ -113,8 +113,8 @@ class OpenAIPolicy(Policy):
 
 def _start_hint(base_url: str) -> str:
     """How to bring up a server at ``base_url``: on this machine, the commands that start one; else what to check."""
-    url = httpx.URL(base_url)
-    if url.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+    url = urlsplit(base_url)
+    if url.hostname in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
         port = url.port or 8000
         return (
             f"start one with `transformers serve MODEL_DIR --host 127.0.0.1 --port {port} --continuous-batching "

@@ -15,11 +15,27 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from nat_ray.tools import safe_sympy
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+# What the worker needs from the parent's environment: the interpreter's own settings and the locale. Nothing else
+# reaches it (an env worker's environment holds the policy's and the search API's keys, and a worker evaluates input
+# a model wrote).
+_WORKER_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "PYTHONHOME", "PYTHONPATH", "OMP_NUM_THREADS",
+               "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # fmt: skip
+
+
+def worker_env(parent: Mapping[str, str]) -> dict[str, str]:
+    """The calculator worker's environment: the allowed variables of ``parent``, this package on its path."""
+    env = {k: parent[k] for k in _WORKER_ENV if k in parent}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
 
 
 class Calculator:
@@ -87,9 +103,7 @@ class Calculator:
             return self._proc
         if self._proc is not None:
             self._kill()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        env.setdefault("OMP_NUM_THREADS", "1")
+        env = worker_env(os.environ)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "nat_ray.tools._calc_worker", "--memory-mb", str(self.memory_mb)],
             stdin=subprocess.PIPE,

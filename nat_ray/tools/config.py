@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from nat_ray.types import StrictModel
+from nat_ray.urls import refuse_credentials
 
 
 class PoolConfig(StrictModel):
@@ -34,6 +35,11 @@ class SerperConfig(StrictModel):
     max_retries: int = Field(3, ge=0)
     max_concurrency: int = Field(16, gt=0)  # requests in flight per search actor
     backoff_s: float = Field(0.5, ge=0)
+
+    @model_validator(mode="after")
+    def _no_credentials(self) -> SerperConfig:
+        refuse_credentials("url", self.url, f"the key belongs in the environment variable {self.api_key_env}")
+        return self
 
 
 class SearchIndexConfig(StrictModel):

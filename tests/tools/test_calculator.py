@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nat_ray.tools.calculator import Calculator
+from nat_ray.tools.calculator import Calculator, worker_env
 
 SLOW = "(x+y+1)**1000 - (x+y-1)**1000"  # small, allowed, and over 60 s to simplify on 2 cores
 # A timed-out call returns after the 1 s timeout plus the slack below: a loaded CI machine has taken 3.1 s. It stays
@@ -110,3 +110,17 @@ def test_timeout_holds_inside_a_ray_actor(ray_local) -> None:
     assert obs == "Error: calculation timed out after 1s" and elapsed < 1.0 + SLACK_S
     assert ray.get(actor.run.remote("6 * 7"))[0] == "42"
     ray.kill(actor)
+
+
+def test_the_worker_gets_no_secret_from_its_parents_environment(monkeypatch) -> None:
+    """A worker evaluates what a model wrote: it sees the interpreter's settings, never the policy's or the search
+    API's keys that its env worker holds."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-hunter2")
+    monkeypatch.setenv("SERPER_API_KEY", "serper-hunter2")
+    with Calculator(timeout_s=5.0) as c:
+        assert c("2 * 3") == "6"
+        environ = Path(f"/proc/{c._proc.pid}/environ").read_bytes().decode(errors="replace")  # type: ignore[union-attr]
+    assert "hunter2" not in environ and "OPENAI_API_KEY" not in environ
+    assert "PYTHONPATH=" in environ  # what it needs still reaches it
+    assert set(worker_env({"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "x", "HOME": "/h"})) == {"PATH", "PYTHONPATH",
+                                                                                       "OMP_NUM_THREADS"}  # fmt: skip
