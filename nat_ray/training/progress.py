@@ -2,8 +2,10 @@
 
 Workers put events on a ``ray.util.queue.Queue`` (``ready`` once the model is loaded, ``micro`` after every
 micro-batch with its non-pad tokens, ``saving``); the metrics log adds the loss at each logging step. The line shows
-steps done of total, the micro-batch within the step, seconds per step and tokens/s since the first step started (all
-workers' tokens), the latest loss, elapsed time and an ETA — from the first micro-batch on, not only at sync points.
+steps done of total, the micro-batch within the step, the latest loss and elapsed time from the first micro-batch on;
+seconds per step, an ETA and tokens/s (all workers' tokens) once they are measured: the clock starts when the first
+micro-batch ends, so a worker's first micro-batch (model warm-up included) is not in the rates, and a rate is shown
+only after a step, or a micro-batch, has ended since then.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class TrainProgress:
         self.first_step_at: float | None = None
         self.last_step_at: float | None = None
         self.start_step = self.step = self.micro = self.tokens = 0
+        self.clock_step = 0  # the step count when the clock started
+        self.ranks_seen: set[int] = set()  # ranks whose first micro-batch has ended (its tokens are not in the rate)
         self.total = 0
         self.loss: float | None = None
         self._metrics_seen = 0
@@ -83,13 +87,16 @@ class TrainProgress:
                 say(f"workers ready after {ready} (model loaded{resumed}); training{how}")
                 self._open_bar()
         elif e["event"] == "micro":
-            if self.first_step_at is None:
-                self.first_step_at = time.monotonic()
-            self.tokens += e["tokens"]
+            now = time.monotonic()
             if e["rank"] == 0:
                 self.micro = e["micro"]
                 if e["micro"] == self.accumulation:
-                    self.step, self.last_step_at = e["step"], time.monotonic()
+                    self.step, self.last_step_at = e["step"], now
+            if self.first_step_at is None:
+                self.first_step_at, self.clock_step = now, self.step
+            if e["rank"] in self.ranks_seen:
+                self.tokens += e["tokens"]
+            self.ranks_seen.add(e["rank"])
         elif e["event"] == "saving" and e["rank"] == 0:
             self._draw(final=True)
             self.drawing = False
@@ -115,13 +122,13 @@ class TrainProgress:
         self._last_line = now
         parts = [f"train {self.step}/{self.total} steps", f"micro-batch {self.micro}/{self.accumulation}"]
         if self.first_step_at is not None:
-            wall = now - self.first_step_at
-            done = self.step - self.start_step
-            if done and self.last_step_at is not None:
-                per_step = (self.last_step_at - self.first_step_at) / done  # completed steps only
+            done = self.step - self.clock_step  # steps ended since the clock started
+            if done > 0 and self.last_step_at is not None and self.last_step_at > self.first_step_at:
+                per_step = (self.last_step_at - self.first_step_at) / done
                 parts.append(f"{per_step:.1f} s/step")
                 parts.append(f"ETA {_clock(per_step * (self.total - self.step))}")
-            parts.append(f"{self.tokens / max(wall, 1e-9):.0f} tok/s")
+            if self.tokens:
+                parts.append(f"{self.tokens / (now - self.first_step_at):.0f} tok/s")
         if self.loss is not None:
             parts.append(f"loss {self.loss:.4f}")
         parts.append(f"elapsed {_clock(now - self.launched)}")
