@@ -78,8 +78,10 @@ def test_keys_reach_jobs_from_the_nodes_environment_and_secrets_never_travel() -
     runtime_env = yaml.safe_load((REPO / "cluster/runtime_env.yaml").read_text())
     assert "env_vars" not in runtime_env
     ignored = (REPO / ".gitignore").read_text().splitlines()
-    for pattern in (".env", ".env.*", "*.private.*", "secrets.env"):
+    for pattern in (".env", ".env.*", "*.private.*"):
         assert pattern in config["rsync_exclude"] and pattern in runtime_env["excludes"] and pattern in ignored
+    assert "secrets.env" in runtime_env["excludes"] and "secrets.env" in ignored
+    assert "secrets.env" not in config["rsync_exclude"]  # the exclusions apply to every file mount, its own too
     # nothing a user reads suggests a key in a job's runtime env, which Ray stores with the job and shows
     for doc in [REPO / "README.md", REPO / "cluster/README.md", *sorted((REPO / "configs").glob("*.yaml"))]:
         assert '"env_vars"' not in doc.read_text() and "env_vars: {" not in doc.read_text(), doc
