@@ -24,18 +24,24 @@ RoundMode = Literal["nat", "vanilla", "dpo"]
 
 
 class CollectConfig(StrictModel):
-    """``import``: the paper's NAT/NATInstruct JSON files; ``rollout``: the ``rollout`` section with ``policy``."""
+    """``import``: the paper's NAT/NATInstruct JSON files; ``rollout``: the ``rollout`` section with ``policy``;
+    ``gold``: worked solutions that annotate their calculator calls (GSM8K train), one ReAct trajectory each
+    (``nat_ray.gold``)."""
 
-    kind: Literal["import", "rollout"] = "import"
+    kind: Literal["import", "rollout", "gold"] = "import"
     task: str
-    questions: str | None = None  # import: the task's question file (paths may be relative to the data folder)
+    questions: str | None = None  # import, gold: the task's question file (paths may be relative to the data folder)
     files: list[str] = Field(default_factory=list)  # import: trajectory files
     model: str | None = None  # import: the policy that made the files (default: from the file names)
+    max_turns: int = Field(6, ge=2)  # gold: a solution needing more replies is left out (the paper's eval allows 6)
+    limit: int | None = Field(None, gt=0)  # gold: the first N solutions only
 
     @model_validator(mode="after")
     def _kind_fields(self) -> CollectConfig:
         if self.kind == "import" and (not self.files or not self.questions):
             raise ValueError("collect kind 'import' needs questions and files")
+        if self.kind == "gold" and not self.questions:
+            raise ValueError("collect kind 'gold' needs questions (a file of worked solutions, e.g. gsm8k/train.jsonl)")
         return self
 
 

@@ -213,9 +213,11 @@ def _data_path(cfg: RunConfig, path: str) -> str:
 def _collect_identity(plan: PipelinePlan) -> tuple[dict, dict[str, str]]:
     """The collect stage's view and inputs (data files with their content hashes)."""
     c = plan.collect
-    if c.kind == "import":
+    if c.kind in ("import", "gold"):
         paths = [_data_path(plan.cfg, c.questions or ""), *(_data_path(plan.cfg, f) for f in c.files)]
-        return c.model_dump(mode="json"), {p: file_hash(p) for p in paths}
+        # gold's own fields stay out of an import's view: runs collected before they existed keep their hash
+        view = c.model_dump(mode="json", exclude=set() if c.kind == "gold" else {"max_turns", "limit"})
+        return view, {p: file_hash(p) for p in paths}
     view, _ = rollout_view(plan, RunLayout(plan.out).trajectories, plan.cfg.rollout_section, plan.cfg.policy_section)
     return view, {}
 
@@ -245,6 +247,15 @@ def _collect(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], say: Say
             return import_nat(ImportConfig.from_section(section, str(folder)), overwrite=True).counts
 
         return plan.stage(folder, "collect", None, view, inputs, body, say)
+    if c.kind == "gold":
+        from nat_ray.gold import collect_gold
+
+        (questions,) = inputs
+
+        def gold() -> dict:
+            return collect_gold(c.task, questions, folder, max_turns=c.max_turns, limit=c.limit).counts
+
+        return plan.stage(folder, "collect", None, view, inputs, gold, say)
     return rollout_stage(plan, "collect", folder, plan.cfg.rollout_section, plan.cfg.policy_section, {}, say)
 
 
