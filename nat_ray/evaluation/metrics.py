@@ -13,7 +13,10 @@ Per data set, over the episodes that were not lost to infrastructure (``label !=
 - ``errors``: infrastructure errors, left out of every denominator above and reported;
 - ``finish_reasons``: counts over all episodes, errors included;
 - yes/no sets (StrategyQA) also: ``answered``, ``yes_share``, ``majority_accuracy``, ``kappa``, ``kappa_ci95`` —
-  whether the answers depend on the truth at all (``nat_ray.evaluation.skill``).
+  whether the answers depend on the truth at all (``nat_ray.evaluation.skill``);
+- math sets also: ``copy_floor`` (and ``copy_floor_rule``), ``calc_calls``, ``calc_valid``, ``grounded_operands``,
+  ``answer_is_last_observation``, ``loop_rate`` — skill beside answering a copied number, and how the calculator was
+  used (``nat_ray.evaluation.math_skill``).
 
 ``math_average`` is the mean accuracy over the math sets present (GSM8K, ASDiv, SVAMP, MultiArith), as the paper's
 tables average them.
@@ -26,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from nat_ray.evaluation.fmt import pct
+from nat_ray.evaluation.math_skill import is_math, math_skill
 from nat_ray.evaluation.skill import YesNoSkill, chance_warning, is_yesno, yesno_skill
 from nat_ray.tasks import TASKS
 from nat_ray.types import Label, Trajectory
@@ -85,6 +89,8 @@ def dataset_metrics(trajectories: Iterable[Trajectory]) -> dict:
         out["f1"] = sum(t.f1 or 0.0 for t in graded) / n if n else None
     if tasks and all(is_yesno(task) for task in tasks):
         out.update(yesno_skill(graded).row())
+    if tasks and all(is_math(task) for task in tasks):
+        out.update(math_skill(graded))
     return out
 
 

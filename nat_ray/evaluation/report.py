@@ -25,6 +25,7 @@ from nat_ray.evaluation.compare import (
     with_holm,
 )
 from nat_ray.evaluation.fmt import pct
+from nat_ray.evaluation.math_skill import MATH_SKILL_TEXT, is_math, math_skill, math_skill_table
 from nat_ray.evaluation.report_plots import dev_perplexity
 from nat_ray.evaluation.report_plots import plots as report_plots
 from nat_ray.evaluation.skill import SKILL_TEXT, is_yesno, skill_table, yesno_skill
@@ -185,6 +186,25 @@ def _skill_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[st
     return ["## Skill beyond chance (yes/no sets)", "", SKILL_TEXT, "", *table, *missing, ""]
 
 
+def _math_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[str]:
+    """Skill on each math data set of every generated row, beside the base model and the copy-a-number floor, from
+    its episodes (so a run evaluated before ``metrics.json`` carried them gets them too); empty without a math set."""
+    cells, missing = {}, []
+    for name, m in rows.items():
+        for d, x in m.datasets.items():
+            if is_math(d) and episodes.has(name, d):
+                try:
+                    cells[(name, d)] = x | math_skill(episodes(name, d))
+                except InputError as exc:
+                    missing.append(f"- not measured: {exc}")
+    if not cells and not missing:
+        return []
+    base = {d: x["accuracy"] for d, x in rows["base"].datasets.items()} if "base" in rows else {}
+    table = [math_skill_table(cells, base)] if cells else []
+    return ["## Skill on math (beside the base model and a copied number)", "", MATH_SKILL_TEXT, "", *table, *missing,
+            ""]  # fmt: skip
+
+
 def _comparisons(
     episodes: _Episodes, variants: list[dict], rows: dict[str, EvalMetrics]
 ) -> tuple[list[Comparison], list[str]]:
@@ -300,6 +320,7 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
         *(["## Over training seeds (mean ± standard deviation of accuracy, %)", "", seeds, ""] if seeds else []),
         *paired_section,
         *_skill_section(episodes, rows),
+        *_math_section(episodes, rows),
         "## Behaviour (the paper's Table 6) and held-out perplexity",
         "",
         behaviour_table(rows, run),

@@ -42,6 +42,7 @@ class TrainProgress:
         self.ready: set[int] = set()
         self.first_step_at: float | None = None
         self.last_step_at: float | None = None
+        self.last_micro_at: float | None = None
         self.start_step = self.step = self.micro = self.tokens = 0
         self.clock_step = 0  # the step count when the clock started
         self.ranks_seen: set[int] = set()  # ranks whose first micro-batch has ended (its tokens are not in the rate)
@@ -96,6 +97,7 @@ class TrainProgress:
                 self.first_step_at, self.clock_step = now, self.step
             if e["rank"] in self.ranks_seen:
                 self.tokens += e["tokens"]
+                self.last_micro_at = now
             self.ranks_seen.add(e["rank"])
         elif e["event"] == "saving" and e["rank"] == 0:
             self._draw(final=True)
@@ -127,8 +129,9 @@ class TrainProgress:
                 per_step = (self.last_step_at - self.first_step_at) / done
                 parts.append(f"{per_step:.1f} s/step")
                 parts.append(f"ETA {_clock(per_step * (self.total - self.step))}")
-            if self.tokens:
-                parts.append(f"{self.tokens / (now - self.first_step_at):.0f} tok/s")
+            if self.tokens and self.last_micro_at is not None and self.last_micro_at > self.first_step_at:
+                # up to the last micro-batch that ended, not to now: tokens still in flight are not counted yet
+                parts.append(f"{self.tokens / (self.last_micro_at - self.first_step_at):.0f} tok/s")
         if self.loss is not None:
             parts.append(f"loss {self.loss:.4f}")
         parts.append(f"elapsed {_clock(now - self.launched)}")

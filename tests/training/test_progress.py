@@ -25,7 +25,8 @@ def test_rates_and_eta_appear_only_once_measured(tmp_path: Path, monkeypatch, ca
     for step in (2, 3):
         for rank in (0, 1):
             p._handle({"event": "micro", "rank": rank, "micro": 1, "step": step, "tokens": 1000})
+    clock[0] = 170.0  # drawn later, with the next step still running: its tokens are not in yet
     p._draw(final=True)
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "train 3/24 steps" in line and "2.0 s/step" in line and "ETA 0:42" in line
-    assert "1000 tok/s" in line  # 4,000 tokens in the 4 s since the clock started
+    assert "1000 tok/s" in line  # 4,000 tokens between the clock's start and the last micro-batch's end (4 s)

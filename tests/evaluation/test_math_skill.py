@@ -1,0 +1,91 @@
+"""Skill on math sets: the copy-a-number floor and the calculator measures, against hand-counted episodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nat_ray.evaluation.math_skill import copy_answers, copy_floor, math_skill, numbers
+from nat_ray.evaluation.metrics import dataset_metrics, eval_metrics
+from nat_ray.evaluation.report import write_report
+from nat_ray.records import EvalMetrics
+from nat_ray.storage import write_record, write_trajectories
+from nat_ray.types import FinishReason, Label, Trajectory, Turn
+
+
+def _t(qid: str, question: str, gt: str, replies: list[tuple[str, str]], prediction: str | None) -> Trajectory:
+    """An episode: each (reply, observation) pair as two turns; graded by exact match as the paper's grader."""
+    turns = []
+    for reply, observation in replies:
+        turns += [Turn(role="assistant", content=reply, loss=True), Turn(role="user", content=observation)]
+    right = prediction == gt
+    reason = FinishReason.FINISH if prediction is not None else FinishReason.MAX_TURNS
+    label = Label.POSITIVE if right else Label.NEGATIVE
+    return Trajectory(id=qid, task="gsm8k", question=question, ground_truth=gt, turns=turns, prediction=prediction,
+                      reward=right, label=label, finish_reason=reason)  # fmt: skip
+
+
+def test_numbers_and_the_copy_rules() -> None:
+    assert numbers("Tom had 1,200 apples, ate 2.5 and .5 of a pie on day 3.") == [1200, 2.5, 0.5, 3]
+    assert copy_answers("A has 3 pens and B has 12; C has 5.") == {"first": "3", "last": "5", "largest": "12",
+                                                                   "sum": "20"}  # fmt: skip
+    assert copy_answers("No numbers here.") == {"first": None, "last": None, "largest": None, "sum": None}
+    qs = [
+        _t("1", "Sam has 3 and gets 4 more. How many?", "7", [], None),  # sum: 7
+        _t("2", "A box holds 10 of 12 eggs, 2 break. How many left?", "8", [], None),  # none of the rules
+        _t("3", "Ann reads 6 pages, then 9. How many?", "15", [], None),  # sum: 15
+        _t("3", "Ann reads 6 pages, then 9. How many?", "15", [], None),  # the same question again: counted once
+    ]
+    assert copy_floor(qs) == (2 / 3, "sum")
+
+
+def test_calculator_validity_grounding_copying_and_loops() -> None:
+    q = "Mia has 4 bags of 6 apples and eats 5. How many are left?"
+    good = _t("1", q, "19", [
+        ("Thought: 4 bags of 6.\nAction: calculate[4*6]", "Observation: 24"),
+        ("Thought: she eats 5.\nAction: calculate[24-5]", "Observation: 19"),
+        ("Thought: done.\nAction: finish[19]", "Observation: Episode finished"),
+    ], "19")  # fmt: skip
+    made_up = _t("2", q, "19", [
+        ("Thought: hm.\nAction: calculate[4*7]", "Observation: 28"),  # 7 is from nowhere
+        ("Thought: hm.\nAction: calculate[4*]", "Observation: Error: cannot parse expression: invalid syntax"),
+        ("Thought: hm.\nAction: calculate[4*]", "Observation: Error: cannot parse expression: invalid syntax"),
+        ("Thought: hm.\nAction: finish[20]", "Observation: Episode finished"),  # not the last answer (28)
+    ], "20")  # fmt: skip
+    m = math_skill([good, made_up])
+    assert m["calc_calls"] == 5 and m["calc_valid"] == 3 / 5
+    # operands: 4, 6 | 24, 5 | 4, 7 | 4 | 4: all but 7 known (24 from the first observation)
+    assert m["grounded_operands"] == 7 / 8
+    assert m["answer_is_last_observation"] == 1 / 2 and m["loop_rate"] == 1 / 2
+    assert m["copy_floor"] == 0.0 and m["copy_floor_rule"] == "first"
+
+
+def test_metrics_json_carries_the_math_skill_on_math_sets_only() -> None:
+    q = "Sam has 3 and gets 4 more. How many?"
+    m = dataset_metrics([_t("1", q, "7", [("Action: calculate[3+4]", "Observation: 7")], None)])
+    assert m["copy_floor"] == 1.0 and m["copy_floor_rule"] == "sum" and m["calc_valid"] == 1.0
+    assert m["answer_is_last_observation"] is None  # it never finished
+
+
+def test_the_report_sets_each_math_row_beside_the_base_model_and_the_copy_floor(tmp_path: Path) -> None:
+    q = "Sam has 3 and gets 4 more. How many?"  # the sum rule answers 7: the floor is 100% where gt is 7
+    right = [("Action: calculate[2*3]", "Observation: 6"), ("Action: finish[6]", "Observation: Episode finished")]
+    wrong = [("Action: finish[5]", "Observation: Episode finished")]
+    run = tmp_path / "run"
+    models = {
+        "base": [_t(str(i), f"Sam has {i} and gets 1 more. How many?", "6", [], None) for i in range(40)],
+        "vanilla": [
+            _t(str(i), q.replace("3", str(i)), "6", right if i < 30 else wrong, "6" if i < 30 else "5")
+            for i in range(40)
+        ],
+    }
+    for name, trajs in models.items():
+        write_trajectories(trajs, run / "eval" / name / "gsm8k")
+        metrics = eval_metrics({"gsm8k": trajs}, {"kind": "transformers"}, "zero-shot")
+        write_record(run / "eval" / name / "metrics.json", EvalMetrics.new(**metrics))
+    write_report(run, {"out": str(run)}, [{"name": "vanilla", "mode": "vanilla", "neg_num": 0}])
+    readme = (run / "report/README.md").read_text()
+    assert "## Skill on math (beside the base model and a copied number)" in readme
+    # vanilla: 30 of 40 right [59.8, 85.8], base 0; the floor: the first number is 6 in 1 of 40 questions (the sum
+    # too: a tie goes to the first rule); operands of 2*3 found in the question only where i is 2 or 3: 2 of 60
+    assert "| vanilla | gsm8k | 75.0 [59.8, 85.8] | 0.0 | 2.5 (first) | yes | 100.0 | 3.3 | 100.0 | 0.0 |" in readme
+    assert "| base | gsm8k | 0.0 [0.0, 8.8] | 0.0 | 2.5 (first) | no | - | - | - | 0.0 |" in readme
