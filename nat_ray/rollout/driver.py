@@ -5,9 +5,8 @@
 
 Plan (question x temperature x sample) -> skip what the output folder already holds (resume) -> Ray Data
 ``map_batches(EnvWorker)`` on an autoscaling actor pool (``rollout.env_workers: {min, max}``) -> the driver writes
-each result once, atomically, as it arrives. A lost env worker ends the stream and a new one runs the episodes not
-returned yet (``rollout.stream``); the writer drops any episode it has already written, so the output holds each
-episode exactly once.
+each result once, atomically, as it arrives. Env-worker actors that die are restarted by Ray Data and their batches
+run again; the writer drops any episode it has already written, so the output holds each episode exactly once.
 """
 
 from __future__ import annotations

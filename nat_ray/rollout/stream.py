@@ -1,21 +1,14 @@
 """Episodes streamed through a pool of env-worker actors: the piece the rollout and eval drivers share.
 
 Ray Data ``map_batches(EnvWorker)`` on an autoscaling actor pool; each finished batch goes to a callback (the
-drivers' exactly-once writers), and every finished episode moves the progress bar as it ends.
-
-A lost env worker (its process or node gone) ends the stream, and a new stream runs the episodes no batch has
-returned yet; the writers drop anything they already hold. The env workers are not restarted in place: Ray Data hands
-each actor its UDF and context as objects in the object store, and Ray cannot promise those to an actor that restarts
-(ray-project/ray#53727; it logs an error for every such actor it creates), so the pool is made with
-``max_restarts=0`` and recovery is this driver's.
+drivers' exactly-once writers), and every finished episode moves the progress bar as it ends. Env-worker actors that
+die are restarted by Ray Data and their batches run again; the writers drop what they already hold.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -100,79 +93,39 @@ def stream_episodes(
 ) -> StreamStats:
     """Run ``specs`` on env workers built with ``actors`` (an :class:`actors.session.ActorSession`) and
     ``settings``; hand each finished batch of trajectories to ``on_batch``. Raises what the pipeline raises."""
-    # Enough batches per actor that its episode semaphore always has a backlog; twice that may be queued, which is
-    # what Ray Data's autoscaler reads as "this pool needs more actors" (utilisation above 100%).
-    concurrent = max(2, -(-2 * episodes_per_worker // batch_size))
-    kwargs = {**actors.worker_kwargs(), "settings": settings, "episodes_per_worker": episodes_per_worker}
-    stats = StreamStats()
-    started = time.monotonic()
-    follower = _EpisodeEvents(actors.events, bar, stats, started)
-    returned: set[tuple] = set()
-
-    def take(batch: pa.Table) -> None:
-        on_batch(batch)
-        cols = [batch.column(c).to_pylist() for c in ("task", "id", "temperature", "sample_index")]
-        returned.update(zip(*cols, strict=True))
-
-    todo, fruitless, lost = specs, 0, _lost_errors()
-    try:
-        while todo:
-            before = len(returned)
-            try:
-                for batch in _episode_stream(todo, kwargs, env_workers, batch_size, concurrent).iter_batches(
-                    batch_format="pyarrow", batch_size=None
-                ):
-                    take(batch)
-                break
-            except lost as exc:
-                fruitless = 0 if len(returned) > before else fruitless + 1
-                if fruitless > MAX_FRUITLESS_RESTARTS:
-                    raise
-                todo = [s for s in todo if s.key not in returned]
-                print(f"episodes: an env worker was lost ({type(exc).__name__}); running the {len(todo)} episodes "
-                      "not returned yet on new workers", file=sys.stderr)  # fmt: skip
-    finally:
-        follower.stop()
-        stats.seconds = time.monotonic() - started
-    return stats
-
-
-# A stream that ends this way has lost a worker, not met a bug: its episodes not returned yet run again. A stream that
-# fails again and again without returning a batch is given up on (a node that cannot hold an env worker, say).
-MAX_FRUITLESS_RESTARTS = 3
-
-
-def _lost_errors() -> tuple[type[BaseException], ...]:
-    from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, WorkerCrashedError
-
-    return (RayActorError, ObjectLostError, WorkerCrashedError, NodeDiedError)
-
-
-def _episode_stream(specs: list[EpisodeSpec], kwargs: dict, env_workers: PoolConfig, batch_size: int, concurrent: int):
     import ray.data
 
     from actors.env_worker import EnvWorker
     from actors.session import ENV_WORKER_CPUS
 
+    # Enough batches per actor that its episode semaphore always has a backlog; twice that may be queued, which is
+    # what Ray Data's autoscaler reads as "this pool needs more actors" (utilisation above 100%).
+    concurrent = max(2, -(-2 * episodes_per_worker // batch_size))
     rows = [s.__dict__ for s in specs]
-    with warnings.catch_warnings():
-        # Ray 2.60 deprecates remote args passed to map_batches (for 2.64) but names no replacement for max_restarts;
-        # ray is pinned to 2.60, where this is the way to turn an actor pool's restarts off.
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        return ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // batch_size)).map_batches(
-            EnvWorker,
-            fn_constructor_kwargs=kwargs,
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(
-                min_size=env_workers.min,
-                max_size=env_workers.max,
-                max_tasks_in_flight_per_actor=2 * concurrent,
-                max_concurrent_calls_per_actor=concurrent,
-            ),
-            num_cpus=ENV_WORKER_CPUS,
-            max_restarts=0,  # a lost worker ends the stream; stream_episodes runs what it had not returned
-        )
+    kwargs = {**actors.worker_kwargs(), "settings": settings, "episodes_per_worker": episodes_per_worker}
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // batch_size)).map_batches(
+        EnvWorker,
+        fn_constructor_kwargs=kwargs,
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(
+            min_size=env_workers.min,
+            max_size=env_workers.max,
+            max_tasks_in_flight_per_actor=2 * concurrent,
+            max_concurrent_calls_per_actor=concurrent,
+        ),
+        num_cpus=ENV_WORKER_CPUS,
+    )
+    stats = StreamStats()
+    started = time.monotonic()
+    follower = _EpisodeEvents(actors.events, bar, stats, started)
+    try:
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            on_batch(batch)
+    finally:
+        follower.stop()
+        stats.seconds = time.monotonic() - started
+    return stats
 
 
 class StreamSection(Protocol):
