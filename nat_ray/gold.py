@@ -29,6 +29,7 @@ from nat_ray.react import Episode
 from nat_ray.records import DatasetManifest
 from nat_ray.storage import manifest, read_records, write_trajectories
 from nat_ray.tasks import Question, TaskSpec, get_task
+from nat_ray.tasks.graders import as_number
 from nat_ray.tools import safe_sympy
 from nat_ray.types import Trajectory
 
@@ -78,16 +79,9 @@ def parse_solution(answer: str) -> tuple[list[GoldStep], str, str | None]:
     return steps, _clean(pending), answer_text
 
 
-def _number(text: str) -> Fraction | None:
-    try:
-        return Fraction(text.strip().replace(",", "").replace("$", "").rstrip("%"))
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
 def agrees(observation: str, annotated: str) -> bool:
     """The calculator's answer equals the annotation's, to the annotation's own decimals (GSM8K rounds: 10/3=3.33)."""
-    got, want = _number(observation), _number(annotated)
+    got, want = as_number(observation), as_number(annotated)
     if got is None or want is None:
         return False
     decimals = len(annotated.split(".", 1)[1]) if "." in annotated else 0
@@ -117,7 +111,7 @@ def gold_trajectory(
         if not agrees(observation, step.annotated):
             return CALC_DIFFERS
         episode.observe(observation)
-    episode.step(f"Thought: {closing or 'I have the answer'}.\nAction: finish[{final}]".replace("..\n", ".\n"))
+    episode.step(f"Thought: {closing.rstrip('.') or 'I have the answer'}.\nAction: finish[{final}]")
     trajectory = episode.trajectory(model=MODEL, temperature=None, sample_index=0, source=SOURCE)
     return trajectory if trajectory.reward else FINISH_WRONG
 

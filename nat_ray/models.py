@@ -14,7 +14,6 @@ Folders go under ``$NAT_RAY_MODELS_DIR`` (default ``~/.cache/nat_ray/models``); 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -24,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 from nat_ray.errors import InputError
+from nat_ray.records import file_hash
 from nat_ray.storage import atomic_dir
 
 SMOLLM2 = "SmolLM2-135M-Instruct"
@@ -83,13 +83,12 @@ def _prepare_minilm(out: Path) -> Path:
 
 
 def _split_zip_parts(packages: list[str]) -> list[Path]:
-    hint = INSTALL_HINT
     parts = []
     for i, package in enumerate(packages, start=1):
         try:
             files = importlib.metadata.distribution(package).files or []
         except importlib.metadata.PackageNotFoundError:
-            raise InputError(f"package {package!r} is not installed: {hint}") from None
+            raise InputError(f"package {package!r} is not installed: {INSTALL_HINT}") from None
         found = [f for f in files if str(f).endswith(f".zip.{i:03d}")]
         if not found:
             raise InputError(f"package {package!r} has no *.zip.{i:03d} part")
@@ -127,19 +126,11 @@ def assemble_split_zip(parts: list[Path], folder: str, out: Path) -> Path:
     return out
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(16 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _prepare_mpnet(out: Path) -> Path:
     if (out / "modules.json").exists() and (out / "model.safetensors").exists():
         return out
     assemble_split_zip(_split_zip_parts(MPNET_PARTS), MPNET, out)
-    got = file_sha256(out / "model.safetensors")
+    got = file_hash(out / "model.safetensors", chars=64)
     if got != MPNET_WEIGHTS_SHA256:
         shutil.rmtree(out)  # never leave weights that are not the pinned ones where a later run would load them
         raise InputError(

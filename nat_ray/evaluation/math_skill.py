@@ -24,6 +24,7 @@ from fractions import Fraction
 from nat_ray.evaluation.fmt import pct
 from nat_ray.react import parse_reply
 from nat_ray.tasks import TASKS
+from nat_ray.tasks.graders import as_number
 from nat_ray.types import FinishReason, Label, Trajectory
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?|(?<![\w\d])\.\d+")
@@ -121,12 +122,13 @@ def math_skill(trajectories: Iterable[Trajectory]) -> dict:
 
 
 def _value(text: str) -> Fraction | None:
-    """One number written as the whole text (``18``, ``$1,000``, ``2/3`` as the calculator writes fractions)."""
-    try:
-        return Fraction(text.strip().replace(",", "").replace("$", ""))
-    except (ValueError, ZeroDivisionError):
-        found = numbers(text)
-        return found[0] if len(found) == 1 else None
+    """One number: the whole text (``18``, ``$1,000``, ``2/3`` as the calculator writes fractions), else the only
+    number written in it."""
+    whole = as_number(text)
+    if whole is not None:
+        return whole
+    found = numbers(text)
+    return found[0] if len(found) == 1 else None
 
 
 def _same_number(a: str, b: str) -> bool:

@@ -21,7 +21,8 @@ def extract_math_answer(answer: str) -> str:
     return match.group(1).strip().replace(",", "") if match else answer
 
 
-def _as_number(text: str) -> Fraction | None:
+def as_number(text: str) -> Fraction | None:
+    """A number written as the whole text (``18``, ``$1,000``, ``5%``, ``2/3``), or None."""
     cleaned = text.strip().replace(",", "").replace("$", "").replace("%", "").strip()
     try:
         return Fraction(cleaned)
@@ -38,7 +39,7 @@ def grade_math(gt: str, pred: str | None, numeric: bool = False) -> Grade:
     if pred == target:
         return Grade(reward=True)
     if numeric:
-        a, b = _as_number(pred), _as_number(target)
+        a, b = as_number(pred), as_number(target)
         return Grade(reward=a is not None and a == b)
     return Grade(reward=False)
 
