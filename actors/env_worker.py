@@ -1,16 +1,17 @@
-"""The environment worker: a Ray Data actor that runs many episodes concurrently (asyncio).
+"""The environment worker: an actor that runs many episodes concurrently (asyncio).
 
-Ray Data gives it batches of episode specs; several batches are in flight per actor, and all their episodes share one
-semaphore (``episodes_per_worker``), so a slot freed by a short episode is refilled at once from any batch. The
-driver hands it typed values resolved once (an :class:`~nat_ray.episode.EpisodeSettings` per task, the policy
-config, the names of the tool pools and engines); a worker may serve several tasks (an eval over many data sets).
+The env-worker pool (:mod:`actors.env_pool`) gives it batches of episode specs; several batches are in flight per
+actor, and all their episodes share one semaphore (``episodes_per_worker``), so a slot freed by a short episode is
+refilled at once from any batch. It is built from plain values resolved once (an
+:class:`~nat_ray.episode.EpisodeSettings` per task, the policy config, the *names* of the tool pools, engines and
+progress queue), so a restart after a lost node rebuilds it from its creation spec alone; a worker may serve several
+tasks (an eval over many data sets).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import pyarrow as pa
 import ray
@@ -33,7 +34,7 @@ class EnvWorker:
         engines: list[str],
         episodes_per_worker: int,
         replay_search: str | None = None,
-        progress: Any | None = None,
+        progress: str | None = None,
     ) -> None:
         handles = [ray.get_actor(name) for name in engines]
         tools: dict[str, Tool] = {name: PoolClient(ray.get_actor(pool)) for name, pool in tool_pools.items()}
@@ -44,7 +45,8 @@ class EnvWorker:
             own = {name: tool for name, tool in tools.items() if name == s.task.tool}
             self.runners[task] = EpisodeRunner(s, build_policy(policy, s.template, handles), own)
         self.slots = asyncio.Semaphore(episodes_per_worker)
-        self.progress = progress  # a ray.util.queue.Queue: one event per finished episode, for the driver's bar
+        # a ray.util.queue.Queue's actor: one event per finished episode, for the driver's bar
+        self.progress = ray.get_actor(progress) if progress is not None else None
 
     async def _one(self, spec: EpisodeSpec):
         async with self.slots:
@@ -52,9 +54,9 @@ class EnvWorker:
         if self.progress is not None:
             calls = sum(t.role == "assistant" for t in trajectory.turns) + trajectory.action_errors
             with contextlib.suppress(Exception):  # progress never costs an episode
-                await self.progress.put_async((spec.task, trajectory.label.value, calls))
+                await self.progress.put.remote((spec.task, trajectory.label.value, calls))
         return trajectory
 
-    async def __call__(self, batch: pa.Table) -> pa.Table:
+    async def run_batch(self, batch: pa.Table) -> pa.Table:
         specs = [EpisodeSpec(**row) for row in batch.to_pylist()]
         return trajectories_table(await asyncio.gather(*(self._one(s) for s in specs)))

@@ -57,7 +57,10 @@ class ActorSession:
             if policy.kind in ENGINE_KINDS:
                 self.engines = start_engines(policy, self.run_id)
             # progress only: a restarted queue loses the events it held, never an episode
-            self.events = Queue(actor_options={"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1})
+            self.events_name = f"nat-ray-events-{self.run_id}"
+            self.events = Queue(
+                actor_options={"name": self.events_name, "num_cpus": 0, "max_restarts": -1, "max_task_retries": -1}
+            )
         except BaseException:
             self.close()
             raise
@@ -65,7 +68,7 @@ class ActorSession:
     # ------------------------------------------------------------------ start-up
 
     def _check_resources(self, env_workers_min: int, on_cluster: bool) -> None:
-        """The actors started at once must fit the cluster, or Ray Data waits for env workers forever."""
+        """The actors started at once must fit the cluster, or the env-worker pool waits for its workers forever."""
         pc, search = self.policy_cfg, self.tools_cfg.search
         cpus = {"env workers": env_workers_min * ENV_WORKER_CPUS}
         gpus: dict[str, float] = {}
@@ -136,7 +139,7 @@ class ActorSession:
             "tool_pools": {tool: name for tool, (name, _) in self.pools.items()},
             "engines": [f"nat-ray-engine-{self.run_id}-{i}" for i in range(len(self.engines))],
             "replay_search": replay if "search" in self.needs else None,
-            "progress": self.events,
+            "progress": self.events_name,
         }
 
     def stats(self) -> dict:

@@ -11,7 +11,7 @@ CLI = {"nat_ray.cli", "nat_ray.cli_setup"}
 DRIVERS_PREFIX = ("nat_ray.pipeline",)
 DRIVERS = {
     "nat_ray.rollout.driver",
-    "nat_ray.rollout.stream",  # the Ray Data stream of env-worker actors, shared by the rollout and eval drivers
+    "nat_ray.rollout.stream",  # the stream of env-worker actors, shared by the rollout and eval drivers
     "nat_ray.evaluation.driver",
     "nat_ray.training.trainer",
     "nat_ray.chat",

@@ -1,25 +1,24 @@
-"""The rollout driver: episodes stream through a Ray Data pipeline of env-worker actors into a trajectories dataset.
+"""The rollout driver: episodes stream through a pool of env-worker actors into a trajectories dataset.
 
     nat-ray rollout --config configs/rollout_gsm8k_smollm2.yaml
     ray job submit --working-dir . -- nat-ray rollout --config configs/rollout_gsm8k_openai.yaml
 
-Plan (question x temperature x sample) -> skip what the output folder already holds (resume) -> Ray Data
-``map_batches(EnvWorker)`` on an autoscaling actor pool (``rollout.env_workers: {min, max}``) -> the driver writes
-each result once, atomically, as it arrives. Env-worker actors that die are restarted by Ray Data and their batches
+Plan (question x temperature x sample) -> skip what the output folder already holds (resume) -> batches of specs on
+an elastic pool of ``EnvWorker`` actors (``rollout.env_workers: {min, max}``, :mod:`actors.env_pool`) -> the driver
+writes each result once, atomically, as it arrives. Env-worker actors that die are restarted by Ray and their batches
 run again; the writer drops any episode it has already written, so the output holds each episode exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 from nat_ray.config import PolicyConfig, RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.policy.base import PolicyError
 from nat_ray.prompts import PromptTemplate, get_template
-from nat_ray.ray_init import init_ray, quiet_ray_data
+from nat_ray.ray_init import init_ray
 from nat_ray.rollout.plan import episode_settings, identity, plan_episodes, prompts_path
 from nat_ray.rollout.stream import run_episodes, steady_rate
 from nat_ray.rollout.writer import TrajectoryWriter
@@ -83,8 +82,6 @@ def check_endpoint(policy_cfg: PolicyConfig, template: PromptTemplate) -> None:
 
 def start_ray(cfg: RunConfig) -> None:
     init_ray(cfg.ray_address)
-    quiet_ray_data()  # the drivers have their own bars with episode counts
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
@@ -123,6 +120,7 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
         "steady_episodes_per_s": steady_rate(stats.episodes_at),
         "steady_policy_calls_per_s": steady_rate(stats.calls_at),
         "tool_pools": pool_stats,
+        "env_workers": stats.env_workers,
         "out": str(Path(cfg.trajectories_dir())),
     }
     return meta

@@ -1,12 +1,13 @@
 """Episodes streamed through a pool of env-worker actors: the piece the rollout and eval drivers share.
 
-Ray Data ``map_batches(EnvWorker)`` on an autoscaling actor pool; each finished batch goes to a callback (the
-drivers' exactly-once writers), and every finished episode moves the progress bar as it ends. Env-worker actors that
-die are restarted by Ray Data and their batches run again; the writers drop what they already hold.
+Batches of episode specs go to an elastic pool of env-worker actors (:mod:`actors.env_pool`); each finished batch goes
+to a callback (the drivers' exactly-once writers), and every finished episode moves the progress bar as it ends.
+Env-worker actors that die are restarted by Ray and their batches run again; the writers drop what they already hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -40,10 +41,11 @@ class StreamStats:
     episodes_at: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, episodes so far)
     calls_at: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, policy calls so far)
     counts: dict[str, int] = field(default_factory=lambda: {"positive": 0, "negative": 0, "error": 0})
+    env_workers: dict[str, int] = field(default_factory=dict)  # the pool's started / peak / replaced
 
 
 class _EpisodeEvents:
-    """Follows the env workers' per-episode events: advances the bar as each episode ends (not as Ray Data hands
+    """Follows the env workers' per-episode events: advances the bar as each episode ends (not as the pool hands
     over a finished batch) and records when each arrived, for rates over real wall time."""
 
     def __init__(self, events: Any, bar: Any, stats: StreamStats, started: float) -> None:
@@ -92,39 +94,35 @@ def stream_episodes(
     bar: Any,
 ) -> StreamStats:
     """Run ``specs`` on env workers built with ``actors`` (an :class:`actors.session.ActorSession`) and
-    ``settings``; hand each finished batch of trajectories to ``on_batch``. Raises what the pipeline raises."""
-    import ray.data
-
+    ``settings``; hand each finished batch of trajectories to ``on_batch``. Raises what an episode or a worker's
+    constructor raises."""
+    from actors.env_pool import EnvWorkerPool
     from actors.env_worker import EnvWorker
     from actors.session import ENV_WORKER_CPUS
 
-    # Enough batches per actor that its episode semaphore always has a backlog; twice that may be queued, which is
-    # what Ray Data's autoscaler reads as "this pool needs more actors" (utilisation above 100%).
+    # Enough batches per actor that its episode semaphore always has a backlog, and twice that handed to it, so a
+    # worker never waits on the driver for its next batch.
     concurrent = max(2, -(-2 * episodes_per_worker // batch_size))
     rows = [s.__dict__ for s in specs]
-    kwargs = {**actors.worker_kwargs(), "settings": settings, "episodes_per_worker": episodes_per_worker}
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // batch_size)).map_batches(
+    batches = [pa.Table.from_pylist(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+    pool = EnvWorkerPool(
         EnvWorker,
-        fn_constructor_kwargs=kwargs,
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(
-            min_size=env_workers.min,
-            max_size=env_workers.max,
-            max_tasks_in_flight_per_actor=2 * concurrent,
-            max_concurrent_calls_per_actor=concurrent,
-        ),
+        {**actors.worker_kwargs(), "settings": settings, "episodes_per_worker": episodes_per_worker},
+        min_size=env_workers.min,
+        max_size=env_workers.max,
+        calls_per_worker=concurrent,
+        batches_per_worker=2 * concurrent,
         num_cpus=ENV_WORKER_CPUS,
     )
     stats = StreamStats()
     started = time.monotonic()
     follower = _EpisodeEvents(actors.events, bar, stats, started)
     try:
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            on_batch(batch)
+        pool.run(batches, on_batch)
     finally:
         follower.stop()
         stats.seconds = time.monotonic() - started
+        stats.env_workers = dataclasses.asdict(pool.stats)
     return stats
 
 
