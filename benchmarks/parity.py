@@ -1,6 +1,7 @@
 """bf16 parity in evaluation: one checkpoint evaluated greedily in bfloat16 and in float32 on the same questions.
 
-    python benchmarks/parity.py --model runs/quickstart/models/nat [--config configs/quickstart.yaml]
+    python benchmarks/parity.py --model runs/quickstart-strategyqa/models/nat
+                                [--config configs/quickstart_strategyqa.yaml]
                                 [--limit 100] [--dataset strategyqa] [--json PATH]
 
 Both runs use the config's eval and tools (the quickstart's: StrategyQA with BM25 search, up to 4 turns), the
@@ -25,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a checkpoint folder or a prepared model name")
-    parser.add_argument("--config", type=Path, default=REPO / "configs/quickstart.yaml")
+    parser.add_argument("--config", type=Path, default=REPO / "configs/quickstart_strategyqa.yaml")
     parser.add_argument("--dataset", default="strategyqa")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--json", type=Path, default=None)

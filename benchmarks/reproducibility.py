@@ -1,6 +1,7 @@
 """Reproducible evaluation: the same eval run twice with different batch company, per-episode agreement.
 
-    python benchmarks/reproducibility.py --model runs/quickstart/models/nat [--config configs/quickstart.yaml]
+    python benchmarks/reproducibility.py --model runs/quickstart-strategyqa/models/nat
+                                         [--config configs/quickstart_strategyqa.yaml]
                                          [--dataset strategyqa] [--limit 100] [--quick] [--only greedy]
                                          [--json PATH] [key=value ...]
 
@@ -66,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="16 questions")
     parser.add_argument("--model", required=True, help="a checkpoint folder (or a prepared model name)")
-    parser.add_argument("--config", type=Path, default=REPO / "configs/quickstart.yaml")
+    parser.add_argument("--config", type=Path, default=REPO / "configs/quickstart_strategyqa.yaml")
     parser.add_argument("--dataset", default="strategyqa")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--only", choices=["greedy", "sampled"], default=None, help="one setting")

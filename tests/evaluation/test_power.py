@@ -57,7 +57,7 @@ def test_power_and_detectable_difference_at_large_n_agree_with_the_normal_approx
 
 
 def test_the_pipeline_plan_says_what_a_study_can_detect(data_dir, tmp_path) -> None:
-    r = run_cli("pipeline", "--config", "configs/quickstart.yaml", "--plan", f"out={tmp_path / 'run'}")
+    r = run_cli("pipeline", "--config", "configs/quickstart_strategyqa.yaml", "--plan", f"out={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("plan: strategyqa: 100 questions x 1 sample(s) = 100 pairs per comparison;")
@@ -79,8 +79,16 @@ def test_the_plan_says_an_effect_beyond_the_measured_discordant_share_is_impossi
     report = tmp_path / "run" / "report"
     report.mkdir(parents=True)  # a previous report in which the variants disagreed on 5 of 100 questions
     (report / "comparisons.json").write_text('[{"n_pairs": 100, "a_only": 3, "b_only": 2}]')
-    r = run_cli("pipeline", "--config", "configs/quickstart.yaml", "--plan", f"out={tmp_path / 'run'}")
+    r = run_cli("pipeline", "--config", "configs/quickstart_strategyqa.yaml", "--plan", f"out={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
     assert "discordant share 0.05 (measured by this run folder's last report)" in r.stdout
     assert "plan:   nat - vanilla: the paper's +8 points is impossible at a discordant share of 0.05" in r.stdout
     assert "plan:   nat - nut: the paper's +3 points has power" in r.stdout
+
+
+def test_the_main_jobs_plan_is_500_math_questions_per_model(data_dir, tmp_path) -> None:
+    r = run_cli("pipeline", "--config", "configs/quickstart.yaml", "--plan", f"out={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    assert "plan: multiarith: 250 questions x 1 sample(s) = 250 pairs per comparison;" in r.stdout
+    assert "plan: svamp: 250 questions x 1 sample(s) = 250 pairs per comparison;" in r.stdout
+    assert "plan: 6 comparison(s); eval 2,000 episodes" in r.stdout  # base, vanilla, NUT, NAT x 500
