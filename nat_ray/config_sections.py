@@ -10,7 +10,7 @@ They are plain typed models (no Ray, no I/O); ``nat_ray.config.RunConfig`` holds
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -72,6 +72,8 @@ class StudyConfig(StrictModel):
 
     modes: list[Mode] | None = Field(None, min_length=1)
     negatives: list[int | Literal["all"]] | None = Field(None, min_length=1)  # the paper's Figure 2 sweep
+    # the learning curve: each variant trained on this many positives (the first N, as build.pos_num) in turn
+    positives: list[Annotated[int, Field(ge=1)] | Literal["all"]] | None = Field(None, min_length=1)
     templates: list[str] | None = Field(None, min_length=1)  # hint ablations, e.g. zero-shot-target-aware-prefix-AB
     seeds: list[int] | None = Field(None, min_length=1)  # training seeds per variant
     # where the negatives come from: the collected trajectories, or a rollout of this run's `regenerate_from` model

@@ -131,10 +131,13 @@ def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tu
     pairs: list[tuple[str, str]] = []
     for v in own:  # against the vanilla model of the same training seed (a seeds study has one per seed)
         vanillas = [w for w in own if w["mode"] == "vanilla" and w.get("train_seed") == v.get("train_seed")]
+        if v.get("round", 1) == 1:  # and of the same positives (a learning curve trains several)
+            vanillas = [w for w in vanillas if w.get("pos_num") == v.get("pos_num")] or vanillas
         twin = next((w for w in vanillas if w.get("round", 1) == v.get("round", 1)), None)
         twin = twin or next((w for w in vanillas if w.get("round", 1) == 1), None)
         if v["mode"] != "vanilla" and twin is not None:
             pairs.append((v["name"], twin["name"]))
+    pairs += _curve_pairs(own)
     pairs += [(v["name"], v["previous"]) for v in own if v.get("previous") in have]
     for v in own:
         if v["mode"] == "nat":
@@ -181,8 +184,26 @@ def reindexed(trajectories: Iterable[Trajectory], seed_index: int) -> list[Traje
     return [t.model_copy(update={"sample_index": seed_index * 1_000_000 + t.sample_index}) for t in trajectories]
 
 
-def _same_but_mode(v: dict, w: dict) -> bool:
-    keys = ("neg_num", "pos_num", "train_seed", "negative_source")
+def _curve_pairs(own: Sequence[dict]) -> list[tuple[str, str]]:
+    """A learning curve (``study.positives``): each round-1 variant vs the one of the next smaller number of
+    positives, all else equal (what more positives did)."""
+    size = lambda v: float("inf") if v.get("pos_num") == "all" else v.get("pos_num")  # noqa: E731
+    pairs = []
+    for v in own:
+        smaller = [
+            w for w in own if w.get("round", 1) == v.get("round", 1) == 1 and w["mode"] == v["mode"]
+            and _same_but_mode(v, w, keys=("neg_num", "train_seed", "negative_source", "template"))
+            and isinstance(size(w), (int, float)) and size(w) < size(v)
+        ]  # fmt: skip
+        if smaller:
+            pairs.append((v["name"], max(smaller, key=size)["name"]))
+    return pairs
+
+
+_SAME = ("neg_num", "pos_num", "train_seed", "negative_source")
+
+
+def _same_but_mode(v: dict, w: dict, keys: Sequence[str] = _SAME) -> bool:
     return all(v.get(k) == w.get(k) for k in keys)
 
 

@@ -52,16 +52,20 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
     study = study or StudyConfig()
     modes = study.modes or [build.mode]
     negatives = study.negatives or [build.neg_num]
+    positives = study.positives or [build.pos_num]
     templates = study.templates or [build.template]
     seeds = study.seeds or [train_seed]
     sources = study.negative_source or ["imported"]
     out: dict[str, Variant] = {}
-    for source, mode, neg, template, seed in itertools.product(sources, modes, negatives, templates, seeds):
+    axes = itertools.product(sources, modes, positives, negatives, templates, seeds)
+    for source, mode, pos, neg, template, seed in axes:
         if mode == "vanilla":
             neg, source = 0, "imported"
         parts = [mode]
         if study.negative_source and mode != "vanilla":
             parts.append(source)
+        if study.positives:
+            parts.append(f"pos{pos}")
         if study.negatives and mode != "vanilla":
             parts.append(f"neg{neg}")
         if study.templates and template is not None:
@@ -69,7 +73,7 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
         if study.seeds:
             parts.append(f"seed{seed}")
         name = "-".join(parts)
-        out.setdefault(name, Variant(name, mode, template, build.pos_num, neg, build.seed, seed, source))
+        out.setdefault(name, Variant(name, mode, template, pos, neg, build.seed, seed, source))
     if not out:
         raise InputError("study: the study expands to no variant")
     for match in study.controls or []:
@@ -136,5 +140,7 @@ def controls_kept(variants: list[Variant], trains_less: dict[str, bool]) -> list
 
 
 def sft_init(v: Variant, variants: list[Variant]) -> Variant | None:
-    """The vanilla variant a preference variant starts from (``study.preference_init: sft``): same training seed."""
-    return next((w for w in variants if w.mode == "vanilla" and not w.control and w.train_seed == v.train_seed), None)
+    """The vanilla variant a preference variant starts from (``study.preference_init: sft``): same training seed, and
+    the same positives where a learning curve (``study.positives``) trains several."""
+    own = [w for w in variants if w.mode == "vanilla" and not w.control and w.train_seed == v.train_seed]
+    return next((w for w in own if w.pos_num == v.pos_num), own[0] if own else None)

@@ -72,6 +72,17 @@ def test_dpo_and_kto_are_paired_with_vanilla_and_nat_of_their_seed() -> None:
         ("nat", "vanilla"), ("dpo", "vanilla"), ("kto", "vanilla"), ("nat", "dpo"), ("nat", "kto")]  # fmt: skip
 
 
+def test_a_learning_curve_pairs_each_size_with_the_next_smaller_and_its_own_vanilla() -> None:
+    variants = [{"name": f"{m}-pos{p}", "mode": m, "neg_num": 0 if m == "vanilla" else 8, "pos_num": p,
+                 "train_seed": 0} for m in ("vanilla", "nat") for p in (250, 1000, "all")]  # fmt: skip
+    pairs = implied_pairs(variants, [v["name"] for v in variants])
+    assert pairs == [
+        ("nat-pos250", "vanilla-pos250"), ("nat-pos1000", "vanilla-pos1000"), ("nat-posall", "vanilla-posall"),
+        ("vanilla-pos1000", "vanilla-pos250"), ("vanilla-posall", "vanilla-pos1000"),
+        ("nat-pos1000", "nat-pos250"), ("nat-posall", "nat-pos1000"),
+    ]  # fmt: skip
+
+
 def test_a_later_round_is_paired_with_its_round_before_and_the_vanilla_model_of_its_round() -> None:
     def v(name: str, mode: str, k: int, previous: str | None) -> dict:
         return {"name": name, "mode": mode, "neg_num": 0, "pos_num": 8, "train_seed": 1, "round": k,

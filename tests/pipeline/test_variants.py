@@ -30,6 +30,23 @@ def test_modes_times_negatives_share_one_vanilla() -> None:
     assert {v.pos_num for v in vs} == {250} and {v.train_seed for v in vs} == {7}
 
 
+def test_positives_are_the_learning_curves_axis() -> None:
+    study = StudyConfig(modes=["vanilla", "nat"], positives=[250, 1000, "all"], negatives=[250])
+    vs = expand(BuildStageConfig(pos_num=8), study, 0)
+    assert [(v.name, v.pos_num, v.neg_num) for v in vs] == [
+        ("vanilla-pos250", 250, 0),
+        ("vanilla-pos1000", 1000, 0),
+        ("vanilla-posall", "all", 0),
+        ("nat-pos250-neg250", 250, 250),
+        ("nat-pos1000-neg250", 1000, 250),
+        ("nat-posall-neg250", "all", 250),
+    ]
+    with pytest.raises(InputError, match=r"build\.pos_num: 1000 positives asked"):
+        check_counts(vs, positives=400, negatives=400, where="the trajectories")
+    with pytest.raises(ValueError):
+        StudyConfig(positives=[0])
+
+
 def test_templates_and_seeds_are_axes_too() -> None:
     study = StudyConfig(
         modes=["nat"], templates=["zero-shot-target-aware", "zero-shot-target-aware-prefix-AB"], seeds=[1, 2]
