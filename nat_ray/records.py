@@ -207,6 +207,7 @@ LOSS_PLOT = "loss.png"
 ACCURACY_PLOT = "accuracy_vs_negatives.png"
 PERPLEXITY_PLOT = "perplexity_vs_negatives.png"
 ROUNDS_PLOT = "rounds.png"
+CURVE_PLOT = "accuracy_vs_positives.png"  # study.positives: the learning curve
 
 
 class RunLayout:

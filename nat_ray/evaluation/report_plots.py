@@ -1,6 +1,7 @@
 """The report's PNG plots: training loss of every variant, accuracy and held-out perplexity vs the number of negatives
 per mode (the paper's Figures 2 and 4) when a run varies the negatives, accuracy and action-error rate per round when
-it iterates (``study.rounds``)."""
+it iterates (``study.rounds``), accuracy vs the number of positives when it is a learning curve
+(``study.positives``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from nat_ray.records import (
     ACCURACY_PLOT,
+    CURVE_PLOT,
     LOSS_PLOT,
     PERPLEXITY_PLOT,
     ROUNDS_PLOT,
@@ -17,7 +19,7 @@ from nat_ray.records import (
     RunLayout,
     TrainingRecord,
 )
-from nat_ray.storage import read_record, read_records
+from nat_ray.storage import dataset_manifest, read_record, read_records
 
 
 def dev_perplexity(run: Path, name: str) -> float | None:
@@ -96,7 +98,36 @@ def plots(run: Path, rows: dict[str, EvalMetrics], variants: list[dict], report:
             made.append(_save(fig, ax, report / PERPLEXITY_PLOT, *labels))
     if any(v.get("round", 1) > 1 for v in variants):
         made.append(_rounds_plot(rows, variants, report / ROUNDS_PLOT))
+    if len({v["pos_num"] for v in variants if v.get("round", 1) == 1 and "pos_num" in v}) > 1:
+        made.append(_curve_plot(run, rows, variants, report / CURVE_PLOT))
     return made
+
+
+def _curve_plot(run: Path, rows: dict[str, EvalMetrics], variants: list[dict], path: Path) -> str:
+    """study.positives: accuracy (95% CI) at each number of positives the set holds ("all" is counted), one line per
+    mode and data set; the base model at 0."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines: dict[str, list[tuple[int, dict]]] = {}
+    for v in (v for v in variants if v.get("round", 1) == 1 and v["name"] in rows and not v.get("twin")):
+        meta = dataset_manifest(RunLayout(run).set_file(v["name"]))
+        n = meta.counts.get("positives") if meta is not None else None
+        n = n if isinstance(n, int) else v["pos_num"] if isinstance(v["pos_num"], int) else None
+        for d, x in rows[v["name"]].datasets.items():
+            if n is not None and x["accuracy"] is not None:
+                lines.setdefault(f"{v['name'].split('-pos')[0]} {d}", []).append((n, x))
+    for d, x in rows["base"].datasets.items() if "base" in rows else []:
+        for label, pts in lines.items():
+            if label.endswith(f" {d}") and x["accuracy"] is not None:
+                pts.append((0, x))
+    for label, pts in lines.items():
+        _errorbar(ax, sorted(pts, key=lambda p: p[0]), "o", label)
+    sizes = sorted({n for pts in lines.values() for n, _ in pts})
+    ax.set_xscale("symlog", linthresh=max(1, min((n for n in sizes if n > 0), default=1)))  # 250 .. 7k, and 0
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    return _save(fig, ax, path, "positives (gold trajectories) trained on", "accuracy, % (95% CI)", "Learning curve")
 
 
 def _rounds_plot(rows: dict[str, EvalMetrics], variants: list[dict], path: Path) -> str:

@@ -100,3 +100,26 @@ def test_report_again_keeps_the_pipelines_config_and_variant_order(tmp_path: Pat
     (run / "report/run.json").write_text("{not json")
     r = run_cli("report", str(run))
     assert r.returncode == 2 and "report/run.json:1: malformed JSON" in r.stderr
+
+
+def test_a_learning_curve_gets_accuracy_vs_positives(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    run = tmp_path / "run"
+    variants = [{"name": f"vanilla-pos{p}", "mode": "vanilla", "neg_num": 0, "pos_num": p} for p in (2, 4, "all")]
+    for name, correct, held in (("base", 0, None), ("vanilla-pos2", 2, 2), ("vanilla-pos4", 4, 4),
+                                ("vanilla-posall", 6, 9)):  # fmt: skip
+        (run / "eval" / name).mkdir(parents=True)
+        write_record(run / "eval" / name / "metrics.json", _metrics(correct, 10))
+        if held is not None:  # "all" is plotted at the positives its set holds
+            (run / "sets" / name).mkdir(parents=True)
+            manifest = {"kind": "training-set", "counts": {"positives": held, "negatives": 0}}
+            (run / "sets" / name / "train.jsonl.manifest.json").write_text(json.dumps(manifest))
+    (run / "report").mkdir()
+    (run / "report/run.json").write_text(json.dumps({"config": {"out": str(run)}, "variants": variants}))
+    r = run_cli("report", str(run))
+    assert r.returncode == 0, r.stderr
+    image = matplotlib.image.imread(run / "report/accuracy_vs_positives.png")
+    assert image.ndim == 3 and image.std() > 0
+    assert "![accuracy_vs_positives.png](accuracy_vs_positives.png)" in (run / "report/README.md").read_text()
+    assert not (run / "report/accuracy_vs_negatives.png").exists()
