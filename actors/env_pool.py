@@ -97,7 +97,7 @@ class EnvWorkerPool:
                     if ref in readies:
                         self._started(readies[ref], ref)
                     else:
-                        self._finished(ref, owner, waiting, batches, on_batch)
+                        self._finished(ref, owner, waiting, on_batch)
                 if not waiting:
                     for w in [w for w in self.workers if not w.inflight and w.ready_ref is None]:
                         if len(self.workers) > self.min_size:
@@ -122,7 +122,6 @@ class EnvWorkerPool:
         ref: Any,
         owner: dict[Any, tuple[_Worker, int]],
         waiting: deque,
-        batches: list[pa.Table],
         on_batch: Callable[[pa.Table], None],
     ) -> None:
         worker, i = owner.pop(ref)

@@ -187,13 +187,17 @@ def reindexed(trajectories: Iterable[Trajectory], seed_index: int) -> list[Traje
 def _curve_pairs(own: Sequence[dict]) -> list[tuple[str, str]]:
     """A learning curve (``study.positives``): each round-1 variant vs the one of the next smaller number of
     positives, all else equal (what more positives did)."""
-    size = lambda v: float("inf") if v.get("pos_num") == "all" else v.get("pos_num")  # noqa: E731
+
+    def size(v: dict) -> float:
+        return float("inf") if v.get("pos_num") == "all" else v["pos_num"]
+
+    sized = [v for v in own if v.get("pos_num") is not None]  # (run records written before the axis have none)
     pairs = []
-    for v in own:
+    for v in sized:
         smaller = [
-            w for w in own if w.get("round", 1) == v.get("round", 1) == 1 and w["mode"] == v["mode"]
+            w for w in sized if w.get("round", 1) == v.get("round", 1) == 1 and w["mode"] == v["mode"]
             and _same_but_mode(v, w, keys=("neg_num", "train_seed", "negative_source", "template"))
-            and isinstance(size(w), (int, float)) and size(w) < size(v)
+            and size(w) < size(v)
         ]  # fmt: skip
         if smaller:
             pairs.append((v["name"], max(smaller, key=size)["name"]))

@@ -5,6 +5,7 @@ it iterates (``study.rounds``), accuracy vs the number of positives when it is a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from nat_ray.records import (
@@ -116,7 +117,8 @@ def _curve_plot(run: Path, rows: dict[str, EvalMetrics], variants: list[dict], p
         n = n if isinstance(n, int) else v["pos_num"] if isinstance(v["pos_num"], int) else None
         for d, x in rows[v["name"]].datasets.items():
             if n is not None and x["accuracy"] is not None:
-                lines.setdefault(f"{v['name'].split('-pos')[0]} {d}", []).append((n, x))
+                # one line per variant with its size taken out (nat-pos250-neg250 and nat-pos1000-neg250 are one)
+                lines.setdefault(f"{re.sub(r'-pos[^-]+', '', v['name'])} {d}", []).append((n, x))
     for d, x in rows["base"].datasets.items() if "base" in rows else []:
         for label, pts in lines.items():
             if label.endswith(f" {d}") and x["accuracy"] is not None:
