@@ -21,7 +21,8 @@ import ray
 from actors.engine import start_engines
 from actors.pool import ElasticPool
 from actors.tools import CalculatorActor, SearchActor
-from nat_ray.config import ENGINE_KINDS, PolicyConfig
+from nat_ray.config import PolicyConfig
+from nat_ray.engines import ENGINES
 from nat_ray.errors import InputError
 from nat_ray.tools.config import ToolsConfig
 
@@ -54,7 +55,7 @@ class ActorSession:
             search = tools.search
             if "search" in needs and search is not None and search.kind != "replay":
                 self.pools["search"] = self._search_pool(search_cache)
-            if policy.kind in ENGINE_KINDS:
+            if policy.kind in ENGINES:
                 self.engines = start_engines(policy, self.run_id)
             # progress only: a restarted queue loses the events it held, never an episode
             self.events_name = f"nat-ray-events-{self.run_id}"
@@ -72,7 +73,7 @@ class ActorSession:
         pc, search = self.policy_cfg, self.tools_cfg.search
         cpus = {"env workers": env_workers_min * ENV_WORKER_CPUS}
         gpus: dict[str, float] = {}
-        if pc.kind in ENGINE_KINDS:
+        if pc.kind in ENGINES:
             cpus["engines"], gpus["engines"] = pc.replicas * pc.num_cpus, pc.replicas * pc.num_gpus
         if "calculate" in self.needs:
             cpus["calculator pool"] = self.tools_cfg.calculator.pool.min * TOOL_ACTOR_CPUS

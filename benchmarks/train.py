@@ -20,7 +20,9 @@ twice, ``train.bf16: auto`` (bfloat16 autocast where the CPU has AMX / AVX512-BF
 and ``off``: ``bf16_speedup`` (auto / off tokens/s) and ``bf16_loss_gap`` (relative difference of the mean loss over
 the last half of the steps). Part (4), ``--part shape`` only, runs the shipped config in bf16 as shipped and in other
 shapes (workers x cores, micro-batch, activation checkpointing) on the same 512-token sequences:
-``shipped_tokens_per_s`` and each shape's tokens/s and peak memory (``shapes``).
+``shape_shipped_tokens_per_s`` and each shape's tokens/s and peak memory (``shapes``). The speed part
+(``benchmarks/train_speed.py``) profiles a step on the math main job's set, measures this CPU's matmul limit and runs
+the main job's training config plain and as shipped: ``shipped_tokens_per_s``, ``shipped_mfu``, ``speed_loss_gap``.
 
 Throughput is non-pad tokens per second over the optimizer steps after the first (start-up and the first step are
 left out on both sides). The loops order examples differently and attention cost grows with length, so the runs use
@@ -131,6 +133,7 @@ def ours(
             "train.cpus_per_worker=1",
             "train.checkpoint_every=0",
             "train.check_memory=false",  # measured here, not estimated
+            *(("train.compile=false",) if strategy == "deepspeed" else ()),  # (ddp only)
             *extra,
         ],
     )
@@ -196,9 +199,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
         "--part",
-        choices=["all", "throughput", "memory", "bf16", "shape"],
+        choices=["all", "throughput", "memory", "bf16", "shape", "speed"],
         default="all",
-        help="(1) throughput, (2) memory, (3) bf16 vs float32, (4) worker shape and micro-batch (not in all), or all",
+        help="(1) throughput, (2) memory, (3) bf16 vs float32, (4) worker shape and micro-batch (not in all), "
+        "speed: the fast step on the math main job's set, or all",
     )
     parser.add_argument("--bf16-strategy", choices=["ddp", "deepspeed"], default=None, help="(3): else the shipped one")
     parser.add_argument("--bf16-steps", type=int, default=20, help="(3): optimizer steps per run (quick: 4)")
@@ -222,7 +226,7 @@ def main() -> None:
         workdir = Path(tmp)
         full = build_set(workdir, resolve_data_dir(args.data_dir))
         pad = padding(model, full, micro=shipped.micro_batch_size, max_length=shipped.max_length)
-        a = b = c = m_ours = m_hf = bf = shapes = None
+        a = b = c = m_ours = m_hf = bf = shapes = speed = None
         if args.part in ("all", "throughput"):
             # (1) throughput: equal-length sequences, activation checkpointing off on every side
             subset = workdir / "subset.jsonl"
@@ -234,6 +238,9 @@ def main() -> None:
         if args.part in ("all", "memory"):
             # (2) peak memory: the shipped config's settings vs the baseline, on the longest sequences of the set
             mem_steps, mem_batch = 3, micro * 2
+            # --quick: sequences cut to 512 tokens (at the shipped 2,048 the baseline's two ranks took ~23 GB, at 1,024
+            # one was still killed for memory beside the embedded Ray cluster)
+            mem_length = min(shipped.max_length, 512) if args.quick else shipped.max_length
             longest = workdir / "longest.jsonl"
             write_jsonl(longest, (e.to_row() for e in longest_examples(model, full, mem_batch * (mem_steps + 1) * 2)))
             settings = (
@@ -243,16 +250,18 @@ def main() -> None:
                 f"train.cpus_per_worker={shipped.cpus_per_worker}",
                 "train.bf16=off",
             )
-            m_ours = ours(
-                workdir, model, longest, mem_steps, shipped.max_length, micro, mem_batch, shipped.strategy, settings
-            )
-            m_hf = hf_trainer(model, longest, mem_steps, shipped.max_length, micro, mem_batch, workdir / "hf_mem.json")
+            m_ours = ours(workdir, model, longest, mem_steps, mem_length, micro, mem_batch, shipped.strategy, settings)
+            m_hf = hf_trainer(model, longest, mem_steps, mem_length, micro, mem_batch, workdir / "hf_mem.json")
         if args.part in ("all", "bf16"):
             bf = bf16_runs(workdir, model, full, shipped, args.quick, args.bf16_strategy, args.bf16_steps)
         if args.part == "shape":
             from benchmarks.train_shape import shape_runs
 
             shapes = shape_runs(workdir, model, full, shipped, args.quick)
+        if args.part in ("all", "speed"):
+            from benchmarks.train_speed import speed_runs
+
+            speed = speed_runs(workdir, model, resolve_data_dir(args.data_dir), args.quick)
     result: dict = {
         "quick": args.quick,
         "padding_efficiency": pad["grouped"],
@@ -268,6 +277,8 @@ def main() -> None:
         result |= bf16_report(*bf)
     if shapes is not None:
         result |= shapes
+    if speed is not None:
+        result |= speed
     print(
         f"padding efficiency over {pad['examples']} StrategyQA NAT examples, micro-batch {pad['micro_batch_size']}: "
         f"grouped {pad['grouped']:.3f}, random {pad['random']:.3f} (target >= 0.9)"
@@ -287,7 +298,8 @@ def bf16_runs(  # type: ignore[no-untyped-def]
     from nat_ray.storage import write_jsonl
 
     per_step = shipped.micro_batch_size * shipped.num_workers  # the shipped shape: one micro-batch per worker
-    steps, max_length, batch = (4, 128, per_step) if quick else (steps, 512, max(4, per_step))
+    # (quick: 384 tokens; at 128 no StrategyQA NAT example has a labelled token before the cut)
+    steps, max_length, batch = (4, 384, per_step) if quick else (steps, 512, max(4, per_step))
     strategy = strategy or shipped.strategy
     data = workdir / "bf16.jsonl"
     write_jsonl(data, (e.to_row() for e in long_examples(model, full, max_length)[: batch * (steps + 1)]))

@@ -26,7 +26,7 @@ SHAPES = {  # name: the shape, on top of the shipped config (bf16 auto); "shippe
 def shape_runs(workdir: Path, model: Path, full: Path, shipped, quick: bool) -> dict:  # type: ignore[no-untyped-def]
     """(4) The shipped config in bf16 as shipped (its workers, micro-batch, checkpointing) against one worker with
     both cores and larger micro-batches: the same equal-length sequences, the same global batch, one after the other.
-    ``shipped_tokens_per_s`` is the shipped config's row (read the config after changing it)."""
+    ``shape_shipped_tokens_per_s`` is the shipped config's row (read the config after changing it)."""
     from benchmarks.train import long_examples, ours
     from nat_ray.storage import write_jsonl
 
@@ -46,4 +46,4 @@ def shape_runs(workdir: Path, model: Path, full: Path, shipped, quick: bool) -> 
         rows[name] = {"overrides": list(extra), **{k: r[k] for k in ("tokens_per_s", "peak_rss_gb", "seconds")}}
         print(f"  {name:<32}{r['tokens_per_s']:>9.1f} tokens/s  peak {r['peak_rss_gb']:.2f} GB/worker", flush=True)
     return {"shapes": rows, "shape_steps": steps, "shape_max_length": max_length, "shape_batch": batch,
-            "shipped_tokens_per_s": rows["shipped"]["tokens_per_s"]}  # fmt: skip
+            "shape_shipped_tokens_per_s": rows["shipped"]["tokens_per_s"]}  # fmt: skip

@@ -20,18 +20,18 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from nat_ray.config_sections import BuildStageConfig, CollectConfig, StudyConfig, TrackingConfig
 from nat_ray.config_train import TrainConfig
+from nat_ray.engines import CLIENT_KINDS, ENGINES
 from nat_ray.errors import InputError
 from nat_ray.tools.config import PoolConfig, ToolsConfig
 from nat_ray.types import StrictModel
 from nat_ray.urls import refuse_credentials
 
-ENGINE_KINDS = ("transformers", "vllm", "openvino")  # policies served by in-cluster engine actors
-
 
 class PolicyConfig(StrictModel):
     """Who answers: an OpenAI-compatible endpoint, in-cluster engine actors, or a scripted policy (tests)."""
 
-    kind: Literal["openai", "transformers", "vllm", "openvino", "scripted"]
+    # openai | scripted (clients), or an in-cluster engine of nat_ray.engines.ENGINES: transformers, vllm, openvino
+    kind: str
     # endpoint model name (openai); model folder or prepared name (transformers, vllm); OpenVINO IR folder (openvino)
     model: str = ""
     base_url: str | None = None
@@ -54,12 +54,19 @@ class PolicyConfig(StrictModel):
     latency_s: float = Field(0.0, ge=0)
     source: str | None = None  # provenance tag for the trajectories, e.g. "regenerated:nat-smollm2-ckpt"
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in CLIENT_KINDS and value not in ENGINES:
+            raise ValueError(f"unknown policy kind {value!r}; choose from {', '.join([*CLIENT_KINDS, *ENGINES])}")
+        return value
+
     @model_validator(mode="after")
     def _kind_fields(self) -> PolicyConfig:
         if self.kind == "openai" and not (self.base_url and self.model):
             raise ValueError("policy kind 'openai' needs base_url and model")
         refuse_credentials("base_url", self.base_url, f"the key belongs in the environment variable {self.api_key_env}")
-        if self.kind in ENGINE_KINDS and not self.model:
+        if self.kind in ENGINES and not self.model:
             raise ValueError(f"policy kind {self.kind!r} needs model (a model folder or a prepared model name)")
         if self.kind == "scripted" and self.script is None:
             raise ValueError("policy kind 'scripted' needs script (replay or arithmetic)")

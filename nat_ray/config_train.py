@@ -11,6 +11,9 @@ from nat_ray.types import StrictModel
 
 # the fields only the preference objectives read: an SFT variant's stage hash leaves them out
 PREFERENCE_FIELDS = {"objective", "beta", "desirable_weight", "undesirable_weight", "sft_weight"}
+# how fast a model trains, not which model: a train stage's hash leaves them out, so turning them on keeps a run's
+# trained models (the kernels' rounding differs, as it does from one machine to another)
+SPEED_FIELDS = {"compile", "attn_implementation"}
 
 
 class TrainConfig(StrictModel):
@@ -44,6 +47,11 @@ class TrainConfig(StrictModel):
     strategy: Literal["deepspeed", "ddp"] = "deepspeed"  # ddp: each worker holds the whole model (small models)
     shard_optimizer: bool = True  # ddp: AdamW states sharded over the workers (ZeRO-1, ZeroRedundancyOptimizer)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more compute
+    # torch.compile each decoder layer (ddp only): fused element-wise work, ~20-30 s to compile at the first step
+    compile: bool = False
+    # the attention kernel while training: eager (matmuls + softmax) beat PyTorch's CPU flash kernel by ~20% on the
+    # math sets' ~400-token sequences, but keeps every layer's attention weights (micro_batch x heads x length^2)
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     loss_chunk_tokens: int = Field(256, gt=0)  # labelled positions whose logits are alive at once (ddp; ZeRO-3: all)
     check_memory: bool = True  # refuse a CPU run whose estimated peak memory exceeds what the machine has free
     offload_params: bool = False  # ZeRO-3 CPU offload, as the paper did for 13B
@@ -73,6 +81,11 @@ class TrainConfig(StrictModel):
             )
         if self.strategy == "ddp" and (self.offload_params or self.offload_optimizer):
             raise ValueError("offload_params / offload_optimizer are DeepSpeed ZeRO-3 options: use strategy deepspeed")
+        if self.compile and self.strategy == "deepspeed":
+            # ZeRO-3 gathers each layer's weights in hooks inside the layer, which the compiler would have to trace
+            raise ValueError(
+                "compile: true needs strategy ddp (ZeRO-3 gathers weights inside each layer): set train.compile=false"
+            )
         return self
 
     @property

@@ -63,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
         shared = str(_SESSION_ROOT / "shared")
         os.environ[_RUN_SHARED] = shared
     os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(shared) / "torch_extensions")
+    # torch.compile's kernels (train.compile) too, instead of /tmp/torchinductor_<user>
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(shared) / "torchinductor")
     # and the prepared models (SmolLM2 ~26 s, MPNet ~5 s): `prepare` locks, so one worker prepares, the other waits
     os.environ["NAT_RAY_MODELS_DIR"] = str(Path(shared) / "models")
 

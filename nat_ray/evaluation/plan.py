@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nat_ray.config import RunConfig
+from nat_ray.engines import serves_checkpoints
 from nat_ray.episode import EpisodeSettings, EpisodeSpec, seed_identity
 from nat_ray.errors import InputError
 from nat_ray.prompts import PromptTemplate, get_template
@@ -33,7 +34,7 @@ class DatasetPlan:
 def checkpoint_training(cfg: RunConfig) -> dict | None:
     """How the policy's checkpoint was trained (``nat_ray_train.json``), if it is one of ``nat-ray train``."""
     pc = cfg.policy
-    if pc is None or pc.kind not in ("transformers", "vllm"):
+    if pc is None or not serves_checkpoints(pc.kind):
         return None
     from nat_ray.models import resolve_model_path, training_info
 

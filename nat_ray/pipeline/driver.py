@@ -25,7 +25,8 @@ from nat_ray.config import (
     dump_config,
 )
 from nat_ray.config_sections import BuildStageConfig, CollectConfig
-from nat_ray.config_train import PREFERENCE_FIELDS
+from nat_ray.config_train import PREFERENCE_FIELDS, SPEED_FIELDS
+from nat_ray.engines import ENGINES, serves_checkpoints
 from nat_ray.episode import seed_identity
 from nat_ray.errors import InputError
 from nat_ray.pipeline.mirror import StageMirror
@@ -77,7 +78,7 @@ class PipelinePlan:
         (``transformers`` or ``vllm``, with its batch, token and GPU settings), else a default ``transformers`` engine
         (``policy`` may name an endpoint: the teacher that collects, which cannot serve this run's checkpoints)."""
         pc = self.cfg.engine or self.cfg.policy
-        base = pc.model_dump() if pc is not None and pc.kind in ("transformers", "vllm") else {"kind": "transformers"}
+        base = pc.model_dump() if pc is not None and serves_checkpoints(pc.kind) else {"kind": "transformers"}
         return PolicyConfig.model_validate({**base, "model": model, "source": source})
 
 
@@ -102,8 +103,9 @@ def validate(cfg: RunConfig) -> PipelinePlan:
             "study.negative_source: 'regenerated' needs the 'rollout' section (questions, temperatures, turns of the "
             "rollout that regenerates the negatives)"
         )
-    if cfg.engine is not None and cfg.engine.kind not in ("transformers", "vllm"):
-        raise InputError(f"engine.kind: transformers or vllm (it serves the run's models), not {cfg.engine.kind}")
+    if cfg.engine is not None and not serves_checkpoints(cfg.engine.kind):
+        served = [k for k in ENGINES if serves_checkpoints(k)]
+        raise InputError(f"engine.kind: one of {', '.join(served)} (it serves the run's models), not {cfg.engine.kind}")
     if cfg.rollout is not None and get_task(cfg.rollout.task).name != task.name:
         raise InputError(f"rollout.task: {cfg.rollout.task!r}, but collect.task is {cfg.collect.task!r}")
     from nat_ray.prompts import get_template
@@ -284,9 +286,8 @@ def _train(
         return {k: summary.get(k) for k in keep}
 
     # (an SFT variant's view leaves the preference settings out: its hash is the one it had before they existed)
-    view = train.model_dump(
-        mode="json", exclude={"data", "out"} | (PREFERENCE_FIELDS if v.objective == "sft" else set())
-    )
+    exclude = {"data", "out"} | SPEED_FIELDS | (PREFERENCE_FIELDS if v.objective == "sft" else set())
+    view = train.model_dump(mode="json", exclude=exclude)
     inputs = {"build": upstream} | ({"init": init[1]} if init else {})
     return plan.stage(folder, "train", v.name, view, inputs, body, say)
 

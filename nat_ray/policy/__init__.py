@@ -1,8 +1,8 @@
 """Policy clients behind one interface (:class:`~nat_ray.policy.base.Policy`), built from config by kind.
 
 - ``openai``: any OpenAI-compatible endpoint (OpenAI, ``vllm serve``, Ray Serve LLM, ``transformers serve``);
-- ``transformers`` / ``vllm`` / ``openvino``: in-cluster engine actors (``actors.engine``) reached through
-  ``EnginePolicy``;
+- an engine kind of ``nat_ray.engines.ENGINES`` (``transformers`` / ``vllm`` / ``openvino``, or one registered
+  there): in-cluster engine actors (``actors.engine``) reached through ``EnginePolicy``;
 - ``scripted``: ``replay`` / ``arithmetic`` policies for orchestration tests and benchmarks.
 """
 
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nat_ray.config import PolicyConfig
+from nat_ray.engines import ENGINES
 from nat_ray.policy.base import Completion, Policy, PolicyError, SamplingParams
 from nat_ray.prompts import PromptTemplate
 
@@ -45,16 +46,16 @@ def _scripted(cfg: PolicyConfig, template: PromptTemplate, engines: list[Any]) -
     return ArithmeticPolicy(template, latency_s=cfg.latency_s)
 
 
+# client policies by kind; every engine kind of nat_ray.engines.ENGINES is reached through EnginePolicy
 POLICIES: dict[str, Callable[[PolicyConfig, PromptTemplate, list[Any]], Policy]] = {
     "openai": _openai,
-    "transformers": _engine,
-    "vllm": _engine,
-    "openvino": _engine,
     "scripted": _scripted,
 }
 
 
 def build_policy(cfg: PolicyConfig, template: PromptTemplate, engines: list[Any] | None = None) -> Policy:
+    if cfg.kind in ENGINES:
+        return _engine(cfg, template, engines or [])
     return POLICIES[cfg.kind](cfg, template, engines or [])
 
 

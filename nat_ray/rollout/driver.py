@@ -15,6 +15,7 @@ import asyncio
 from pathlib import Path
 
 from nat_ray.config import PolicyConfig, RunConfig, dump_config
+from nat_ray.engines import serves_checkpoints
 from nat_ray.errors import InputError
 from nat_ray.policy.base import PolicyError
 from nat_ray.prompts import PromptTemplate, get_template
@@ -34,7 +35,7 @@ def validate(cfg: RunConfig) -> None:
     get_template(prompts_path(cfg), cfg.rollout.template).inference_messages("?")
     if task.tool == "search":
         validate_search(cfg.tools.search, task.name)
-    if cfg.policy.kind in ("transformers", "vllm"):  # an OpenVINO IR folder is checked by its engine
+    if serves_checkpoints(cfg.policy.kind):  # an OpenVINO IR folder is checked by its engine
         from nat_ray.models import resolve_model_path
 
         resolve_model_path(cfg.policy.model)

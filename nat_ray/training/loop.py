@@ -3,7 +3,8 @@
 ``train.strategy`` picks how workers share the model (``nat_ray.training.strategy``: DeepSpeed ZeRO-3, gloo on CPU and
 NCCL on GPU, or plain DDP). Each worker takes its dataset shard in length-grouped micro-batches; AdamW, cosine schedule
 with warm-up; the loss is computed on assistant tokens only, with the LM head applied only where labels count
-(``nat_ray.training.loss``); activation checkpointing is optional. Every ``log_every`` optimizer steps the workers
+(``nat_ray.training.loss``); activation checkpointing is optional, and so are compiled decoder layers and eager
+attention (``nat_ray.training.speed``). Every ``log_every`` optimizer steps the workers
 report loss, learning rate, tokens/s, padding efficiency and their peak resident memory (each report is a sync
 point); every ``checkpoint_every`` steps a resumable checkpoint. After a worker failure Ray Train restarts the group,
 which resumes from the latest checkpoint and runs to the same final step. At the end rank 0 reports the Hugging Face
@@ -85,6 +86,7 @@ def train_loop_per_worker(config: dict) -> None:
     from nat_ray.hardware import resolve_bf16
     from nat_ray.training.loss import AssistantLoss
     from nat_ray.training.preference import STAT_KEYS, PreferenceLoss, collate_preference
+    from nat_ray.training.speed import compile_layers
     from nat_ray.training.strategy import STRATEGIES
 
     memory = PeakRSS()
@@ -98,10 +100,14 @@ def train_loop_per_worker(config: dict) -> None:
     precision = resolve_bf16(cfg.bf16, "train.bf16", cuda)
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    lm = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
+    lm = AutoModelForCausalLM.from_pretrained(
+        config["model_path"], dtype=torch.float32, attn_implementation=cfg.attn_implementation
+    )
     lm.config.use_cache = False
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.compile:
+        compile_layers(lm)
     if cfg.objective == "sft":
         module: AssistantLoss = AssistantLoss(lm, cfg.head_chunk_tokens)
     else:

@@ -68,6 +68,7 @@ class ModelShape:
     intermediate: int
     layers: int
     vocab: int
+    heads: int = 0
 
     @classmethod
     def from_config(cls, config) -> ModelShape:  # type: ignore[no-untyped-def]
@@ -77,7 +78,8 @@ class ModelShape:
         head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
         per_layer = h * h * 2 + 2 * h * kv * head_dim + 3 * h * i
         tied = getattr(config, "tie_word_embeddings", False)
-        return cls(params=n * per_layer + v * h * (1 if tied else 2), hidden=h, intermediate=i, layers=n, vocab=v)
+        params = n * per_layer + v * h * (1 if tied else 2)
+        return cls(params, hidden=h, intermediate=i, layers=n, vocab=v, heads=config.num_attention_heads)
 
 
 def estimate_peak_bytes(
@@ -91,6 +93,7 @@ def estimate_peak_bytes(
     shard_optimizer: bool = True,
     bytes_per_param: int = 4,
     autocast_bf16: bool = False,
+    eager_attention: bool = False,
 ) -> int:
     """Peak resident memory of one worker (fp32 on CPU unless ``bytes_per_param`` says otherwise). Under bf16
     autocast the step also holds a bf16 copy of each weight it casts (measured +0.44 GB for SmolLM2); activations are
@@ -111,6 +114,10 @@ def estimate_peak_bytes(
         act = tokens * (shape.layers * shape.hidden * 4 + per_layer)
     else:
         act = tokens * shape.layers * per_layer
+    if eager_attention:
+        # eager attention keeps each layer's attention weights for the backward pass: fp32 softmax and a bf16 copy
+        # (checkpointing: one layer's at a time)
+        act += micro_batch_size * shape.heads * seq_len**2 * 6 * (1 if gradient_checkpointing else shape.layers)
     chunk = tokens if chunk_tokens is None else min(chunk_tokens, tokens)  # None: every labelled position at once
     head = 3 * chunk * shape.vocab * 4  # logits, softmax and its gradient of one chunk
     cast = 2 * p if autocast_bf16 else 0

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from nat_ray.config import TrainConfig
+from nat_ray.training.speed import adamw_kwargs
 
 ADAM_BETAS, ADAM_EPS, GRAD_CLIP = (0.9, 0.999), 1e-8, 1.0  # as cluster/deepspeed_zero3.json
 
@@ -111,8 +112,8 @@ class DDPStrategy:
             module, parallel_strategy="ddp", parallel_strategy_kwargs={"gradient_as_bucket_view": True}
         )
         params = [p for p in module.parameters() if p.requires_grad]
-        # On CPU the multi-tensor path gains nothing and allocates whole-model temporaries during the step.
-        adam = {"lr": cfg.lr, "betas": ADAM_BETAS, "eps": ADAM_EPS, "weight_decay": cfg.weight_decay, "foreach": cuda}
+        adam = {"lr": cfg.lr, "betas": ADAM_BETAS, "eps": ADAM_EPS, "weight_decay": cfg.weight_decay}
+        adam |= adamw_kwargs(cuda)
         self.sharded = cfg.shard_optimizer and dist.is_initialized() and dist.get_world_size() > 1
         if self.sharded:
             from torch.distributed.optim import ZeroRedundancyOptimizer

@@ -33,6 +33,7 @@ from nat_ray.storage import atomic_dir, read_examples, read_record, write_record
 from nat_ray.training.loop import HF_DIR, train_loop_per_worker
 from nat_ray.training.memory import GB, ModelShape, TrainingMemoryError, check_fits, estimate_peak_bytes, knobs
 from nat_ray.training.progress import TrainProgress, say
+from nat_ray.training.speed import check_compiler
 from nat_ray.training.tokenize import encode_all
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -138,6 +139,7 @@ def estimate_memory(cfg: RunConfig, model_path: Path, longest: int, autocast_bf1
         tc.head_chunk_tokens,
         tc.shard_optimizer,
         autocast_bf16=autocast_bf16,
+        eager_attention=tc.attn_implementation == "eager",
     )
 
 
@@ -254,6 +256,8 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     # the workers run on this CPU: refuse a bf16 it lacks now, and count autocast's weight copy in the estimate
     local_cpu = not tc.use_gpu and not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
     bf16_here = local_cpu and resolve_bf16(tc.bf16, "train.bf16", cuda=False).bf16
+    if tc.compile and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+        check_compiler()  # the workers run here (on a cluster its nodes' images are the cluster's to provide)
     started_at, t0 = time.time(), time.monotonic()
     report = say if progress else (lambda _msg: None)
     report(f"tokenising {tc.data}")

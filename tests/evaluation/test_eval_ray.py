@@ -72,6 +72,7 @@ def test_a_nat_checkpoint_is_evaluated_through_the_engine_with_its_hint(
     model = tiny_llama_folder(tmp_path / "tiny", smollm2)
     train = [f"out={tmp_path}", f"train.model={model}", f"train.data={data}", "train.max_length=256"]
     train += ["train.global_batch_size=4", "train.micro_batch_size=2", "train.max_steps=1", "train.strategy=ddp"]
+    train += ["train.compile=false"]  # a tiny model: compiling would take longer than its one step
     summary = run_train(load_config(REPO / "configs/train_smollm2_strategyqa_nat.yaml", train))
     checkpoint = Path(summary["out"])
     info = json.loads((checkpoint / "nat_ray_train.json").read_text())

@@ -80,6 +80,7 @@ def _cfg(tmp_path: Path, model: Path, data: Path, *overrides: str):
         "train.num_workers=2",
         "train.cpus_per_worker=1",
         "train.checkpoint_every=0",
+        "train.compile=false",  # (the shipped config compiles; test_the_fast_step_trains_as_the_plain_one turns it on)
     ]
     return load_config(REPO / "configs/train_smollm2_strategyqa_nat.yaml", [*base, *overrides])
 
@@ -202,6 +203,27 @@ def test_smollm2_few_steps_on_real_strategyqa_nat_examples(
     assert 1.0 < summary["dev_perplexity"] < 1000
     losses = [m["loss"] for m in _metrics(Path(summary["out"])) if m.get("loss") == m.get("loss") and "loss" in m]
     assert losses and all(0 < x < 20 for x in losses)
+
+
+def test_the_fast_step_trains_as_the_plain_one(tmp_path: Path, tiny_llama: Path, ray_local) -> None:
+    """train.compile + eager attention + fused AdamW (the math configs' settings) through Ray Train: the same losses
+    step by step as the plain loop, and a checkpoint that loads without them."""
+    data = _toy_set(tmp_path / "toy.jsonl", 32)
+    common = ("train.strategy=ddp", "train.bf16=off", "train.max_steps=4", "train.log_every=1", "train.lr=3e-3")
+    plain = run_train(_cfg(tmp_path / "plain", tiny_llama, data, *common), progress=False)
+    fast = run_train(
+        _cfg(tmp_path / "fast", tiny_llama, data, *common, "train.compile=true", "train.attn_implementation=eager"),
+        progress=False,
+    )
+    a = [m["loss"] for m in _metrics(Path(plain["out"]))]
+    b = [m["loss"] for m in _metrics(Path(fast["out"]))]
+    assert len(a) == len(b) == 4
+    assert b == pytest.approx(a, rel=1e-3)
+    assert a[-1] != a[0]  # the steps did change the weights
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(fast["out"])
+    assert model.config._attn_implementation != "eager"  # inference picks its own kernel
 
 
 def test_bad_input_fails_before_training(tmp_path: Path, tiny_llama: Path) -> None:
