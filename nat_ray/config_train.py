@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from nat_ray.training.objectives import objective_for
 from nat_ray.types import StrictModel
 
 # the fields only the preference objectives read: an SFT variant's stage hash leaves them out
@@ -65,7 +66,14 @@ class TrainConfig(StrictModel):
     seed: int = 42
     # sft: the assistant-token loss (vanilla / NUT / NAT sets); dpo / kto: preference losses on the sets of
     # `build --mode dpo | kto`, against the frozen train.model (nat_ray.training.preference)
-    objective: Literal["sft", "dpo", "kto"] = "sft"
+    objective: str = "sft"  # a name of nat_ray.training.objectives.OBJECTIVES, or module:attribute of one
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, value: str) -> str:
+        objective_for(value)
+        return value
+
     beta: float = Field(0.1, gt=0)  # DPO / KTO temperature of the log-ratio
     desirable_weight: float | None = Field(None, gt=0)  # KTO; both unset: each class weighs as much in total
     undesirable_weight: float | None = Field(None, gt=0)

@@ -1,4 +1,6 @@
-"""The training step, a plain function: Ray Train runs it on every worker (``train_loop_per_worker``).
+"""The training loop Ray Train runs on every worker (``train_loop_per_worker``), around ``micro_step``: one
+micro-batch's collate, forward and backward, a plain function of the strategy, the loss module and the objective
+(``nat_ray.training.objectives``: SFT, DPO, KTO, or one added by import path).
 
 ``train.strategy`` picks how workers share the model (``nat_ray.training.strategy``: DeepSpeed ZeRO-3, gloo on CPU and
 NCCL on GPU, or plain DDP). Each worker takes its dataset shard in length-grouped micro-batches; AdamW, cosine schedule
@@ -20,6 +22,7 @@ import contextlib
 import math
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from nat_ray.records import TRAIN_RECORD, TrainingRecord
 from nat_ray.storage import write_record
 from nat_ray.training.data import batch_order, collate
 from nat_ray.training.memory import GB, PeakRSS
+from nat_ray.training.objectives import Objective, objective_for
 from nat_ray.training.tokenize import IGNORE
 
 HF_DIR = "hf"  # the model folder inside the final checkpoint
@@ -78,14 +82,34 @@ def _dev_perplexity(strategy: Any, rows: list[dict], pad_id: int, micro: int) ->
     return math.exp(nll / count) if count else None
 
 
+@dataclass(frozen=True)
+class MicroStep:
+    loss: float
+    tokens: int  # non-pad tokens of the micro-batch
+    padded: int  # all its positions
+    stats: dict[str, tuple[float, int]]  # the objective's statistics: key -> (sum, count)
+
+
+def micro_step(
+    strategy: Any, module: Any, objective: Objective, rows: list[dict], pad_id: int, boundary: bool
+) -> MicroStep:
+    """One micro-batch: collate, forward, backward (the optimizer step at an accumulation ``boundary``); a plain
+    function of its arguments (no Ray), so any strategy with ``forward`` / ``backward`` can drive it."""
+    batch = objective.collate(rows, pad_id)
+    loss = strategy.forward(batch)
+    strategy.backward(loss, boundary)
+    # (``module`` is the object the strategy wraps: its stats are this micro-batch's)
+    stats = {k: module.stats[k] for k in objective.stat_keys}
+    mask = batch["attention_mask"]
+    return MicroStep(loss.item(), int(mask.sum()), mask.numel(), stats)
+
+
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
     from nat_ray.hardware import resolve_bf16
-    from nat_ray.training.loss import AssistantLoss
-    from nat_ray.training.preference import STAT_KEYS, PreferenceLoss, collate_preference
     from nat_ray.training.speed import compile_layers
     from nat_ray.training.strategy import STRATEGIES
 
@@ -108,18 +132,14 @@ def train_loop_per_worker(config: dict) -> None:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.compile:
         compile_layers(lm)
-    if cfg.objective == "sft":
-        module: AssistantLoss = AssistantLoss(lm, cfg.head_chunk_tokens)
-    else:
-        weights = tuple(config["preference"]["weights"])
-        module = PreferenceLoss(lm, cfg.objective, cfg.beta, weights, cfg.sft_weight, cfg.head_chunk_tokens)  # type: ignore[arg-type]
+    objective = objective_for(cfg.objective)
+    module = objective.module(lm, cfg, config.get("objective_settings"))
     module.train()  # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
 
     rows = _rows(ray.train.get_dataset_shard("train"))
     dev_shard = ray.train.get_dataset_shard("dev") if config.get("has_dev") else None
     dev_rows = _rows(dev_shard) if dev_shard is not None else []
-    sft = cfg.objective == "sft"
-    lengths = [len(r["input_ids"]) if sft else max(len(x) for x in r["input_ids"]) for r in rows]
+    lengths = [objective.row_length(r) for r in rows]
     per_step = cfg.micro_batch_size * cfg.accumulation
     steps_per_epoch = int(_all_reduce([len(rows) // per_step], "min")[0])  # the same on every worker
     total = min(cfg.max_steps or 10**12, math.ceil(steps_per_epoch * cfg.epochs))
@@ -143,30 +163,23 @@ def train_loop_per_worker(config: dict) -> None:
     epoch_batches: dict[int, list[list[int]]] = {}
     real = padded = 0
     loss_sum, micro_in_step, last_loss = 0.0, 0, float("nan")
-    stat_keys = STAT_KEYS.get(cfg.objective, ())
+    stat_keys = objective.stat_keys
     stat_sums = dict.fromkeys(stat_keys, (0.0, 0))
     t_log = time.monotonic()
     for m in range(step * cfg.accumulation, total * cfg.accumulation):
         epoch, within = divmod(m, steps_per_epoch * cfg.accumulation)
         if epoch not in epoch_batches:
             epoch_batches = {epoch: batch_order(lengths, cfg.micro_batch_size, cfg.seed + epoch, cfg.group_by_length)}
-        idx = epoch_batches[epoch][within]
-        if sft:
-            batch = collate([rows[i]["input_ids"] for i in idx], [rows[i]["labels"] for i in idx], pad_id)
-        else:
-            batch = collate_preference([rows[i] for i in idx], pad_id)
-        n_real = int(batch["attention_mask"].sum())
-        real += n_real
-        padded += batch["attention_mask"].numel()
         boundary = (m + 1) % cfg.accumulation == 0
-        loss = strategy.forward(batch)
-        strategy.backward(loss, boundary)
-        loss_sum += loss.item()
-        for k in stat_keys:  # (the module object the strategy wraps: its stats are this micro-batch's)
-            total_k, n_k = module.stats[k]  # type: ignore[attr-defined]
+        chunk = [rows[i] for i in epoch_batches[epoch][within]]
+        done = micro_step(strategy, module, objective, chunk, pad_id, boundary)
+        real += done.tokens
+        padded += done.padded
+        loss_sum += done.loss
+        for k, (total_k, n_k) in done.stats.items():
             stat_sums[k] = (stat_sums[k][0] + total_k, stat_sums[k][1] + n_k)
         micro_in_step += 1
-        progress("micro", step=step + (1 if boundary else 0), micro=m % cfg.accumulation + 1, tokens=n_real)
+        progress("micro", step=step + (1 if boundary else 0), micro=m % cfg.accumulation + 1, tokens=done.tokens)
         if not boundary:
             continue
         step += 1

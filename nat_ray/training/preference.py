@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from nat_ray.errors import InputError
 from nat_ray.training.loss import AssistantLoss
+from nat_ray.training.objectives import OBJECTIVES
 from nat_ray.training.tokenize import IGNORE, Encoded, encode, encoding_stats
 from nat_ray.types import Example, LabelledCompletion, Message, PreferencePair, Turn
 
@@ -125,10 +126,7 @@ def collate_preference(rows: list[dict], pad_id: int) -> dict:
 # the share of pairs whose chosen gains on the rejected (``reward_accuracy``) and the mean margin; KTO: the mean
 # reward of desirable and of undesirable completions, and the KL estimate. Fixed per objective: every rank reports
 # every key (with a count of 0 where its micro-batch had none), so the all-reduce is the same on all of them.
-STAT_KEYS = {
-    "dpo": ("reward_accuracy", "reward_margin"),
-    "kto": ("reward_desirable", "reward_undesirable", "kl"),
-}
+STAT_KEYS = {name: OBJECTIVES[name].stat_keys for name in ("dpo", "kto")}
 
 
 class PreferenceLoss(AssistantLoss):

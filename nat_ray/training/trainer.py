@@ -32,6 +32,7 @@ from nat_ray.reformat import training_set
 from nat_ray.storage import atomic_dir, read_examples, read_record, write_record
 from nat_ray.training.loop import HF_DIR, train_loop_per_worker
 from nat_ray.training.memory import GB, ModelShape, TrainingMemoryError, check_fits, estimate_peak_bytes, knobs
+from nat_ray.training.objectives import objective_for
 from nat_ray.training.progress import TrainProgress, say
 from nat_ray.training.speed import check_compiler
 from nat_ray.training.tokenize import encode_all
@@ -75,53 +76,33 @@ def prepare_data(cfg: RunConfig) -> tuple[Path, list[dict], list[dict], dict]:
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
         raise InputError(f"{model_path}: the tokenizer has no chat template")
-    if tc.objective != "sft":
-        rows, stats = _preference_rows(tokenizer, tc)
-        encoded: list = rows
-    else:
-        encoded, stats = encode_all(tokenizer, read_examples(tc.data), tc.max_length, tc.drop_no_loss)
-    per_worker = len(encoded) // tc.num_workers
+    objective = objective_for(tc.objective)
+    rows, stats = objective.encode(tokenizer, tc)
+    per_worker = len(rows) // tc.num_workers
     if per_worker < tc.micro_batch_size * tc.accumulation:
         raise InputError(
-            f"{len(encoded)} examples over {tc.num_workers} workers is less than one optimizer step per worker "
+            f"{len(rows)} examples over {tc.num_workers} workers is less than one optimizer step per worker "
             f"({tc.micro_batch_size} x {tc.accumulation} accumulation); lower global_batch_size"
         )
     dev: list[dict] = []
     if tc.dev:
         dev_encoded, _ = encode_all(tokenizer, read_examples(tc.dev), tc.max_length, tc.drop_no_loss)
         dev = [{"input_ids": e.input_ids, "labels": e.labels} for e in dev_encoded]
-    if tc.objective == "sft":
-        rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
-    longest = [max(len(x) for x in r["input_ids"]) if tc.objective != "sft" else len(r["input_ids"]) for r in rows]
+    longest = [objective.row_length(r) for r in rows]
     stats["longest"] = max([*longest, *(len(r["input_ids"]) for r in dev)], default=0)
     return model_path, rows, dev, stats
 
 
-def _preference_rows(tokenizer, tc: TrainConfig) -> tuple[list[dict], dict]:  # type: ignore[no-untyped-def]
-    from nat_ray.storage import read_training_rows
-    from nat_ray.training.preference import encode_preference
-    from nat_ray.types import LabelledCompletion, PreferencePair
-
-    kind = PreferencePair if tc.objective == "dpo" else LabelledCompletion
-    records = read_training_rows(tc.data or "", kind)
-    return encode_preference(tokenizer, records, tc.max_length, tc.drop_no_loss)  # type: ignore[arg-type]
-
-
 def _reference(rows: list[dict], model_path: Path, tc: TrainConfig, stats: dict, bf16: bool, report) -> tuple:  # type: ignore[no-untyped-def]
     """The rows with the reference's log-probabilities, and the loss settings the workers need."""
-    from nat_ray.training.preference import balanced_weights
     from nat_ray.training.reference import attach_reference
 
     precision = "bfloat16" if bf16 or (tc.use_gpu and tc.bf16 != "off") else "float32"
     rows, done = attach_reference(rows, model_path, tc.data or "", precision, tc.micro_batch_size)
     what = f"computed ({done['forwards']} forward passes)" if done["computed"] else "read"
     report(f"reference log-probabilities of {len(rows):,} rows {what}: {done['path']}")
-    weights = (1.0, 1.0)
-    if tc.objective == "kto":
-        weights = balanced_weights(stats["desirable"], stats["undesirable"])
-        weights = (tc.desirable_weight or weights[0], tc.undesirable_weight or weights[1])
     stats["reference"] = {"precision": precision, "computed": done["computed"], "path": done["path"]}
-    return rows, {"weights": list(weights)}
+    return rows, objective_for(tc.objective).settings(tc, stats)
 
 
 def estimate_memory(cfg: RunConfig, model_path: Path, longest: int, autocast_bf16: bool = False) -> int:
@@ -133,7 +114,7 @@ def estimate_memory(cfg: RunConfig, model_path: Path, longest: int, autocast_bf1
         ModelShape.from_config(AutoConfig.from_pretrained(model_path)),
         tc.strategy,
         tc.num_workers,
-        tc.micro_batch_size * (1 if tc.objective == "sft" else 2),  # a preference row is two sequences
+        tc.micro_batch_size * objective_for(tc.objective).sequences_per_row,  # a preference row is two sequences
         min(longest, tc.max_length),
         tc.gradient_checkpointing,
         tc.head_chunk_tokens,
@@ -269,9 +250,9 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     )
     if not tc.use_gpu:
         preflight_memory(cfg, estimate, min(stats["longest"], tc.max_length))
-    preference = None
-    if tc.objective != "sft":
-        rows, preference = _reference(rows, model_path, tc, stats, bf16_here, report)
+    settings = None
+    if objective_for(tc.objective).reference:
+        rows, settings = _reference(rows, model_path, tc, stats, bf16_here, report)
     template = _deepspeed_template(tc.deepspeed_config)
     out = cfg.checkpoint_dir()
     if not ray.is_initialized():
@@ -295,7 +276,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
             "model_path": str(model_path),
             "has_dev": bool(dev),
             "progress": events,
-            "preference": preference,
+            "objective_settings": settings,
         },
         scaling_config=ScalingConfig(
             num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker={"CPU": tc.cpus_per_worker}
