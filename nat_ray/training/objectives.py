@@ -67,14 +67,19 @@ class sft:
         return AssistantLoss(lm, tc.head_chunk_tokens)
 
 
-def _preference_encode(tokenizer: Any, tc: TrainConfig) -> tuple[list[dict], dict]:
-    from nat_ray.storage import read_training_rows
-    from nat_ray.training.preference import encode_preference
-    from nat_ray.types import LabelledCompletion, PreferencePair
+def _preference_encode(loss: str) -> Callable[[Any, TrainConfig], tuple[list[dict], dict]]:
+    """DPO reads preference pairs, KTO labelled completions: the loss, not ``train.objective``, says which (an
+    objective added by import path may reuse these parts under a name of its own)."""
 
-    kind = PreferencePair if tc.objective == "dpo" else LabelledCompletion
-    records = read_training_rows(tc.data or "", kind)
-    return encode_preference(tokenizer, records, tc.max_length, tc.drop_no_loss)  # type: ignore[arg-type]
+    def encode(tokenizer: Any, tc: TrainConfig) -> tuple[list[dict], dict]:
+        from nat_ray.storage import read_training_rows
+        from nat_ray.training.preference import encode_preference
+        from nat_ray.types import LabelledCompletion, PreferencePair
+
+        records = read_training_rows(tc.data or "", PreferencePair if loss == "dpo" else LabelledCompletion)
+        return encode_preference(tokenizer, records, tc.max_length, tc.drop_no_loss)  # type: ignore[arg-type]
+
+    return encode
 
 
 def _preference_collate(rows: list[dict], pad_id: int) -> dict:
@@ -83,11 +88,14 @@ def _preference_collate(rows: list[dict], pad_id: int) -> dict:
     return collate_preference(rows, pad_id)
 
 
-def _preference_module(lm: Any, tc: TrainConfig, settings: dict | None) -> Any:
-    from nat_ray.training.preference import PreferenceLoss
+def _preference_module(loss: str) -> Callable[[Any, TrainConfig, dict | None], Any]:
+    def module(lm: Any, tc: TrainConfig, settings: dict | None) -> Any:
+        from nat_ray.training.preference import PreferenceLoss
 
-    weights = tuple((settings or {}).get("weights", (1.0, 1.0)))
-    return PreferenceLoss(lm, tc.objective, tc.beta, weights, tc.sft_weight, tc.head_chunk_tokens)  # type: ignore[arg-type]
+        weights = tuple((settings or {}).get("weights", (1.0, 1.0)))
+        return PreferenceLoss(lm, loss, tc.beta, weights, tc.sft_weight, tc.head_chunk_tokens)  # type: ignore[arg-type]
+
+    return module
 
 
 def _kto_settings(tc: TrainConfig, stats: dict) -> dict:
@@ -100,18 +108,18 @@ def _kto_settings(tc: TrainConfig, stats: dict) -> dict:
 OBJECTIVES: dict[str, Objective] = {
     "sft": Objective(encode=sft.encode, collate=sft.collate, module=sft.module),
     "dpo": Objective(
-        encode=_preference_encode,
+        encode=_preference_encode("dpo"),
         collate=_preference_collate,
-        module=_preference_module,
+        module=_preference_module("dpo"),
         stat_keys=("reward_accuracy", "reward_margin"),
         sequences_per_row=2,
         reference=True,
         settings=lambda tc, stats: {"weights": [1.0, 1.0]},
     ),
     "kto": Objective(
-        encode=_preference_encode,
+        encode=_preference_encode("kto"),
         collate=_preference_collate,
-        module=_preference_module,
+        module=_preference_module("kto"),
         stat_keys=("reward_desirable", "reward_undesirable", "kl"),
         sequences_per_row=2,
         reference=True,
