@@ -13,6 +13,9 @@ Per math data set, over the graded episodes:
 - ``answer_is_last_observation``: among finished episodes with at least one calculator answer, the share whose
   answer equals the last one (a model that copies its last observation, right or wrong);
 - ``loop_rate``: the share of episodes that repeat a reply verbatim.
+
+:func:`pooled_skill` gives the same over every math set a model was evaluated on (the report's ``all math`` row): a
+main job of 250 + 250 questions is sized to separate a model from its floor over the 500, not on each half.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 
 from nat_ray.evaluation.fmt import pct
+from nat_ray.evaluation.intervals import wilson_interval
 from nat_ray.react import parse_reply
 from nat_ray.tasks import TASKS
 from nat_ray.tasks.graders import as_number
@@ -119,6 +123,42 @@ def math_skill(trajectories: Iterable[Trajectory]) -> dict:
         "answer_is_last_observation": copies_last / answered_after_calc if answered_after_calc else None,
         "loop_rate": loops / len(graded) if graded else None,
     }
+
+
+POOLED = "all math (pooled)"
+
+
+def pooled_skill(cells: dict[str, dict], episodes: list[Trajectory]) -> dict | None:
+    """One model's cells of several math sets (``metrics.json`` entries merged with :func:`math_skill`) as one:
+    accuracy and its Wilson interval over all their questions, the copy floor as each set's own best rule weighted by
+    its questions (a model must beat each set's floor, not one rule for all), the calculator measures over all the
+    episodes. None for fewer than two sets."""
+    pooled = pooled_accuracy(cells)
+    if pooled is None:
+        return None
+    cells = {d: c for d, c in cells.items() if d in pooled["sets"]}
+    floors = [c["copy_floor"] for c in cells.values()]
+    floor = None if None in floors else sum(c["copy_floor"] * c["n"] for c in cells.values()) / pooled["n"]
+    return math_skill(episodes) | pooled | {"copy_floor": floor, "copy_floor_rule": "each set's"}
+
+
+def pooled_accuracy(cells: dict[str, dict]) -> dict | None:
+    """``n``, ``accuracy`` and ``accuracy_ci95`` over the questions of two or more math sets' cells, and the
+    ``sets``; None for fewer."""
+    cells = {d: c for d, c in cells.items() if is_math(d) and c.get("n") and c.get("accuracy") is not None}
+    if len(cells) < 2:
+        return None
+    n = sum(c["n"] for c in cells.values())
+    correct = round(sum(c["accuracy"] * c["n"] for c in cells.values()), 9)
+    return {"n": n, "accuracy": correct / n, "accuracy_ci95": wilson_interval(correct, n), "sets": sorted(cells)}
+
+
+def pooled_base(base: dict[str, float | None], cells: dict[str, dict]) -> float | None:
+    """The base model's accuracy over the same sets, weighted as :func:`pooled_skill` weights them."""
+    used = {d: c["n"] for d, c in cells.items() if c.get("n")}
+    if not used or any(base.get(d) is None for d in used):
+        return None
+    return sum(base[d] * k for d, k in used.items()) / sum(used.values())  # type: ignore[operator]
 
 
 def _value(text: str) -> Fraction | None:

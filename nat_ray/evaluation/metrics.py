@@ -29,23 +29,11 @@ from collections import Counter
 from collections.abc import Iterable
 
 from nat_ray.evaluation.fmt import pct
+from nat_ray.evaluation.intervals import wilson_interval
 from nat_ray.evaluation.math_skill import is_math, math_skill
 from nat_ray.evaluation.skill import YesNoSkill, chance_warning, is_yesno, yesno_skill
 from nat_ray.tasks import TASKS
 from nat_ray.types import Label, Trajectory
-
-Z95 = 1.959963984540054
-
-
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval for a binomial proportion; (0, 1) when there is nothing to estimate from."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:

@@ -25,7 +25,16 @@ from nat_ray.evaluation.compare import (
     with_holm,
 )
 from nat_ray.evaluation.fmt import pct
-from nat_ray.evaluation.math_skill import MATH_SKILL_TEXT, is_math, math_skill, math_skill_table
+from nat_ray.evaluation.math_skill import (
+    MATH_SKILL_TEXT,
+    POOLED,
+    is_math,
+    math_skill,
+    math_skill_table,
+    pooled_accuracy,
+    pooled_base,
+    pooled_skill,
+)
 from nat_ray.evaluation.report_plots import dev_perplexity
 from nat_ray.evaluation.report_plots import plots as report_plots
 from nat_ray.evaluation.skill import SKILL_TEXT, is_yesno, skill_table, yesno_skill
@@ -88,7 +97,9 @@ def _variant_line(run: Path, v: dict, eval_template: str | None) -> str:
 def accuracy_table(rows: dict[str, EvalMetrics]) -> str:
     datasets = list(dict.fromkeys(d for m in rows.values() for d in m.datasets))
     has_math = any(m.math_average is not None for m in rows.values())
-    head = ["variant", *datasets, *(["math avg"] if has_math else [])]
+    pooled = {name: pooled_accuracy(m.datasets) for name, m in rows.items()}
+    has_pooled = any(p is not None for p in pooled.values())
+    head = ["variant", *datasets, *(["math avg"] if has_math else []), *(["all math, pooled"] if has_pooled else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in rows.items():
         cells = [name]
@@ -104,6 +115,10 @@ def accuracy_table(rows: dict[str, EvalMetrics]) -> str:
             cells.append(cell)
         if has_math:
             cells.append(pct(m.math_average))
+        if has_pooled:
+            p = pooled[name]
+            cells.append("" if p is None else f"{pct(p['accuracy'])} [{pct(p['accuracy_ci95'][0])}, "
+                                              f"{pct(p['accuracy_ci95'][1])}] (n={p['n']})")  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -200,6 +215,12 @@ def _math_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[str
     if not cells and not missing:
         return []
     base = {d: x["accuracy"] for d, x in rows["base"].datasets.items()} if "base" in rows else {}
+    for name in dict.fromkeys(n for n, _ in cells):
+        mine = {d: c for (n, d), c in cells.items() if n == name}
+        pooled = pooled_skill(mine, [t for d in mine for t in episodes(name, d)])
+        if pooled is not None:
+            cells[(name, POOLED)] = pooled
+            base[POOLED] = pooled_base(base, mine) if "base" in rows else None
     table = [math_skill_table(cells, base)] if cells else []
     return ["## Skill on math (beside the base model and a copied number)", "", MATH_SKILL_TEXT, "", *table, *missing,
             ""]  # fmt: skip

@@ -7,10 +7,20 @@ turn of another episode of the same task, reuses the longest stored prefix and p
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import NamedTuple
 
 import torch
 
 from nat_ray.policy.cascade import KV
+
+
+class Match(NamedTuple):
+    """What a lookup found: ``tokens`` of the prompt served from the store, their KV, and whether they are the whole
+    of a stored sequence (the same conversation, a turn later) rather than where two conversations part ways."""
+
+    tokens: int
+    kv: KV | None
+    whole: bool = False
 
 
 class PrefixStore:
@@ -27,7 +37,7 @@ class PrefixStore:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, ids: torch.Tensor) -> tuple[int, KV | None]:
+    def lookup(self, ids: torch.Tensor) -> Match:
         """The longest stored prefix of ``ids`` (at most len - 1 tokens: the last is fed to get the next logits)."""
         best, best_key = 0, None
         limit = len(ids) - 1
@@ -41,10 +51,11 @@ class PrefixStore:
                 best, best_key = n, key
         self.prompt_tokens += len(ids)
         if best_key is None:
-            return 0, None
+            return Match(0, None)
         self._entries.move_to_end(best_key)
         self.reused_tokens += best
-        return best, [(k[:, :best], v[:, :best]) for k, v in self._entries[best_key][1]]
+        tokens, kv = self._entries[best_key]
+        return Match(best, [(k[:, :best], v[:, :best]) for k, v in kv], whole=best == len(tokens))
 
     def put(self, ids: torch.Tensor, kv: KV) -> None:
         if len(ids) > self.max_tokens:

@@ -89,3 +89,41 @@ def test_the_report_sets_each_math_row_beside_the_base_model_and_the_copy_floor(
     # too: a tie goes to the first rule); operands of 2*3 found in the question only where i is 2 or 3: 2 of 60
     assert "| vanilla | gsm8k | 75.0 [59.8, 85.8] | 0.0 | 2.5 (first) | yes | 100.0 | 3.3 | 100.0 | 0.0 |" in readme
     assert "| base | gsm8k | 0.0 [0.0, 8.8] | 0.0 | 2.5 (first) | no | - | - | - | 0.0 |" in readme
+
+
+def test_the_pooled_row_weighs_each_set_by_its_questions_against_each_set_s_own_floor(tmp_path: Path) -> None:
+    """A main job of 250 + 250 questions is sized for its pooled interval: the report pools a model's math sets,
+    with the floor of each set's own best rule, not one rule for all."""
+    right = [("Action: calculate[2*3]", "Observation: 6"), ("Action: finish[6]", "Observation: Episode finished")]
+    wrong = [("Action: finish[5]", "Observation: Episode finished")]
+
+    def svamp(i: int, solved: bool) -> Trajectory:  # the sum rule answers every one of these: floor 100%
+        t = _t(f"s{i}", f"Ann has {i} and gets 2 more. How many?", str(i + 2), right if solved else wrong,
+               str(i + 2) if solved else "5")  # fmt: skip
+        return t.model_copy(update={"task": "svamp"})
+
+    gsm8k = [_t(str(i), f"Sam has {i} and gets 1 more. How many?", "6", right if i < 30 else wrong,
+                "6" if i < 30 else "5") for i in range(40)]  # fmt: skip
+    models = {
+        "base": {
+            "gsm8k": [_t(str(i), f"Sam has {i} and gets 1 more.", "6", [], None) for i in range(40)],
+            "svamp": [svamp(i, False) for i in range(4, 24)],  # answers are 6 to 25: never 5
+        },
+        "vanilla": {"gsm8k": gsm8k, "svamp": [svamp(i, i < 9) for i in range(4, 24)]},
+    }
+    run = tmp_path / "run"
+    for name, sets in models.items():
+        for d, trajs in sets.items():
+            write_trajectories(trajs, run / "eval" / name / d)
+        metrics = eval_metrics(sets, {"kind": "transformers"}, "zero-shot")
+        write_record(run / "eval" / name / "metrics.json", EvalMetrics.new(**metrics))
+    write_report(run, {"out": str(run)}, [{"name": "vanilla", "mode": "vanilla", "neg_num": 0}])
+    readme = (run / "report/README.md").read_text()
+    # svamp alone: 5 of 20, under its floor of 100%; pooled: 35 of 60 [45.7, 69.9] over (1 + 20) / 60 = 35.0
+    assert "| vanilla | svamp | 25.0 [11.2, 46.9] | 0.0 | 100.0 (sum) | no |" in readme
+    assert "| vanilla | all math (pooled) | 58.3 [45.7, 69.9] | 0.0 | 35.0 (each set's) | yes | 100.0 |" in readme
+    assert "| base | all math (pooled) | 0.0 [0.0, 6.0] | 0.0 | 35.0 (each set's) | no |" in readme
+    # the accuracy table carries the pooled interval beside the paper's mean over the sets
+    assert (
+        "| vanilla | 75.0 [59.8, 85.8] (n=40) | 25.0 [11.2, 46.9] (n=20) | 50.0 | 58.3 [45.7, 69.9] (n=60) |" in readme
+    )

@@ -11,6 +11,7 @@ import torch
 
 from nat_ray.policy.base import SamplingParams
 from nat_ray.policy.hf_engine import HFEngine
+from nat_ray.policy.kv_engine import prefill_parts
 from nat_ray.policy.prefix_store import PrefixStore
 
 QUESTIONS = ["What is 2 + 2?", "Name a prime number above 10.", "Say hello in French.", "What colour is the sky?"]
@@ -26,17 +27,28 @@ def test_prefix_store_finds_the_longest_prefix_supersedes_and_evicts() -> None:
     store = PrefixStore(max_tokens=10)
     store.put(torch.tensor([1, 2, 3, 4]), _kv(4, 1.0))
     store.put(torch.tensor([1, 2, 9]), _kv(3, 2.0))
-    n, kv = store.lookup(torch.tensor([1, 2, 3, 4, 5]))
-    assert n == 4 and kv is not None and kv[0][0].shape[1] == 4 and float(kv[0][0][0, 0, 0]) == 1.0
-    n, kv = store.lookup(torch.tensor([1, 2, 3, 4]))  # the last token is always fed: at most len - 1 reused
-    assert n == 3 and kv is not None and kv[0][0].shape[1] == 3
-    assert store.lookup(torch.tensor([7, 8])) == (0, None)
+    n, kv, whole = store.lookup(torch.tensor([1, 2, 3, 4, 5]))  # the same conversation, a turn later
+    assert n == 4 and kv is not None and kv[0][0].shape[1] == 4 and float(kv[0][0][0, 0, 0]) == 1.0 and whole
+    n, kv, whole = store.lookup(torch.tensor([1, 2, 3, 4]))  # the last token is always fed: at most len - 1 reused
+    assert n == 3 and kv is not None and kv[0][0].shape[1] == 3 and not whole
+    parted = store.lookup(torch.tensor([1, 2, 7]))  # where two conversations part ways
+    assert parted.tokens == 2 and not parted.whole
+    assert store.lookup(torch.tensor([7, 8])) == (0, None, False)
     store.put(torch.tensor([1, 2, 3, 4, 5, 6]), _kv(6, 3.0))  # extends [1, 2, 3, 4]: that entry goes
     assert len(store) == 2
     store.put(torch.tensor([5, 5, 5]), _kv(3, 4.0))  # 6 + 3 + 3 tokens > 10: the least recently used goes
     # [1, 2, 9] (which would give 3) is gone; [1, 2, 3, 4, 5, 6] shares 2 tokens
     assert len(store) == 2 and store.lookup(torch.tensor([1, 2, 9, 9]))[0] == 2
-    assert store.reused_tokens == 4 + 3 + 2 and store.prompt_tokens == 5 + 4 + 2 + 4
+    assert store.reused_tokens == 4 + 3 + 2 + 2 and store.prompt_tokens == 5 + 4 + 3 + 2 + 4
+
+
+def test_prefill_parts_keep_long_and_short_prompts_apart_and_every_request_once() -> None:
+    new = [80, 15, 14, 16, 78, 15]  # first turns (a question) among later turns (an observation)
+    parts = prefill_parts(new)
+    assert sorted(i for p in parts for i in p) == list(range(len(new)))
+    assert [sorted(p) for p in parts] == [[1, 2, 3, 5], [0, 4]]
+    assert prefill_parts([20, 21, 22]) == [[0, 1, 2]]  # one more forward costs more than the padding it saves
+    assert prefill_parts([]) == []
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +84,27 @@ def test_cached_replies_as_generate_does_turn_after_turn_prefilling_only_what_is
     assert stats["reused_tokens"] > 0.5 * stats["prompt_tokens"] - sum(len(q) for q in QUESTIONS)
     assert stats["steps"] > 0
     assert stats["pinned_rows"] >= 2 * len(QUESTIONS) - 1  # all but the first turn decode on the shared prompt
+
+
+@pytest.mark.slow  # loads SmolLM2
+def test_a_conversation_s_own_history_is_not_pinned_as_if_shared(engines) -> None:
+    """Pins are for prefixes several conversations share. A later turn reuses its own earlier turn's cache whole;
+    pinning that (a group of one row) had made a math eval's decode step run two more matmuls per row and layer."""
+    _, cached = engines
+    params = SamplingParams(temperature=0.0, max_tokens=8)
+    # long, distinct openings: each conversation's turn 2 reuses > 128 tokens of its own turn 1, and no other's
+    convs = [[{"role": "user", "content": f"{q} " + " ".join(f"{q[:5]} detail {i}." for i in range(40))}]
+             for q in QUESTIONS]  # fmt: skip
+    before = cached.cache_stats()["pinned_rows"]
+
+    async def turn(conversations):
+        return await asyncio.gather(*(cached.generate(c, params) for c in conversations))
+
+    for _ in range(2):
+        got = asyncio.run(turn(convs))
+        convs = [[*c, {"role": "assistant", "content": g.text}, {"role": "user", "content": "Observation: ok"}]
+                 for c, g in zip(convs, got, strict=True)]  # fmt: skip
+    assert cached.cache_stats()["pinned_rows"] == before
 
 
 @pytest.mark.slow  # loads SmolLM2
