@@ -18,7 +18,7 @@ from nat_ray.types import StrictModel
 from nat_ray.urls import refuse_credentials
 
 Mode = Literal["vanilla", "nut", "nat", "nat-graded", "dpo", "kto"]
-NegativeSource = Literal["imported", "regenerated"]
+NegativeSource = Literal["imported", "regenerated", "near-miss"]
 Selection = Literal["paper", "paired"]
 RoundMode = Literal["nat", "vanilla", "dpo"]
 

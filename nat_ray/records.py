@@ -225,6 +225,11 @@ class RunLayout:
         """The trajectories a fine-tuned model rolled out (``study.negative_source: regenerated``)."""
         return self.out / "regenerated"
 
+    @property
+    def near_miss(self) -> Path:
+        """Near misses of the collected correct trajectories (``study.negative_source: near-miss``)."""
+        return self.out / "near-miss"
+
     def round_trajectories(self, variant: str) -> Path:
         """The trajectories a round's variant is built from: its previous round's model rolled out (study.rounds)."""
         return self.out / "rounds" / variant

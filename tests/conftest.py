@@ -200,6 +200,22 @@ def assert_exactly_once(folder: Path, n: int) -> list:
     return trajs
 
 
+def own_processes(title: str) -> list[int]:
+    """The pids of this test process's descendants whose command line holds ``title`` (``ray::RayTrainWorker``): the
+    embedded cluster's processes only. A test that kills a worker must never reach another Ray cluster on the machine
+    (a user's pipeline, another test session)."""
+    import psutil
+
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if title in " ".join(p.cmdline()):
+                found.append(p.pid)
+        except psutil.Error:  # gone meanwhile
+            continue
+    return found
+
+
 def run_killing(run: Callable[[], T], kill: Callable[[], bool]) -> T:
     """Call ``run()`` while a thread calls ``kill()`` every 0.1 s until it returns True (done: it killed, or gave up
     for good) or ``run`` has returned. No fixed deadline: on a loaded CI machine a run can take minutes to reach what

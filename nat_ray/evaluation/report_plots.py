@@ -73,7 +73,8 @@ def plots(run: Path, rows: dict[str, EvalMetrics], variants: list[dict], report:
     by_mode: dict[str, list[tuple[int, EvalMetrics, float | None]]] = {}
     for v in variants:
         if v["mode"] != "vanilla" and isinstance(v["neg_num"], int) and v["name"] in rows:
-            key = v["mode"] + (" (regenerated)" if v.get("negative_source") == "regenerated" else "")
+            source = v.get("negative_source") or "imported"
+            key = v["mode"] + (f" ({source})" if source != "imported" else "")
             by_mode.setdefault(key, []).append((v["neg_num"], rows[v["name"]], dev_perplexity(run, v["name"])))
     if any(len({n for n, _, _ in pts}) > 1 for pts in by_mode.values()):
         datasets = list(next(iter(rows.values())).datasets)

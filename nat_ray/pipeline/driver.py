@@ -4,6 +4,7 @@
     ray job submit --working-dir . -- nat-ray pipeline --config configs/quickstart.yaml
 
 One run folder (``out``): ``trajectories/``, ``regenerated/`` (a study with ``negative_source: regenerated``),
+``near-miss/`` (``negative_source: near-miss``),
 ``sets/<variant>/``, ``models/<variant>/``, ``eval/<variant>/``, ``report/``; each stage output holds a
 ``_stage.json`` (:class:`~nat_ray.types.StageManifest`). :func:`validate` turns the config into a
 :class:`PipelinePlan` (every section a stage needs, present and typed) before any stage runs; each stage runs on its
@@ -103,6 +104,8 @@ def validate(cfg: RunConfig) -> PipelinePlan:
             "study.negative_source: 'regenerated' needs the 'rollout' section (questions, temperatures, turns of the "
             "rollout that regenerates the negatives)"
         )
+    if any(v.near_miss for v in variants) and task.family != "math":
+        raise InputError(f"study.negative_source: 'near-miss' changes a calculator step: a math task, not {task.name}")
     if cfg.engine is not None and not serves_checkpoints(cfg.engine.kind):
         served = [k for k in ENGINES if serves_checkpoints(k)]
         raise InputError(f"engine.kind: one of {', '.join(served)} (it serves the run's models), not {cfg.engine.kind}")
@@ -151,16 +154,22 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     evals: dict[str, str] = {}
     trained: dict[str, StageManifest] = {}
     regenerated: StageManifest | None = None
-    variants, built_first, sizes, goals = compute_budgets(plan, collected, say)
+    near: dict[str, str] = {}
+    if any(v.near_miss for v in plan.variants):
+        made = _near_miss(plan, collected, say)
+        where = f"the near misses ({RunLayout(out).near_miss})"
+        check_counts(plan.variants, 0, _count(made, "negative"), where, "near-miss")
+        near = {"near_miss": made.config_hash}
+    variants, built_first, sizes, goals = compute_budgets(plan, collected, say, near)
     for v in variants:
-        upstream = {"collect": collected.config_hash}
+        upstream = {"collect": collected.config_hash} | (near if v.near_miss else {})
         if v.regenerated:
             if regenerated is None:
                 source = plan.cfg.study.regenerate_from if plan.cfg.study else "vanilla"
                 regenerated = regenerate(plan, source, trained[source].config_hash, say)
                 where = f"the regenerated trajectories ({RunLayout(out).regenerated})"
                 hint = ": roll out more questions (rollout.limit, rollout.temperatures)"
-                check_counts(plan.variants, 0, _count(regenerated, "negative"), where, regenerated=True, hint=hint)
+                check_counts(plan.variants, 0, _count(regenerated, "negative"), where, "regenerated", hint)
             upstream["regenerate"] = regenerated.config_hash
         if v.round > 1:  # the round before's model rolls out the train questions: this round's trajectories
             prev = v.previous or ""
@@ -198,6 +207,25 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     say((RunLayout(out).report / TABLE).read_text())
     names = [v.name for v in variants]
     return {"out": str(out), "variants": names, "report": str(RunLayout(out).report), **report.counts}
+
+
+def _near_miss(plan: PipelinePlan, collected: StageManifest, say: Say) -> StageManifest:
+    """One near miss per collected correct trajectory (``nat_ray.near_miss``): of the questions the ``rollout``
+    section covers where there is one (those the model's own failures come from, so that the two kinds of negative
+    differ in kind only), else of every collected question."""
+    from nat_ray.near_miss import make_near_misses
+    from nat_ray.rollout.plan import plan_episodes
+
+    layout = RunLayout(plan.out)
+    ids = sorted({e.id for e in plan_episodes(plan.cfg)}) if plan.cfg.rollout is not None else None
+    seed = plan.cfg.build.seed if plan.cfg.build is not None else BuildStageConfig().seed
+    turns = plan.collect.max_turns
+    view = {"seed": seed, "questions": ids, "max_turns": turns}
+
+    def body() -> dict:
+        return make_near_misses(layout.trajectories, layout.near_miss, seed, set(ids) if ids else None, turns).counts
+
+    return plan.stage(layout.near_miss, "near-miss", None, view, {"collect": collected.config_hash}, body, say)
 
 
 def _count(stage: StageManifest, label: str) -> int:

@@ -24,20 +24,24 @@ Say = Callable[[str], None]
 
 
 def compute_budgets(
-    plan: PipelinePlan, collected: StageManifest, say: Say
+    plan: PipelinePlan, collected: StageManifest, say: Say, near_miss: dict[str, str] | None = None
 ) -> tuple[list[Variant], dict[str, StageManifest], dict[str, Budget], dict[str, float | None]]:
     """Compute matching, decided before the first variant trains: ``study.match`` gives every variant the target,
     ``study.controls`` adds a matched twin to each variant that trains less. Returns the variants to run (the
-    controls kept), the sets built on the way, each set's budget, and each match's target (steps or tokens)."""
+    controls kept), the sets built on the way, each set's budget, and each match's target (steps or tokens).
+    ``near_miss``: the near-miss stage's hash, upstream of the variants built from it."""
     study = plan.cfg.study
     match = study.match if study else "epochs"
     controls = (study.controls if study else None) or []
     variants = [v for v in plan.variants if not v.control]
     if match == "epochs" and not controls:
         return variants, {}, {}, {}
+
     # a control's set is its twin's: built (and tokenised) once, under the twin's name, until the control is kept
-    upstream = {"collect": collected.config_hash}
-    built = {v.name: build_stage(plan, v, upstream, say) for v in variants if not v.regenerated and v.round == 1}
+    def upstream(v: Variant) -> dict[str, str]:
+        return {"collect": collected.config_hash} | ((near_miss or {}) if v.near_miss else {})
+
+    built = {v.name: build_stage(plan, v, upstream(v), say) for v in variants if not v.regenerated and v.round == 1}
     budgets = {v.name: set_budget(plan, v) for v in variants if v.name in built}
     goals: dict[str, float | None] = {}
     for m in sorted({match, *controls} - {"epochs"}):
@@ -85,7 +89,8 @@ def build_stage(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: S
 
     layout = RunLayout(plan.out)
     folder = layout.set_dir(v.name)
-    negatives_from = str(layout.regenerated) if v.regenerated else None
+    sources = {"regenerated": layout.regenerated, "near-miss": layout.near_miss}
+    negatives_from = str(sources[v.negative_source]) if v.negative_source in sources else None
     counts = {"pos_num": v.pos_num, "neg_num": v.neg_num}
     # later rounds keep every success and failure of their own rollouts: the paper's selection of "all"
     first_selection = plan.cfg.build.selection if plan.cfg.build is not None else "paper"
@@ -111,7 +116,7 @@ def build_stage(plan: PipelinePlan, v: Variant, upstream: dict[str, str], say: S
     if config.selection == "paper":  # (sets of the paper's selection keep the hash they had before `selection`)
         exclude.add("selection")
     view = config.model_dump(mode="json", exclude=exclude)
-    if v.regenerated:  # (imported variants keep the hash they had before negative sources existed)
+    if v.negative_source != "imported":  # (imported variants keep the hash they had before negative sources existed)
         view["negative_source"] = v.negative_source
     if v.round > 1:
         view |= {"round": v.round, "mix": config.mix_from is not None}

@@ -19,7 +19,9 @@ class Variant:
     neg_num: int | str
     build_seed: int
     train_seed: int
-    negative_source: str = "imported"  # or "regenerated": negatives from a rollout of this run's fine-tuned model
+    # or "regenerated": negatives from a rollout of this run's fine-tuned model; "near-miss": the collected correct
+    # trajectories with one calculator step changed (nat_ray.near_miss)
+    negative_source: str = "imported"
     match: str = "epochs"  # a compute-matched control (study.controls): "steps" or "tokens"
     twin: str | None = None  # a control's variant: the same set, trained ``train.epochs``
     round: int = 1  # study.rounds: 2.. are built from the previous round's own rollouts
@@ -28,6 +30,10 @@ class Variant:
     @property
     def regenerated(self) -> bool:
         return self.negative_source == "regenerated"
+
+    @property
+    def near_miss(self) -> bool:
+        return self.negative_source == "near-miss"
 
     @property
     def control(self) -> bool:
@@ -117,18 +123,17 @@ def check_counts(
     positives: int,
     negatives: int,
     where: str,
-    regenerated: bool = False,
+    source: str = "imported",
     hint: str = "",
 ) -> None:
     """A variant asking for more positives / negatives than the trajectories hold is an error, before it is built:
-    the collected trajectories for the other variants (before any training), the regenerated ones for the variants
-    that use them (``regenerated=True``, once they exist)."""
+    the collected trajectories for the variants whose negatives they hold (before any training), the regenerated or
+    near-miss ones for the variants of that ``source``, once they exist. Every variant's positives are collected ones
+    (those of a later round aside)."""
     for v in variants:
-        if v.regenerated != regenerated:
-            continue
-        if not regenerated and isinstance(v.pos_num, int) and v.pos_num > positives:
+        if source == "imported" and isinstance(v.pos_num, int) and v.pos_num > positives:
             raise InputError(f"build.pos_num: {v.pos_num} positives asked ({v.name}) but {where} has {positives}")
-        if isinstance(v.neg_num, int) and v.neg_num > negatives:
+        if v.negative_source == source and isinstance(v.neg_num, int) and v.neg_num > negatives:
             field = "study.negatives" if v.mode != "vanilla" else "build.neg_num"
             raise InputError(f"{field}: {v.neg_num} negatives asked ({v.name}) but {where} has {negatives}{hint}")
 

@@ -1,6 +1,7 @@
-"""The training loop Ray Train runs on every worker (``train_loop_per_worker``), around ``micro_step``: one
-micro-batch's collate, forward and backward, a plain function of the strategy, the loss module and the objective
-(``nat_ray.training.objectives``: SFT, DPO, KTO, or one added by import path).
+"""The training loop Ray Train runs on every worker (``train_loop_per_worker``: ``setup_worker``, ``run_steps``,
+``save_final``), around ``micro_step``: one micro-batch's collate, forward and backward, a plain function of the
+strategy, the loss module and the objective (``nat_ray.training.objectives``: SFT, DPO, KTO, or one added by import
+path).
 
 ``train.strategy`` picks how workers share the model (``nat_ray.training.strategy``: DeepSpeed ZeRO-3, gloo on CPU and
 NCCL on GPU, or plain DDP). Each worker takes its dataset shard in length-grouped micro-batches; AdamW, cosine schedule
@@ -104,7 +105,35 @@ def micro_step(
     return MicroStep(loss.item(), int(mask.sum()), mask.numel(), stats)
 
 
-def train_loop_per_worker(config: dict) -> None:
+@dataclass
+class Worker:
+    """What a worker holds once set up (``setup_worker``): the model wrapped by its strategy, its data shard, the
+    schedule's length and where a resumed run starts."""
+
+    config: dict
+    cfg: TrainConfig
+    rank: int
+    progress: _Progress
+    precision: Any  # nat_ray.hardware.Precision
+    tokenizer: Any
+    pad_id: int
+    objective: Objective
+    module: Any  # the objective's loss module, wrapping the Hugging Face model as .lm
+    strategy: Any
+    rows: list[dict]
+    dev_rows: list[dict] | None  # None: no dev set given
+    steps_per_epoch: int
+    total: int  # optimizer steps of the whole run
+    step: int  # the next step starts after this one (a resumed run: its checkpoint's step)
+    resumed_from: int
+    memory: PeakRSS
+    started: float
+    setup_peak: int  # bytes, model load + strategy set-up, before the first micro-batch
+
+
+def setup_worker(config: dict) -> Worker:
+    """Load the model and tokenizer, wrap them in the objective's loss module and the strategy, take this worker's
+    shard, and restore the latest checkpoint when Ray Train restarted the group."""
     import ray.train
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
@@ -116,8 +145,7 @@ def train_loop_per_worker(config: dict) -> None:
     memory = PeakRSS()
     started = time.monotonic()
     cfg = TrainConfig.model_validate(config["train"])
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
+    rank = ray.train.get_context().get_world_rank()
     progress = _Progress(config.get("progress"), rank)
     torch.manual_seed(cfg.seed)
     cuda = torch.cuda.is_available() and cfg.use_gpu
@@ -137,9 +165,7 @@ def train_loop_per_worker(config: dict) -> None:
     module.train()  # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
 
     rows = _rows(ray.train.get_dataset_shard("train"))
-    dev_shard = ray.train.get_dataset_shard("dev") if config.get("has_dev") else None
-    dev_rows = _rows(dev_shard) if dev_shard is not None else []
-    lengths = [objective.row_length(r) for r in rows]
+    dev_rows = _rows(ray.train.get_dataset_shard("dev")) if config.get("has_dev") else None
     per_step = cfg.micro_batch_size * cfg.accumulation
     steps_per_epoch = int(_all_reduce([len(rows) // per_step], "min")[0])  # the same on every worker
     total = min(cfg.max_steps or 10**12, math.ceil(steps_per_epoch * cfg.epochs))
@@ -149,60 +175,75 @@ def train_loop_per_worker(config: dict) -> None:
         return get_cosine_schedule_with_warmup(opt, warmup, total)
 
     strategy = STRATEGIES[cfg.strategy](module, cfg, schedule, cuda, precision.bf16, config["deepspeed"])
-    step = resumed_from = 0
+    step = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            step = resumed_from = strategy.load(d) or 0
-    setup_peak = memory.peak  # model load + strategy set-up, before the first micro-batch
+            step = strategy.load(d) or 0
+    worker = Worker(
+        config, cfg, rank, progress, precision, tokenizer, pad_id, objective, module, strategy, rows, dev_rows,
+        steps_per_epoch, total, step, step, memory, started, memory.peak,
+    )  # fmt: skip
     progress(
         "ready", seconds=time.monotonic() - started, total_steps=total, step=step, strategy=cfg.strategy,
         precision=f"{precision.name} ({precision.reason})",
     )  # fmt: skip
+    return worker
 
+
+def run_steps(w: Worker) -> float:
+    """The optimizer steps from ``w.step`` to ``w.total``, each ``accumulation`` micro-batches of ``micro_step``;
+    every ``log_every`` steps the workers' reduced metrics (and every ``checkpoint_every`` a checkpoint) go to Ray
+    Train. Returns the mean loss of the last logged interval."""
+    import ray.train
+
+    cfg, objective = w.cfg, w.objective
+    lengths = [objective.row_length(r) for r in w.rows]
     epoch_batches: dict[int, list[list[int]]] = {}
     real = padded = 0
     loss_sum, micro_in_step, last_loss = 0.0, 0, float("nan")
     stat_keys = objective.stat_keys
     stat_sums = dict.fromkeys(stat_keys, (0.0, 0))
     t_log = time.monotonic()
-    for m in range(step * cfg.accumulation, total * cfg.accumulation):
-        epoch, within = divmod(m, steps_per_epoch * cfg.accumulation)
+    per_epoch = w.steps_per_epoch * cfg.accumulation
+    for m in range(w.step * cfg.accumulation, w.total * cfg.accumulation):
+        epoch, within = divmod(m, per_epoch)
         if epoch not in epoch_batches:
             epoch_batches = {epoch: batch_order(lengths, cfg.micro_batch_size, cfg.seed + epoch, cfg.group_by_length)}
         boundary = (m + 1) % cfg.accumulation == 0
-        chunk = [rows[i] for i in epoch_batches[epoch][within]]
-        done = micro_step(strategy, module, objective, chunk, pad_id, boundary)
+        chunk = [w.rows[i] for i in epoch_batches[epoch][within]]
+        done = micro_step(w.strategy, w.module, objective, chunk, w.pad_id, boundary)
         real += done.tokens
         padded += done.padded
         loss_sum += done.loss
         for k, (total_k, n_k) in done.stats.items():
             stat_sums[k] = (stat_sums[k][0] + total_k, stat_sums[k][1] + n_k)
         micro_in_step += 1
-        progress("micro", step=step + (1 if boundary else 0), micro=m % cfg.accumulation + 1, tokens=done.tokens)
+        w.progress("micro", step=w.step + (1 if boundary else 0), micro=m % cfg.accumulation + 1, tokens=done.tokens)
         if not boundary:
             continue
-        step += 1
-        checkpoint_now = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total)
+        w.step += 1
+        step = w.step
+        checkpoint_now = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < w.total)
         # Step 1 is always logged (it carries the start-up); every report is a sync point of all workers.
-        if step != 1 and step % cfg.log_every and step != total and not checkpoint_now:
+        if step != 1 and step % cfg.log_every and step != w.total and not checkpoint_now:
             continue
         loss_total, real_g, padded_g, n = _all_reduce([loss_sum, real, padded, micro_in_step])
-        (peak,) = _all_reduce([memory.peak], "max")
+        (peak,) = _all_reduce([w.memory.peak], "max")
         elapsed = time.monotonic() - t_log
         last_loss = loss_total / n
         metrics = {
             "step": step,
-            "total_steps": total,
-            "epoch": epoch + (within + 1) / (steps_per_epoch * cfg.accumulation),
+            "total_steps": w.total,
+            "epoch": epoch + (within + 1) / per_epoch,
             "loss": last_loss,
-            "lr": strategy.lr(),
+            "lr": w.strategy.lr(),
             "tokens": int(real_g),  # non-pad tokens over all workers since the last log
             "seconds": elapsed,
             "tokens_per_s": real_g / elapsed,
             "padding_efficiency": real_g / padded_g,
             "peak_rss_gb": peak / GB,  # the largest worker's resident set so far
-            "resumed_from_step": resumed_from,
+            "resumed_from_step": w.resumed_from,
         }
         reduced = _all_reduce([x for k in stat_keys for x in stat_sums[k]]) if stat_keys else []
         for i, k in enumerate(stat_keys):  # the mean since the last log, over every worker's micro-batches
@@ -213,36 +254,49 @@ def train_loop_per_worker(config: dict) -> None:
         loss_sum, micro_in_step = 0.0, 0
         if checkpoint_now:
             with tempfile.TemporaryDirectory() as d:
-                strategy.save(d, step)
+                w.strategy.save(d, step)
                 saved = any(Path(d).iterdir())  # DDP: rank 0 alone writes the (replicated) state
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d) if saved else None)
         else:
             ray.train.report(metrics)
         t_log = time.monotonic()
+    return last_loss
 
-    ppl = _dev_perplexity(strategy, dev_rows, pad_id, cfg.micro_batch_size) if dev_shard is not None else None
-    state_dict = strategy.hf_state_dict()  # collective under ZeRO-3: every rank takes part
-    peak, setup_peak = _all_reduce([memory.stop(), setup_peak], "max")
+
+def save_final(w: Worker, last_loss: float) -> None:
+    """The held-out perplexity, then rank 0 reports the Hugging Face model folder (with its training record) as the
+    final checkpoint; every rank takes part in gathering the weights."""
+    import ray.train
+
+    ppl = _dev_perplexity(w.strategy, w.dev_rows, w.pad_id, w.cfg.micro_batch_size) if w.dev_rows is not None else None
+    state_dict = w.strategy.hf_state_dict()  # collective under ZeRO-3: every rank takes part
+    peak, setup_peak = _all_reduce([w.memory.stop(), w.setup_peak], "max")
     final = {
-        "step": step,
-        "total_steps": total,
-        "resumed_from_step": resumed_from,
+        "step": w.step,
+        "total_steps": w.total,
+        "resumed_from_step": w.resumed_from,
         "final_loss": last_loss,  # mean loss of the last logged interval
-        "worker_seconds": time.monotonic() - started,
+        "worker_seconds": time.monotonic() - w.started,
         "peak_rss_gb": peak / GB,
         "setup_peak_rss_gb": setup_peak / GB,
         "dev_perplexity": ppl,
-        "precision": precision.name,
+        "precision": w.precision.name,
     }
-    progress("saving")
+    w.progress("saving")
     with tempfile.TemporaryDirectory() as d:
-        if rank == 0:
+        if w.rank == 0:
             out = Path(d) / HF_DIR
             prefix = "lm."  # AssistantLoss wraps the Hugging Face model as .lm
             weights = {k.removeprefix(prefix): v for k, v in state_dict.items()}
-            strategy.module.lm.save_pretrained(out, state_dict=weights, safe_serialization=True)
-            tokenizer.save_pretrained(out)
-            write_record(out / TRAIN_RECORD, TrainingRecord.new(train=config["train"], **final))
+            w.strategy.module.lm.save_pretrained(out, state_dict=weights, safe_serialization=True)
+            w.tokenizer.save_pretrained(out)
+            write_record(out / TRAIN_RECORD, TrainingRecord.new(train=w.config["train"], **final))
             ray.train.report(final | {"final": True}, checkpoint=ray.train.Checkpoint.from_directory(d))
         else:
             ray.train.report(final | {"final": True})
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train's per-worker function: set up, step, save."""
+    worker = setup_worker(config)
+    save_final(worker, run_steps(worker))

@@ -80,9 +80,9 @@ def test_negative_source_regenerated_variants_come_after_the_model_that_regenera
     assert [v.name for v in vs] == ["vanilla", "nat-imported", "nut-imported", "nat-regenerated", "nut-regenerated"]
     assert [v.negative_source for v in vs] == ["imported"] * 3 + ["regenerated"] * 2
     check_counts(vs, positives=10, negatives=10, where="traj")  # regenerated negatives are checked when they exist
-    check_counts(vs, positives=0, negatives=10, where="regen", regenerated=True)
+    check_counts(vs, positives=0, negatives=10, where="regen", source="regenerated")
     with pytest.raises(InputError, match=r"study.negatives: 10 negatives asked \(nat-regenerated\) but regen has 9: m"):
-        check_counts(vs, positives=0, negatives=9, where="regen", regenerated=True, hint=": more")
+        check_counts(vs, positives=0, negatives=9, where="regen", source="regenerated", hint=": more")
     with pytest.raises(InputError, match=r"study.regenerate_from: 'nat' is not a variant trained on the collected"):
         study = StudyConfig(modes=["nat"], negative_source=["regenerated"], regenerate_from="nat")
         expand(BuildStageConfig(), study, 0)

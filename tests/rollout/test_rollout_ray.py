@@ -16,7 +16,7 @@ from nat_ray.errors import InputError
 from nat_ray.rollout.driver import run_rollout
 from nat_ray.storage import read_trajectories
 from nat_ray.types import Label
-from tests.conftest import assert_exactly_once, run_killing, run_until_killed
+from tests.conftest import assert_exactly_once, own_processes, run_killing, run_until_killed
 from tests.policy.fake_openai import FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,12 +48,9 @@ def _parts(out: Path) -> int:
 
 def _sigkill_actor_process(title: str) -> list[int]:
     """SIGKILL the worker process of an actor (Ray titles it "ray::<class name>"), as a lost node or OOM would."""
-    import psutil
-
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        if title in " ".join(p.info["cmdline"] or []) and p.info["pid"] != os.getpid():
-            os.kill(p.info["pid"], signal.SIGKILL)
-            return [p.info["pid"]]
+    for pid in own_processes(title):  # this test's cluster only
+        os.kill(pid, signal.SIGKILL)
+        return [pid]
     return []
 
 

@@ -14,7 +14,7 @@ from nat_ray.errors import InputError
 from nat_ray.hardware import resolve_bf16
 from nat_ray.storage import write_jsonl
 from nat_ray.training.trainer import run_train
-from tests.conftest import run_killing
+from tests.conftest import own_processes, run_killing
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -138,8 +138,6 @@ def test_two_workers_learn_a_toy_set(tmp_path: Path, tiny_llama: Path, ray_local
 def test_ddp_resumes_after_a_killed_worker_with_the_same_final_step(
     tmp_path: Path, tiny_llama: Path, ray_local
 ) -> None:
-    import psutil
-
     data = _toy_set(tmp_path / "toy.jsonl", 96)
     cfg = _cfg(
         tmp_path,
@@ -160,11 +158,10 @@ def test_ddp_resumes_after_a_killed_worker_with_the_same_final_step(
 
     def kill_after_checkpoint() -> bool:
         if max(registered_steps(), default=0) >= 4:  # the step-3 checkpoint is registered
-            for p in psutil.process_iter(["pid", "cmdline"]):
-                if "RayTrainWorker" in " ".join(p.info["cmdline"] or []):
-                    os.kill(p.info["pid"], signal.SIGKILL)
-                    killed.append(p.info["pid"])
-                    return True
+            for pid in own_processes("RayTrainWorker"):  # this test's cluster only
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return True
         return False  # not yet, or no worker process seen yet: look again
 
     summary = run_killing(lambda: run_train(cfg), kill_after_checkpoint)
