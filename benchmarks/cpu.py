@@ -1,6 +1,6 @@
 """What this CPU gives the project's model work: its matmul rate per number format, and a training step's rate.
 
-    python benchmarks/cpu.py [--model smollm2] [--steps 4] [--json PATH]
+    python benchmarks/cpu.py [--model smollm2] [--steps 4] [--quick] [--json PATH]
 
 Every time in these docs is a CPU's: the same 2-core job runs ~10x faster on a CPU that multiplies bfloat16 natively
 (Intel AMX, AVX512-BF16) than on one with AVX2 alone. This names the machine a figure comes from and says what to
@@ -93,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--steps", type=int, default=4, help="training steps timed (0: matmuls only)")
+    parser.add_argument("--quick", action="store_true", help="0.2 s per matmul rate instead of 1 s")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
@@ -104,7 +105,8 @@ def main() -> None:
     result["gflops"] = {}
     for dtype in (torch.float32, torch.bfloat16):
         for shape, m in SHAPES.items():
-            one, all_ = gflops(dtype, m, 1), gflops(dtype, m, cores)
+            seconds = 0.2 if args.quick else 1.0
+            one, all_ = gflops(dtype, m, 1, seconds), gflops(dtype, m, cores, seconds)
             result["gflops"][f"{str(dtype).removeprefix('torch.')} {shape}"] = [one, all_]
             print(f"| {str(dtype).removeprefix('torch.')} | {shape} | {one:.1f} | {all_:.1f} |")
     if args.steps:

@@ -33,6 +33,13 @@ def test_calculator_benchmark_quick(tmp_path: Path) -> None:
     assert "p50_ratio" in stdout
 
 
+def test_cpu_benchmark_names_the_precision_and_the_matmul_rates(tmp_path: Path) -> None:
+    result, stdout = _run_quick("cpu.py", tmp_path / "cpu.json", "--steps", "0", timeout=300)
+    assert result["auto"] in ("float32", "bfloat16") and result["cores"] >= 1
+    assert len(result["gflops"]) == 4 and all(one > 0 and many > 0 for one, many in result["gflops"].values())
+    assert "auto precision:" in stdout
+
+
 @pytest.mark.slow
 def test_search_benchmark_quick(tmp_path: Path, minilm: Path) -> None:
     result, _ = _run_quick("search.py", tmp_path / "search.json", timeout=900)
