@@ -11,6 +11,14 @@ VENV=${NAT_RAY_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 CONFIG=${QUICKSTART_CONFIG:-configs/quickstart.yaml}
 start=$(date +%s)
+# the README's times are a CPU's that multiplies bf16 natively: say so up front where this one does not
+python -c "
+import torch
+from nat_ray.hardware import bf16_support
+ok, found = bf16_support(torch.cuda.is_available())
+if not ok:
+    print(f'quickstart: this {found}: training and generation run in float32, ~6x slower than on the CPU the '
+          'README times this job on, so expect ~6x its time (docs/benchmarks.md, \"Which CPU\")')"
 # what the config needs: its output folder, and whether its tasks search (the StrategyQA job) or calculate (math)
 read -r OUT SEARCH < <(python -c "
 import sys
