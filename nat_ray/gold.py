@@ -27,7 +27,7 @@ from pathlib import Path
 from nat_ray.errors import InputError
 from nat_ray.react import Episode
 from nat_ray.records import DatasetManifest
-from nat_ray.storage import manifest, read_records, write_trajectories
+from nat_ray.storage import read_records, write_made_trajectories
 from nat_ray.tasks import Question, TaskSpec, get_task
 from nat_ray.tasks.graders import as_number
 from nat_ray.tools import safe_sympy
@@ -143,10 +143,6 @@ def collect_gold(
             trajectories.append(made)
     if not trajectories:
         raise InputError(f"{questions_file}: no solution became a gold trajectory ({dict(left_out)})")
-    counts = {"trajectories": len(trajectories), "positive": len(trajectories), "negative": 0, "error": 0,
-              "solutions": solutions, **{f"left_out_{r}": left_out.get(r, 0) for r in REASONS}}  # fmt: skip
     config = {"kind": "gold", "task": task.name, "questions": str(questions_file), "max_turns": max_turns,
               "limit": limit}  # fmt: skip
-    meta = manifest("trajectories", config, counts)
-    write_trajectories(trajectories, out, meta, overwrite=True)
-    return meta
+    return write_made_trajectories(trajectories, left_out, REASONS, out, config, solutions=solutions)

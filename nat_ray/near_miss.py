@@ -27,7 +27,7 @@ from pathlib import Path
 from nat_ray.errors import InputError
 from nat_ray.react import Episode, parse_reply, split_reply
 from nat_ray.records import DatasetManifest
-from nat_ray.storage import manifest, read_trajectories, write_trajectories
+from nat_ray.storage import read_trajectories, write_made_trajectories
 from nat_ray.tasks import Question, get_task
 from nat_ray.tasks.graders import as_number
 from nat_ray.types import Trajectory
@@ -151,9 +151,5 @@ def make_near_misses(
             made.append(result)
     if not made:
         raise InputError(f"{trajectories}: no near miss could be made ({dict(left_out)})")
-    counts = {"trajectories": len(made), "positive": 0, "negative": len(made), "error": 0, "sources": len(sources),
-              **{f"left_out_{r}": left_out.get(r, 0) for r in REASONS}}  # fmt: skip
     config = {"kind": "near-miss", "from": str(trajectories), "seed": seed, "questions": len(ids) if ids else None}
-    meta = manifest("trajectories", config, counts)
-    write_trajectories(made, out, meta, overwrite=True)
-    return meta
+    return write_made_trajectories(made, left_out, REASONS, out, config, sources=len(sources))

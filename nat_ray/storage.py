@@ -28,6 +28,7 @@ from nat_ray.types import (
     EXAMPLE_ARROW_SCHEMA,
     TRAJECTORY_ARROW_SCHEMA,
     Example,
+    Label,
     LabelledCompletion,
     PreferencePair,
     Trajectory,
@@ -219,6 +220,25 @@ def parquet_parts(path: str | Path) -> list[Path]:
     if not parts:
         raise InputError(f"{path}: no Parquet files in this folder")
     return parts
+
+
+def write_made_trajectories(
+    made: list[Trajectory],
+    left_out: dict[str, int],
+    reasons: Sequence[str],
+    out_dir: str | Path,
+    config: dict,
+    **counts: int,
+) -> DatasetManifest:
+    """Write trajectories made from sources (gold solutions, correct trajectories): the manifest counts them by label,
+    and what was left out by each of ``reasons`` (``left_out_<reason>``, 0 where none was)."""
+    labels = [t.label for t in made]
+    counts = {"trajectories": len(made), "positive": labels.count(Label.POSITIVE),
+              "negative": labels.count(Label.NEGATIVE), "error": 0, **counts,
+              **{f"left_out_{r}": left_out.get(r, 0) for r in reasons}}  # fmt: skip
+    meta = manifest("trajectories", config, counts)
+    write_trajectories(made, out_dir, meta, overwrite=True)
+    return meta
 
 
 def read_trajectories(path: str | Path) -> list[Trajectory]:

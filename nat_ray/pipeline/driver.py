@@ -33,7 +33,7 @@ from nat_ray.errors import InputError
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.power_plan import plan_lines
 from nat_ray.pipeline.rollouts import regenerate, rollout_stage, rollout_view, round_rollout
-from nat_ray.pipeline.sets import build_stage, compute_budgets, mode_train, train_section
+from nat_ray.pipeline.sets import build_stage, compute_budgets, mode_train, set_upstream, train_section
 from nat_ray.pipeline.stages import run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand, sft_init
 from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
@@ -162,7 +162,7 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
         near = {"near_miss": made.config_hash}
     variants, built_first, sizes, goals = compute_budgets(plan, collected, say, near)
     for v in variants:
-        upstream = {"collect": collected.config_hash} | (near if v.near_miss else {})
+        upstream = set_upstream(v, collected, near)
         if v.regenerated:
             if regenerated is None:
                 source = plan.cfg.study.regenerate_from if plan.cfg.study else "vanilla"

@@ -36,12 +36,9 @@ def compute_budgets(
     variants = [v for v in plan.variants if not v.control]
     if match == "epochs" and not controls:
         return variants, {}, {}, {}
-
     # a control's set is its twin's: built (and tokenised) once, under the twin's name, until the control is kept
-    def upstream(v: Variant) -> dict[str, str]:
-        return {"collect": collected.config_hash} | ((near_miss or {}) if v.near_miss else {})
-
-    built = {v.name: build_stage(plan, v, upstream(v), say) for v in variants if not v.regenerated and v.round == 1}
+    built = {v.name: build_stage(plan, v, set_upstream(v, collected, near_miss), say)
+             for v in variants if not v.regenerated and v.round == 1}  # fmt: skip
     budgets = {v.name: set_budget(plan, v) for v in variants if v.name in built}
     goals: dict[str, float | None] = {}
     for m in sorted({match, *controls} - {"epochs"}):
@@ -57,6 +54,12 @@ def compute_budgets(
     if dropped:
         say(f"pipeline: study.controls: {', '.join(dropped)} left out (their variant already trains the target)")
     return kept, built, budgets, goals
+
+
+def set_upstream(v: Variant, collected: StageManifest, near_miss: dict[str, str] | None) -> dict[str, str]:
+    """The stages a variant's set is built from, before any training: the collected trajectories, and the near-miss
+    stage (``near_miss``: its hash) for a variant whose negatives are near misses."""
+    return {"collect": collected.config_hash} | ((near_miss or {}) if v.near_miss else {})
 
 
 def train_section(
