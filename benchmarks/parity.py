@@ -5,10 +5,11 @@
                                 [--limit 100] [--dataset strategyqa] [--json PATH]
 
 Both runs use the config's eval and tools (the quickstart's: StrategyQA with BM25 search, up to 4 turns), the
-transformers engine with ``policy.dtype`` pinned to ``bfloat16`` and to ``float32``, ``eval.temperature: 0`` (greedy:
-the only difference between the runs is the arithmetic). Episodes are paired by question: ``agreement`` is the share
-of questions graded the same, ``same_transcript`` the share whose every turn is identical, and ``p_mcnemar`` the exact
-McNemar p-value on the discordant pairs (bf16 right / float32 wrong and the reverse).
+transformers engine with ``policy.dtype`` pinned to ``bfloat16`` and to ``float32`` (``eval.repeatable: false``),
+``eval.temperature: 0`` (greedy: the only difference between the runs is the arithmetic). Episodes are paired by
+question: ``agreement`` is the share of questions graded the same, ``same_transcript`` the share whose every turn is
+identical, and ``p_mcnemar`` the exact McNemar p-value on the discordant pairs (bf16 right / float32 wrong and the
+reverse).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
                     f"out={tmp}/{dtype}",
                     f"policy.model={args.model}",
                     f"policy.dtype={dtype}",
+                    "eval.repeatable=false",  # else an eval decodes in float32 whatever policy.dtype says
                     "eval.temperature=0",
                     f"eval.limit={args.limit}",
                     f"eval.datasets=[{args.dataset}]",

@@ -7,14 +7,15 @@
 
 The eval is the config's (the quickstart's: StrategyQA with BM25 search, up to 4 turns) of ``--model`` (a fine-tuned
 checkpoint: the base SmolLM2 ends nearly every episode with one malformed reply, which would make agreement trivial)
-on the default ``cached`` engine (bfloat16 where the CPU has it). Each setting runs twice with the same run seed:
-once with many episodes sharing the engine's batch (``max_batch_size`` 32, 32 episodes per worker) and once with few
-(4 and 4), so every episode meets different neighbours, in a different order. Episodes are matched by (question,
-sample): ``same_transcript`` is the share whose every turn (and malformed reply) is identical, ``same_prediction`` the
-share with the same final answer, ``same_reward`` the same grade. Settings: greedy (``temperature: 0``), sampled (0.7,
-seed 1), and the sampled eval again with another seed (2) against seed 1, to show what agreement by chance looks like.
-Greedy also runs the crowded eval a second time (``greedy_repeat``: the same config twice). ``--only greedy`` skips
-the sampled settings; ``policy.dtype=float32`` as an override measures the float32 engine.
+on the default ``cached`` engine, which an eval runs in float32 (``eval.repeatable``, on by default); the override
+``eval.repeatable=false`` measures it in the policy's own dtype (bfloat16 where the CPU has it). Each setting runs
+twice with the same run seed: once with many episodes sharing the engine's batch (``max_batch_size`` 32, 32 episodes
+per worker) and once with few (4 and 4), so every episode meets different neighbours, in a different order. Episodes
+are matched by (question, sample): ``same_transcript`` is the share whose every turn (and malformed reply) is
+identical, ``same_prediction`` the share with the same final answer, ``same_reward`` the same grade. Settings: greedy
+(``temperature: 0``), sampled (0.7, seed 1), and the sampled eval again with another seed (2) against seed 1, to show
+what agreement by chance looks like. Greedy also runs the crowded eval a second time (``greedy_repeat``: the same
+config twice). ``--only greedy`` skips the sampled settings.
 
 Where agreement is below 1, the engine's arithmetic differs with the batch (bf16 padding changes rounding); in
 float32 the cached engine's replies equal ``generate``'s (tests/policy/test_kv_engine.py).

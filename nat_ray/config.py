@@ -112,6 +112,11 @@ class EvalConfig(StrictModel):
     batch_size: int = Field(4, ge=1)
     max_episode_attempts: int = Field(2, ge=1)
     flush_every: int = Field(256, ge=1)
+    # the transformers engine decodes an eval in float32 whatever policy.dtype's auto picks: then a rerun gives the
+    # same transcripts whatever else shares the engine's batches (bf16 rounds differently with its neighbours and
+    # repeats ~70% of greedy episodes; docs/benchmarks.md), at ~1.4x the eval time where the CPU has bf16 (none
+    # where it has not: auto is float32 there). false: the policy's own dtype, faster and not repeatable
+    repeatable: bool = True
 
     @field_validator("datasets")
     @classmethod

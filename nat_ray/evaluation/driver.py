@@ -18,7 +18,14 @@ import pyarrow as pa
 from nat_ray.config import RunConfig, dump_config
 from nat_ray.errors import InputError
 from nat_ray.evaluation.metrics import eval_metrics, group_by_task
-from nat_ray.evaluation.plan import DatasetPlan, checkpoint_training, identity, plan_eval, resolve_template
+from nat_ray.evaluation.plan import (
+    DatasetPlan,
+    checkpoint_training,
+    eval_policy,
+    identity,
+    plan_eval,
+    resolve_template,
+)
 from nat_ray.records import METRICS, EvalMetrics
 from nat_ray.rollout.driver import check_endpoint, start_ray, validate_search
 from nat_ray.rollout.stream import run_episodes, steady_rate
@@ -29,6 +36,8 @@ from nat_ray.storage import dataset_manifest, read_trajectories, write_record
 def _policy_info(cfg: RunConfig, training: dict | None) -> dict:
     pc, ec = cfg.policy_section, cfg.eval_section
     info: dict = {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens}
+    if pc.kind == "transformers":
+        info |= {"dtype": pc.dtype, "repeatable": ec.repeatable}
     info |= {"temperature": ec.temperature, "samples": ec.samples, "max_turns": ec.max_turns}
     if training is not None:
         info["training"] = {k: training.get(k) for k in ("mode", "template")}
@@ -49,6 +58,7 @@ def _validate(cfg: RunConfig) -> tuple[str, str, dict | None, list[DatasetPlan]]
 
 def run_eval(cfg: RunConfig, progress: bool = True) -> dict:
     """Run what is missing, then compute and write ``metrics.json``; returns it."""
+    cfg = eval_policy(cfg)
     template, why, training, plans = _validate(cfg)
     ec, out = cfg.eval_section, cfg.eval_dir()
     say = print if progress else (lambda *_a, **_k: None)

@@ -138,6 +138,19 @@ def plan_eval(cfg: RunConfig, template_name: str, training: dict | None) -> list
     return plans
 
 
+def eval_policy(cfg: RunConfig) -> RunConfig:
+    """The config an eval runs with: under ``eval.repeatable`` the transformers engine decodes in float32."""
+    ec, pc = cfg.eval_section, cfg.policy_section
+    if not ec.repeatable or pc.kind != "transformers" or pc.dtype == "float32":
+        return cfg
+    if pc.dtype == "bfloat16":
+        raise InputError(
+            "policy.dtype: bfloat16 with eval.repeatable: true: a bf16 decode depends on what shares its batch, so a "
+            "rerun would not repeat itself; set eval.repeatable: false to evaluate in bfloat16, or policy.dtype: auto"
+        )
+    return cfg.model_copy(update={"policy": pc.model_copy(update={"dtype": "float32"})})
+
+
 def identity(cfg: RunConfig, plan: DatasetPlan) -> dict:
     """The settings that define a data set's eval episodes; resuming into an output made with others is refused."""
     ec, pc = cfg.eval_section, cfg.policy_section
@@ -148,7 +161,8 @@ def identity(cfg: RunConfig, plan: DatasetPlan) -> dict:
         "temperature": ec.temperature,
         "samples": ec.samples,
         "max_turns": ec.max_turns,
-        "policy": {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens},
+        "policy": {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens}
+        | ({"dtype": pc.dtype} if pc.kind == "transformers" else {}),
         "source": plan.settings.source,
         **seed_identity(cfg.seed, [ec.temperature]),
     }

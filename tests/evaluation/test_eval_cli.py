@@ -84,6 +84,23 @@ def test_bad_eval_input_is_one_clear_line_before_any_work(tmp_path: Path) -> Non
     assert r.returncode == 2 and "eval on gsm8k" in r.stderr and "unknown template 'no-such-template'" in r.stderr
     r = run_cli("eval", "--config", str(config), f"out={tmp_path}", "eval.questions={strategyqa: x.jsonl}")
     assert r.returncode == 2 and "questions: 'strategyqa' is not one of eval.datasets" in r.stderr
+    # a bf16 decode depends on its batch company, so a repeatable eval (the default) refuses it, naming both keys
+    bf16 = "policy={kind: transformers, model: smollm2, dtype: bfloat16}"
+    r = run_cli("eval", "--config", str(config), f"out={tmp_path}", bf16)
+    assert r.returncode == 2 and "policy.dtype: bfloat16 with eval.repeatable: true" in r.stderr
     r = run_cli("eval", "--trajectories", str(tmp_path))
     assert r.returncode == 2 and "--trajectories DIR needs --out OUT" in r.stderr
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_repeatable_eval_decodes_an_engine_policy_in_float32_and_leaves_the_rest() -> None:
+    from nat_ray.config import load_config
+    from nat_ray.evaluation.plan import eval_policy
+
+    config = REPO / "configs/eval_smollm2.yaml"
+    assert eval_policy(load_config(config, [])).policy_section.dtype == "float32"  # auto -> float32 for the eval
+    assert eval_policy(load_config(config, ["eval.repeatable=false"])).policy_section.dtype == "auto"
+    fast = load_config(config, ["eval.repeatable=false", "policy.dtype=bfloat16"])
+    assert eval_policy(fast).policy_section.dtype == "bfloat16"
+    scripted = load_config(REPO / "configs/ci_eval_scripted.yaml", [])
+    assert eval_policy(scripted) is scripted

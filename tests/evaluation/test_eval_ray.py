@@ -94,6 +94,19 @@ def test_a_nat_checkpoint_is_evaluated_through_the_engine_with_its_hint(
         trajs = assert_exactly_once(tmp_path / "eval" / name, 3)
         assert all(t.model == str(checkpoint) for t in trajs)
         assert metrics["datasets"][name]["n"] + metrics["datasets"][name]["errors"] == 3
+    # eval.repeatable (the default): float32 whatever auto picks, so the same eval run with other batch company (one
+    # episode at a time instead of six together) samples the same seeded transcripts, token for token
+    assert metrics["policy"]["dtype"] == "float32" and metrics["policy"]["repeatable"] is True
+    alone = [*overrides, f"eval.out={tmp_path / 'alone'}", "policy.max_batch_size=1", "eval.episodes_per_worker=1"]
+    again = run_eval(load_config(CONFIG, alone), progress=False)
+    assert again["datasets"]["gsm8k"]["accuracy"] == metrics["datasets"]["gsm8k"]["accuracy"]
+
+    def transcripts(folder: Path) -> dict:  # every reply, the malformed last one included
+        return {t.id: ([x.content for x in t.turns], t.malformed_reply) for t in read_trajectories(folder)}
+
+    for name in ("gsm8k", "multiarith"):
+        first, second = transcripts(tmp_path / "eval" / name), transcripts(tmp_path / "alone" / name)
+        assert first == second and all(turns or reply for turns, reply in first.values())
     # a template the checkpoint was not trained with is allowed, with a warning naming both
     r = subprocess.run(
         [sys.executable, "-m", "nat_ray.cli", "eval", "--no-progress", "--config", str(CONFIG), *overrides,
