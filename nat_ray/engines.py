@@ -29,11 +29,13 @@ class EngineKind:
     """``target``: ``"module:Class"``, imported only when an engine starts (vLLM and OpenVINO are optional installs);
     ``kwargs``: the class's constructor arguments from the policy section; ``serves_checkpoints``: its ``model`` is a
     model folder or prepared name (so a run's fine-tuned checkpoints can be served, and the folder is checked before
-    anything starts) rather than a format of its own (an OpenVINO IR folder)."""
+    anything starts) rather than a format of its own (an OpenVINO IR folder); ``reads_dtype``: it decodes in
+    ``policy.dtype`` (so an eval can ask it for float32, ``eval.repeatable``, and records the dtype)."""
 
     target: str
     kwargs: Callable[[PolicyConfig], dict[str, Any]]
     serves_checkpoints: bool = True
+    reads_dtype: bool = False
 
     def load(self) -> type:
         module, _, name = self.target.partition(":")
@@ -54,6 +56,7 @@ ENGINES: dict[str, EngineKind] = {
             "batching": cfg.batching,
             "dtype": cfg.dtype,
         },
+        reads_dtype=True,
     ),
     "vllm": EngineKind("nat_ray.policy.vllm_engine:VLLMEngine", lambda cfg: {"model": cfg.model}),
     "openvino": EngineKind(
@@ -75,3 +78,9 @@ def serves_checkpoints(kind: str) -> bool:
     """An engine whose ``model`` is a model folder or prepared name: it can serve a run's fine-tuned models."""
     engine = ENGINES.get(kind)
     return engine is not None and engine.serves_checkpoints
+
+
+def reads_dtype(kind: str) -> bool:
+    """An engine that decodes in ``policy.dtype``."""
+    engine = ENGINES.get(kind)
+    return engine is not None and engine.reads_dtype

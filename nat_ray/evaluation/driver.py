@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from nat_ray.config import RunConfig, dump_config
+from nat_ray.engines import reads_dtype
 from nat_ray.errors import InputError
 from nat_ray.evaluation.metrics import eval_metrics, group_by_task
 from nat_ray.evaluation.plan import (
@@ -36,7 +37,7 @@ from nat_ray.storage import dataset_manifest, read_trajectories, write_record
 def _policy_info(cfg: RunConfig, training: dict | None) -> dict:
     pc, ec = cfg.policy_section, cfg.eval_section
     info: dict = {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens}
-    if pc.kind == "transformers":
+    if reads_dtype(pc.kind):
         info |= {"dtype": pc.dtype, "repeatable": ec.repeatable}
     info |= {"temperature": ec.temperature, "samples": ec.samples, "max_turns": ec.max_turns}
     if training is not None:

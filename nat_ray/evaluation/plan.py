@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nat_ray.config import RunConfig
-from nat_ray.engines import serves_checkpoints
+from nat_ray.engines import reads_dtype, serves_checkpoints
 from nat_ray.episode import EpisodeSettings, EpisodeSpec, seed_identity
 from nat_ray.errors import InputError
 from nat_ray.prompts import PromptTemplate, get_template
@@ -139,9 +139,10 @@ def plan_eval(cfg: RunConfig, template_name: str, training: dict | None) -> list
 
 
 def eval_policy(cfg: RunConfig) -> RunConfig:
-    """The config an eval runs with: under ``eval.repeatable`` the transformers engine decodes in float32."""
+    """The config an eval runs with: under ``eval.repeatable`` an engine that reads ``policy.dtype`` (the
+    transformers one) decodes in float32."""
     ec, pc = cfg.eval_section, cfg.policy_section
-    if not ec.repeatable or pc.kind != "transformers" or pc.dtype == "float32":
+    if not ec.repeatable or not reads_dtype(pc.kind) or pc.dtype == "float32":
         return cfg
     if pc.dtype == "bfloat16":
         raise InputError(
@@ -162,7 +163,7 @@ def identity(cfg: RunConfig, plan: DatasetPlan) -> dict:
         "samples": ec.samples,
         "max_turns": ec.max_turns,
         "policy": {"kind": pc.kind, "model": pc.model, "max_tokens": pc.max_tokens}
-        | ({"dtype": pc.dtype} if pc.kind == "transformers" else {}),
+        | ({"dtype": pc.dtype} if reads_dtype(pc.kind) else {}),
         "source": plan.settings.source,
         **seed_identity(cfg.seed, [ec.temperature]),
     }
