@@ -3,7 +3,7 @@
     python benchmarks/search.py [--quick] [--json PATH] [--dpr DPR_READER_DIR] [--index DIR] [--data-dir DIR]
                                 [--throughput-model minilm|mpnet] [--rounds N]
 
-Workload: the 300 HotpotQA questions of ``hotpotqa_distractor/rpt_dev.jsonl`` (``--quick``: 8), each question as
+Workload: the 300 HotpotQA questions of ``hotpotqa_distractor/rpt_dev.jsonl`` (``--quick``: 4), each question as
 the query, over the local corpus (HotpotQA distractor paragraphs + StrategyQA facts, ~15k passages; built in a
 temporary folder unless ``--index`` is given).
 
@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--throughput-model", choices=["minilm", "mpnet"], default="minilm")
     args = ap.parse_args()
     data_dir = resolve_data_dir(args.data_dir)
-    questions = load_questions(data_dir, 8 if args.quick else None)
+    questions = load_questions(data_dir, 4 if args.quick else None)  # quick: MPNet on 2 float32 cores ~10 s/question
     rounds = args.rounds or (1 if args.quick else 3)
     mpnet, minilm = prepare("mpnet"), prepare("minilm")
     result: dict = {"questions": len(questions), "quick": args.quick}

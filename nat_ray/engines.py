@@ -61,7 +61,14 @@ ENGINES: dict[str, EngineKind] = {
     "vllm": EngineKind("nat_ray.policy.vllm_engine:VLLMEngine", lambda cfg: {"model": cfg.model}),
     "openvino": EngineKind(
         "nat_ray.policy.openvino_engine:OVEngine",
-        lambda cfg: {"model": cfg.model, "max_batch_size": cfg.max_batch_size, "num_threads": _threads(cfg)},
+        lambda cfg: {
+            "model": cfg.model,
+            "max_batch_size": cfg.max_batch_size,
+            "num_threads": _threads(cfg),
+            "dtype": cfg.dtype,
+        },
+        # it reads policy.dtype (auto: OpenVINO's CPU defaults; float32: f32 arithmetic and KV cache), but whether its
+        # float32 decode repeats itself whatever shares its batches is not measured: eval.repeatable leaves it alone
         serves_checkpoints=False,
     ),
 }

@@ -19,6 +19,15 @@ from typing import Any
 from nat_ray.errors import InputError
 from nat_ray.policy.base import Completion, SamplingParams, chat_token_ids, settle_threadsafe, trim_at_stop
 
+# policy.dtype -> the CPU plugin's properties. ``auto`` keeps OpenVINO's own choices (what a user of it gets: bf16
+# where the CPU has it, and on x86 a u8-compressed KV cache); float32 asks for f32 arithmetic and an f32 KV cache, the
+# setting whose greedy replies can equal transformers' float32 ``generate``.
+_PRECISION: dict[str, dict[str, str]] = {
+    "auto": {},
+    "float32": {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"},
+    "bfloat16": {"INFERENCE_PRECISION_HINT": "bf16"},
+}
+
 
 class OVEngine:
     def __init__(
@@ -27,7 +36,7 @@ class OVEngine:
         max_batch_size: int = 16,
         num_threads: int | None = None,
         cache_gb: float = 2.0,
-        precision: str = "bf16",
+        dtype: str = "auto",
     ) -> None:
         try:
             import openvino_genai as og
@@ -46,7 +55,10 @@ class OVEngine:
         sched.max_num_batched_tokens = max(512, 64 * max_batch_size)
         sched.dynamic_split_fuse = True
         sched.cache_size = max(1, int(cache_gb))
-        props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+        if dtype not in _PRECISION:
+            raise InputError(f"policy.dtype: {dtype!r} is not one of {sorted(_PRECISION)} for the openvino engine")
+        props: dict[str, Any] = dict(_PRECISION[dtype])
+        self.dtype = dtype
         if num_threads:
             props["INFERENCE_NUM_THREADS"] = num_threads
         self._og = og
@@ -57,7 +69,9 @@ class OVEngine:
         self._thread.start()
 
     def precision(self) -> str:
-        return "openvino CPU inference precision hint (bf16 where the CPU has it)"
+        if self.dtype == "auto":
+            return "auto (OpenVINO's CPU defaults: bf16 where the CPU has it, an 8-bit KV cache)"
+        return f"{self.dtype} (inference precision and KV cache)"
 
     def _config(self, params: SamplingParams) -> Any:
         gc = self._og.GenerationConfig()

@@ -53,3 +53,28 @@ def test_openvino_replies_are_cut_at_the_stop_string_and_counted() -> None:
         assert " " not in cut.text.strip() and cut.completion_tokens < 24
     finally:
         engine.close()
+
+
+@pytest.mark.skipif(
+    not (HAVE_OPENVINO and os.environ.get("NAT_RAY_OPENVINO_MODEL")), reason="no OpenVINO IR export named"
+)
+def test_openvino_in_float32_replies_as_generate_does_on_single_turns(smollm2: Path) -> None:
+    """``dtype: float32`` (f32 arithmetic and KV cache): greedy single-turn replies equal transformers' float32
+    ``generate`` (benchmarks/eval.py (b): 64 of 64 episodes; long multi-turn contexts do not, docs/benchmarks.md)."""
+    from nat_ray.policy.hf_engine import HFEngine
+    from nat_ray.policy.openvino_engine import OVEngine
+
+    engine = OVEngine(os.environ["NAT_RAY_OPENVINO_MODEL"], max_batch_size=4, num_threads=2, dtype="float32")
+    reference = HFEngine(smollm2, max_batch_size=1, dtype="float32")
+    convs = [[{"role": "user", "content": q}] for q in ("What is 12 * 7?", "Name a prime above 10.", "Say hello.")]
+    params = SamplingParams(temperature=0.0, max_tokens=24)
+    try:
+
+        async def ask():
+            return await asyncio.gather(*(engine.generate(c, params) for c in convs))
+
+        replies = asyncio.run(ask())
+        assert engine.precision().startswith("float32")
+        assert [r.text for r in replies] == [reference.generate_batch([c], params)[0].text for c in convs]
+    finally:
+        engine.close()
