@@ -12,7 +12,8 @@
     episode at a time, one plain ``generate`` per call, on the first ``--loop-episodes``: all; quick: 8) against all
     ``--episodes`` (64, the quickstart engine's batch) at once, each engine in a fresh process (as an engine
     actor runs), through each engine: ``cached`` (the default), ``static``, ``continuous`` (transformers'),
-    ``static`` in float32 (a full run; ``engine_bf16_speedup``) and, with ``--openvino IR_FOLDER``, OpenVINO GenAI
+    ``static`` in float32 (a full run; ``engine_bf16_speedup``), ``cached_mkl`` (float32: torch's own linears
+    instead of oneDNN's packed ones) and, with ``--openvino IR_FOLDER``, OpenVINO GenAI
     (its CPU defaults, and float32 with an f32 KV cache). ``engine_speedup``: generated tokens/s of the default engine
     over the paper loop's (a rate: the loop's does not depend on how many episodes it runs).
 (c) Multi-turn replay: NATInstruct StrategyQA trajectories replayed turn by turn through the same engines (see
@@ -144,15 +145,17 @@ def _make_engine(name: str, batch: int, args):
     batching, dtype = {
         "paper_loop": ("static", "auto"),
         "static_float32": ("static", "float32"),
+        "cached_mkl": ("cached", "auto"),
     }.get(name, (name, "auto"))
     eng = HFEngine(resolve_model_path("smollm2"), max_batch_size=batch, num_threads=args.threads, batching=batching,
-                   dtype=dtype)  # fmt: skip
+                   dtype=dtype, pack=name != "cached_mkl")  # fmt: skip
     label = eng.precision().split(" ")[0]
     return (PlainGenerate(eng) if name == "paper_loop" else eng), label
 
 
 def _engine_names(args, full_only: tuple[str, ...] = ()) -> list[str]:
-    names = ["paper_loop", "cached", "static", "continuous"]
+    # cached_mkl: the default engine with torch's own float32 linears (MKL) instead of oneDNN's packed ones
+    names = ["paper_loop", "cached", "cached_mkl", "static", "continuous"]
     if not args.quick:
         names += list(full_only)
     if args.openvino:  # as OpenVINO's users get it (its CPU defaults), and in float32 (f32 KV cache too)

@@ -22,6 +22,8 @@ def test_the_engine_loads_in_the_resolved_dtype_and_generates(smollm2: Path, dty
     expected = resolve_bf16(dtype, "policy.dtype", cuda=False)
     assert next(engine.model.parameters()).dtype == (torch.bfloat16 if expected.bf16 else torch.float32)
     assert engine.precision().startswith(expected.name) and f"policy.dtype: {dtype}" in engine.precision()
+    # float32: every linear on oneDNN's reordered weights (30 layers x 7 + the LM head); bf16 keeps torch's own
+    assert engine.packed_linears == (0 if expected.bf16 else 30 * 7 + 1)
     replies = engine.generate_batch(
         [[{"role": "user", "content": "What is 2 + 2?"}]] * 2, SamplingParams(temperature=0.0, max_tokens=8)
     )
