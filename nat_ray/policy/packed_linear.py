@@ -4,9 +4,9 @@ PyTorch runs a float32 ``nn.Linear`` on a CPU through MKL's ``sgemm``, which pac
 call and, for the few rows of a decode step, runs far below the CPU's rate: on the AVX2-only AMD EPYC of
 docs/benchmarks.md, SmolLM2's LM head (576 x 49,152) ran at 7 GFLOPS for 8 rows and 30 for 64, against 40 and 68
 through oneDNN on a weight reordered once (``mkldnn._reorder_linear_weight`` + ``mkldnn._linear_pointwise``, the
-kernels inductor's CPU freezing uses). oneDNN's rows also do not depend on how many share the call (a row of 64
-equals the same row alone, bit for bit; MKL's do not below 8 rows), which is what ``eval.repeatable`` needs of a
-batched decode. bf16 linears already run on oneDNN and are left alone.
+kernels inductor's CPU freezing uses). On that CPU oneDNN's rows also do not depend on how many share the call (a
+row of 64 equals the same row alone, bit for bit; MKL's do not below 8 rows), which is what ``eval.repeatable`` needs
+of a batched decode (not measured on AVX-512 / AMX CPUs). bf16 linears already run on oneDNN and are left alone.
 """
 
 from __future__ import annotations

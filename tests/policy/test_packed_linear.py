@@ -1,12 +1,15 @@
 """Float32 linears on oneDNN with weights reordered once (``nat_ray.policy.packed_linear``): the same function as
-``nn.Linear`` to float32 rounding, a row's result independent of how many rows share the call, and only float32 CPU
-models changed."""
+``nn.Linear`` to float32 rounding, a row's result independent of how many rows share the call (bit for bit where that
+was measured: AVX2), and only float32 CPU models changed."""
 
 from __future__ import annotations
 
 import torch
 
 from nat_ray.policy.packed_linear import PackedLinear, pack_linears
+
+# bit-for-bit row invariance was measured on AVX2 CPUs (docs/benchmarks.md, evaluation); elsewhere the values only
+MEASURED_BITWISE = torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 def test_a_packed_linear_computes_what_the_linear_does_and_each_row_alone_as_in_a_batch() -> None:
@@ -19,7 +22,11 @@ def test_a_packed_linear_computes_what_the_linear_does_and_each_row_alone_as_in_
             torch.testing.assert_close(packed(x), linear(x), rtol=1e-4, atol=1e-4)
             rows = packed(x[0])
             for m in (1, 3, 8, 17):  # a decode step's rows: the same bits whatever shares the call
-                assert torch.equal(packed(x[0, :m].contiguous()), rows[:m]), m
+                alone = packed(x[0, :m].contiguous())
+                if MEASURED_BITWISE:
+                    assert torch.equal(alone, rows[:m]), m
+                else:  # oneDNN picks other kernels on other ISAs: not measured there, so only the values are held
+                    torch.testing.assert_close(alone, rows[:m], rtol=1e-5, atol=1e-5)
 
 
 def test_only_float32_cpu_linears_are_packed_and_the_model_generates_as_before() -> None:
