@@ -52,6 +52,8 @@ from nat_ray.tools.calculator import Calculator
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ENGINE = PolicyConfig.model_fields["batching"].default  # what a config that does not choose gets
+# OpenVINO GenAI's rows (with --openvino), by the policy.dtype each runs: its CPU defaults, and float32 (f32 KV cache)
+OPENVINO_ROWS = {"openvino": "auto", "openvino_float32": "float32"}
 
 
 def _calculator() -> dict:
@@ -136,10 +138,10 @@ def _make_engine(name: str, batch: int, args):
     from nat_ray.models import resolve_model_path
     from nat_ray.policy.hf_engine import HFEngine
 
-    if name in ("openvino", "openvino_float32"):
+    if name in OPENVINO_ROWS:
         from nat_ray.policy.openvino_engine import OVEngine
 
-        dtype = "float32" if name == "openvino_float32" else "auto"
+        dtype = OPENVINO_ROWS[name]
         ov = OVEngine(args.openvino, max_batch_size=batch, num_threads=args.threads, dtype=dtype)
         return ov, f"openvino {dtype}"
     batching, dtype = {
@@ -158,8 +160,8 @@ def _engine_names(args, full_only: tuple[str, ...] = ()) -> list[str]:
     names = ["paper_loop", "cached", "cached_mkl", "static", "continuous"]
     if not args.quick:
         names += list(full_only)
-    if args.openvino:  # as OpenVINO's users get it (its CPU defaults), and in float32 (f32 KV cache too)
-        names += ["openvino", "openvino_float32"]
+    if args.openvino:
+        names += list(OPENVINO_ROWS)
     if args.engines:  # a subset (the paper loop and the default always run: they make the headline ratio)
         names = [n for n in names if n in {"paper_loop", DEFAULT_ENGINE, *args.engines.split(",")}]
     return names
@@ -234,7 +236,7 @@ def _ratios(results: dict, replies: dict[str, list]) -> None:
         r["same_as_paper_loop"] = sum(a == b for a, b in shared) / len(shared)
     results["default"] = DEFAULT_ENGINE
     results["speedup"] = by[DEFAULT_ENGINE]["x_paper_loop"]
-    peers = [by[n]["tokens_per_s"] for n in ("openvino", "openvino_float32") if n in by]
+    peers = [by[n]["tokens_per_s"] for n in OPENVINO_ROWS if n in by]
     if peers:  # the default engine's tokens/s over the faster OpenVINO row's
         results["vs_openvino"] = by[DEFAULT_ENGINE]["tokens_per_s"] / max(peers)
     if "static_float32" in by:
