@@ -39,6 +39,19 @@ def trim_at_stop(text: str, stop: tuple[str, ...]) -> str:
     return text
 
 
+STOP_WINDOW = 16  # a reply's last tokens decoded to look for a stop string (stop strings are a few tokens long)
+
+
+def hits_stop(tail: str, tokens: int, stop: tuple[str, ...]) -> bool:
+    """Whether a reply whose decoded last tokens are ``tail`` (``tokens`` generated so far) has reached a stop string,
+    as ``generate`` decides it: its stop strings may begin in the prompt, which ends in a newline, so a reply that
+    opens with ``Observation:`` stops at once under the ReAct stop ``\\nObservation:``. Every engine asks this one
+    function (OpenVINO GenAI, matching in the reply alone, ran such replies on to ``max_tokens``)."""
+    if tokens <= STOP_WINDOW:  # the tail is the whole reply: it follows the prompt's newline
+        tail = "\n" + tail
+    return any(s in tail for s in stop)
+
+
 def chat_token_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     """The prompt's token ids under the model's own chat template, ready for the assistant's reply."""
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)

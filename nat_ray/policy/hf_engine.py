@@ -25,7 +25,14 @@ from pathlib import Path
 from nat_ray.errors import InputError
 from nat_ray.hardware import resolve_bf16
 from nat_ray.models import resolve_model_path
-from nat_ray.policy.base import Completion, SamplingParams, chat_token_ids, settle_threadsafe, trim_at_stop
+from nat_ray.policy.base import (
+    Completion,
+    SamplingParams,
+    chat_token_ids,
+    hits_stop,
+    settle_threadsafe,
+    trim_at_stop,
+)
 
 BATCHING = ("cached", "static", "continuous")
 
@@ -196,8 +203,7 @@ class HFEngine:
                 return
             tokens = [t for t in out.generated_tokens if t != tok.eos_token_id]
             text = tok.decode(tokens, skip_special_tokens=True)
-            # generate()'s stop strings may begin in the prompt, which ends in a newline: match as it does
-            stopped = any(s in "\n" + text for s in params.stop)
+            stopped = hits_stop(text, len(tokens), params.stop)
             if stopped or out.is_finished():
                 if stopped and not out.is_finished():
                     manager.cancel_request(rid)  # free its slot now, not at max_tokens

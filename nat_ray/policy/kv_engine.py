@@ -30,11 +30,10 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from nat_ray.policy.base import Completion, SamplingParams, trim_at_stop
+from nat_ray.policy.base import STOP_WINDOW, Completion, SamplingParams, hits_stop, trim_at_stop
 from nat_ray.policy.cascade import KV, NAME, Cascade
 from nat_ray.policy.prefix_store import Match, PrefixStore
 
-_STOP_WINDOW = 16  # tokens decoded to look for a stop string
 _PREFILL_TOKENS = 4096  # prompt tokens prefilled in one forward at most (bounds its memory and the others' wait)
 _PIN_MIN = 128  # a shared prefix shorter than this is not worth a cascade group of its own
 _PIN_BLOCK = 64  # pins end on a multiple of this, so prompts that share a few tokens past a task prompt share its pin
@@ -345,12 +344,8 @@ class KVBatcher:
                 self._finish(i)
                 continue
             cand = [*r.gen, nxt]
-            # stop strings are a few tokens long: decode the tail only. generate()'s stop strings may begin in the
-            # prompt, which ends in a newline: match as it does
-            tail = self.tok.decode(cand[-_STOP_WINDOW:], skip_special_tokens=True)
-            if len(cand) <= _STOP_WINDOW:
-                tail = "\n" + tail
-            if len(cand) >= r.params.max_tokens or any(s in tail for s in r.params.stop):
+            tail = self.tok.decode(cand[-STOP_WINDOW:], skip_special_tokens=True)
+            if len(cand) >= r.params.max_tokens or hits_stop(tail, len(cand), r.params.stop):
                 r.gen.append(nxt)
                 self._finish(i)
                 continue

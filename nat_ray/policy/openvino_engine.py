@@ -13,11 +13,20 @@ import asyncio
 import itertools
 import queue
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nat_ray.errors import InputError
-from nat_ray.policy.base import Completion, SamplingParams, chat_token_ids, settle_threadsafe, trim_at_stop
+from nat_ray.policy.base import (
+    STOP_WINDOW,
+    Completion,
+    SamplingParams,
+    chat_token_ids,
+    hits_stop,
+    settle_threadsafe,
+    trim_at_stop,
+)
 
 # policy.dtype -> the CPU plugin's properties. ``auto`` keeps OpenVINO's own choices (what a user of it gets: bf16
 # where the CPU has it, and on x86 a u8-compressed KV cache); float32 asks for f32 arithmetic and an f32 KV cache, the
@@ -27,6 +36,16 @@ _PRECISION: dict[str, dict[str, str]] = {
     "float32": {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"},
     "bfloat16": {"INFERENCE_PRECISION_HINT": "bf16"},
 }
+
+
+@dataclass
+class _Running:
+    handle: Any  # openvino_genai.GenerationHandle
+    prompt_tokens: int
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future
+    tokens: list[int] = field(default_factory=list)
 
 
 class OVEngine:
@@ -99,34 +118,42 @@ class OVEngine:
         return await done
 
     def _loop(self) -> None:
-        running: list[tuple[Any, int, SamplingParams, Any, asyncio.Future]] = []
+        running: list[_Running] = []
+        stopped_any = False  # a request stopped early leaves the scheduler (and frees its blocks) at the next step
         while True:
             try:
                 while True:
-                    item = self._inbox.get(block=not running)
+                    item = self._inbox.get(block=not running and not stopped_any)
                     if item is None:
                         return
                     tensor, n, gc, params, loop, done = item
-                    handle = self._pipe.add_request(next(self._ids), tensor, gc)
-                    running.append((handle, n, params, loop, done))
+                    running.append(_Running(self._pipe.add_request(next(self._ids), tensor, gc), n, params, loop, done))
             except queue.Empty:
                 pass
             try:
                 self._pipe.step()
+                stopped_any = False
             except Exception as exc:  # a failed step fails its requests, not the engine
-                for _, _, _, loop, done in running:
-                    settle_threadsafe(loop, done, exc)
+                for r in running:
+                    settle_threadsafe(r.loop, r.done, exc)
                 running = []
                 continue
             still = []
-            for handle, n, params, loop, done in running:
-                if handle.get_status() == self._og.GenerationStatus.RUNNING:
-                    still.append((handle, n, params, loop, done))
+            for r in running:
+                if r.handle.can_read():  # the tokens since the last read
+                    r.tokens += [int(t) for t in r.handle.read()[0].generated_ids]
+                tail = self.tokenizer.decode(r.tokens[-STOP_WINDOW:], skip_special_tokens=True)
+                stopped = hits_stop(tail, len(r.tokens), r.params.stop)  # also where one begins in the prompt
+                running_now = r.handle.get_status() == self._og.GenerationStatus.RUNNING
+                if running_now and not stopped:
+                    still.append(r)
                     continue
-                outputs = handle.read_all()
-                tokens = [t for t in outputs[0].generated_ids if t != self.tokenizer.eos_token_id]
-                text = trim_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), params.stop)
-                settle_threadsafe(loop, done, Completion(text, n, len(tokens)))
+                if running_now:
+                    r.handle.stop()
+                    stopped_any = True
+                tokens = [t for t in r.tokens if t != self.tokenizer.eos_token_id]
+                text = trim_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), r.params.stop)
+                settle_threadsafe(r.loop, r.done, Completion(text, r.prompt_tokens, len(tokens)))
             running = still
 
     def close(self) -> None:

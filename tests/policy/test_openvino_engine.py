@@ -78,3 +78,25 @@ def test_openvino_in_float32_replies_as_generate_does_on_single_turns(smollm2: P
         assert [r.text for r in replies] == [reference.generate_batch([c], params)[0].text for c in convs]
     finally:
         engine.close()
+
+
+@pytest.mark.skipif(
+    not (HAVE_OPENVINO and os.environ.get("NAT_RAY_OPENVINO_MODEL")), reason="no OpenVINO IR export named"
+)
+def test_openvino_stops_where_the_stop_string_begins_in_the_prompt(smollm2: Path) -> None:
+    """A reply that opens with the rest of a stop string (``Observation:`` after the prompt's newline) stops at once,
+    as ``generate`` stops it; OpenVINO's own matching sees the reply alone and ran such replies to ``max_tokens``."""
+    from nat_ray.policy.hf_engine import HFEngine
+    from nat_ray.policy.openvino_engine import OVEngine
+
+    engine = OVEngine(os.environ["NAT_RAY_OPENVINO_MODEL"], max_batch_size=2, num_threads=2, dtype="float32")
+    reference = HFEngine(smollm2, max_batch_size=1, dtype="float32")
+    conv = [{"role": "user", "content": "Say hello."}]
+    try:
+        plain = asyncio.run(engine.generate(conv, SamplingParams(temperature=0.0, max_tokens=24, stop=())))
+        stop = SamplingParams(temperature=0.0, max_tokens=24, stop=("\n" + plain.text.split()[0],))  # opens the reply
+        cut = asyncio.run(engine.generate(conv, stop))
+        assert cut.text == reference.generate_batch([conv], stop)[0].text
+        assert cut.completion_tokens < 4 < plain.completion_tokens
+    finally:
+        engine.close()
