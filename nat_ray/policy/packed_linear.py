@@ -17,19 +17,15 @@ import torch
 class PackedLinear(torch.nn.Module):
     """``nn.Linear``'s forward on a oneDNN-reordered copy of its float32 weight (inference only: no gradient).
 
-    The reordered copy is what the matmul reads. The original ``weight`` is kept only where another module shares it
-    (a tied LM head is the embedding matrix); elsewhere it is dropped, so the model does not hold its linear weights
-    twice (SmolLM2: ~400 MiB)."""
+    ``weight`` stays the original tensor (a tied LM head shares it with the embedding, and transformers reads it);
+    the reordered copy is what the matmul reads."""
 
-    def __init__(self, linear: torch.nn.Linear, keep_weight: bool = True) -> None:
+    def __init__(self, linear: torch.nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
-        if keep_weight:
-            self.weight = linear.weight
-        else:
-            self.register_parameter("weight", None)
+        self.weight = linear.weight
         self.bias = linear.bias
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
@@ -46,12 +42,10 @@ def pack_linears(model: torch.nn.Module) -> int:
     """Replace every float32 ``nn.Linear`` of ``model`` (on the CPU) by a :class:`PackedLinear`; the count replaced."""
     if not can_pack(model):
         return 0
-    # weights another module holds too (a tied LM head is the embedding): kept, as the other module needs them
-    shared = {p.data_ptr() for m in model.modules() if type(m) is not torch.nn.Linear for p in m.parameters(False)}
     count = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is torch.nn.Linear:
-                setattr(parent, name, PackedLinear(child, keep_weight=child.weight.data_ptr() in shared))
+                setattr(parent, name, PackedLinear(child))
                 count += 1
     return count

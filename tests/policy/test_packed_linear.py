@@ -41,8 +41,6 @@ def test_only_float32_cpu_linears_are_packed_and_the_model_generates_as_before()
         before = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False)
     assert pack_linears(model) == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer, and the LM head
     assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied: the embedding is not copied
-    # the other layers' original weights are dropped: only the reordered copies remain
-    assert model.model.layers[0].mlp.up_proj.weight is None and model.model.layers[0].mlp.up_proj.packed.numel()
     with torch.inference_mode():
         after = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False)
     assert torch.equal(before, after)
