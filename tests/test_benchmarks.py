@@ -84,6 +84,16 @@ def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
 
 
 @pytest.mark.slow
+def test_decode_step_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
+    result, stdout = _run_quick("decode_step.py", tmp_path / "step.json", "--tokens", "6", timeout=600)
+    rows = {r["rows"]: r for r in result["results"]}
+    assert set(rows) == {1, 2} and all(r["engine"] == "cached" for r in rows.values())
+    assert rows[2]["prompt_tokens"] > rows[1]["prompt_tokens"] > 100  # the replay's histories, not a toy prompt
+    assert all(r["prefill_tokens_per_s"] > 0 and r["step_ms"] > 0 and r["steps"] > 0 for r in rows.values())
+    assert "decode step" in stdout
+
+
+@pytest.mark.slow
 def test_pipeline_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     result, stdout = _run_quick("pipeline.py", tmp_path / "pipe.json", timeout=900)
     assert result["overhead_ratio"] > 0 and result["pipeline_s"] > 0
