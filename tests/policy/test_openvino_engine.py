@@ -60,7 +60,7 @@ def test_openvino_replies_are_cut_at_the_stop_string_and_counted() -> None:
 )
 def test_openvino_in_float32_replies_as_generate_does_on_single_turns(smollm2: Path) -> None:
     """``dtype: float32`` (f32 arithmetic and KV cache): greedy single-turn replies equal transformers' float32
-    ``generate`` (benchmarks/eval.py (b): 64 of 64 episodes; long multi-turn contexts do not, docs/benchmarks.md)."""
+    ``generate`` (benchmarks/eval.py: 64 of 64 episodes in (b), 8 of 8 conversations in (c), docs/benchmarks.md)."""
     from nat_ray.policy.hf_engine import HFEngine
     from nat_ray.policy.openvino_engine import OVEngine
 
