@@ -15,6 +15,7 @@
     nat-ray pipeline --config FILE [key=value ...]       collect -> build -> train -> eval -> report
     nat-ray report RUN_DIR                               tables + plots of a run
     nat-ray models prepare NAME               smollm2, mpnet, minilm
+    nat-ray models export-openvino MODEL [--out DIR]   OpenVINO IR for policy.kind openvino (else made on first use)
     nat-ray data prepare [NAME ...] [--from DIR]   the public data files, checked, into NAT_RAY_DATA_DIR
     nat-ray search build-index --config FILE [key=value ...]
     nat-ray search query --config FILE [key=value ...] -q QUERY [-q QUERY ...]

@@ -1,4 +1,5 @@
-"""The `nat-ray` commands that set a machine up: `models prepare`, `data prepare`, `search build-index | query`.
+"""The `nat-ray` commands that set a machine up: `models prepare | export-openvino`, `data prepare`, `search
+build-index | query`.
 
 Part of the CLI (``nat_ray.cli`` registers them through :func:`add_setup_commands`); none of them starts Ray.
 """
@@ -17,6 +18,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     from nat_ray.models import prepare
 
     print(prepare(args.name, args.out))
+    return 0
+
+
+def cmd_models_export(args: argparse.Namespace) -> int:
+    from nat_ray.policy.openvino_export import export_openvino, openvino_model_dir
+
+    try:
+        import openvino_genai  # noqa: F401
+    except ImportError:
+        raise InputError("models export-openvino needs the openvino extra: pip install 'nat-ray[openvino]'") from None
+    print(
+        export_openvino(args.model, args.out, overwrite=args.overwrite) if args.out else openvino_model_dir(args.model)
+    )
     return 0
 
 
@@ -68,6 +82,13 @@ def add_setup_commands(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("name", help="smollm2, mpnet or minilm")
     mp.add_argument("--out", type=Path, default=None)
     mp.set_defaults(func=cmd_models)
+    mp = msub.add_parser(
+        "export-openvino", help="a model folder or prepared name -> OpenVINO IR (policy.kind openvino)"
+    )
+    mp.add_argument("model", help="a model folder (a checkpoint of nat-ray train) or a prepared name")
+    mp.add_argument("--out", type=Path, default=None, help="default: the engine's cache, $NAT_RAY_OPENVINO_DIR")
+    mp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    mp.set_defaults(func=cmd_models_export)
 
     p = sub.add_parser("data", help="the data sets, from their public sources (pinned, checksummed)")
     dsub = p.add_subparsers(dest="action", required=True)

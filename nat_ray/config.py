@@ -32,7 +32,8 @@ class PolicyConfig(StrictModel):
 
     # openai | scripted (clients), or an in-cluster engine of nat_ray.engines.ENGINES: transformers, vllm, openvino
     kind: str
-    # endpoint model name (openai); model folder or prepared name (transformers, vllm); OpenVINO IR folder (openvino)
+    # endpoint model name (openai); model folder or prepared name (transformers, vllm, openvino: exported to OpenVINO
+    # IR once, or an IR folder)
     model: str = ""
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored

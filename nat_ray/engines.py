@@ -29,7 +29,7 @@ class EngineKind:
     """``target``: ``"module:Class"``, imported only when an engine starts (vLLM and OpenVINO are optional installs);
     ``kwargs``: the class's constructor arguments from the policy section; ``serves_checkpoints``: its ``model`` is a
     model folder or prepared name (so a run's fine-tuned checkpoints can be served, and the folder is checked before
-    anything starts) rather than a format of its own (an OpenVINO IR folder); ``reads_dtype``: it decodes in
+    anything starts) rather than a format of its own; ``reads_dtype``: it decodes in
     ``policy.dtype`` (so an eval can ask it for float32, ``eval.repeatable``, and records the dtype)."""
 
     target: str
@@ -68,8 +68,9 @@ ENGINES: dict[str, EngineKind] = {
             "dtype": cfg.dtype,
         },
         # it reads policy.dtype (auto: OpenVINO's CPU defaults; float32: f32 arithmetic and KV cache), but whether its
-        # float32 decode repeats itself whatever shares its batches is not measured: eval.repeatable leaves it alone
-        serves_checkpoints=False,
+        # float32 decode repeats itself whatever shares its batches is not measured: eval.repeatable leaves it alone.
+        # Its model is a model folder or prepared name (exported to OpenVINO IR once, nat_ray.policy.openvino_export)
+        # or an IR folder.
     ),
 }
 CLIENT_KINDS = ("openai", "scripted")  # policies that are not engine actors (nat_ray.policy.POLICIES)

@@ -30,6 +30,7 @@ T = TypeVar("T")
 # what would point a library at a folder outside the session's own (or at a cluster the user started)
 _OUTSIDE = (
     "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "NAT_RAY_MODELS_DIR",
+    "NAT_RAY_OPENVINO_DIR",
     "HF_HOME", "HF_HUB_CACHE", "HF_MODULES_CACHE", "TRANSFORMERS_CACHE", "SENTENCE_TRANSFORMERS_HOME",
     "TORCH_HOME", "TORCH_EXTENSIONS_DIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "MPLCONFIGDIR",
     "HF_DATASETS_CACHE",
@@ -67,6 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(shared) / "torchinductor")
     # and the prepared models (SmolLM2 ~26 s, MPNet ~5 s): `prepare` locks, so one worker prepares, the other waits
     os.environ["NAT_RAY_MODELS_DIR"] = str(Path(shared) / "models")
+    os.environ["NAT_RAY_OPENVINO_DIR"] = str(Path(shared) / "openvino")  # SmolLM2's export (~30 s), locked the same way
 
 
 # the longest files (several minutes each in CI), in the order they start
@@ -271,6 +273,15 @@ def smollm2() -> Path:
     from nat_ray.models import prepare
 
     return prepare("smollm2")
+
+
+@pytest.fixture(scope="session")
+def smollm2_openvino(smollm2: Path) -> Path:
+    """SmolLM2 exported to OpenVINO IR by the project (once per session, into its home's cache; ~30 s)."""
+    pytest.importorskip("openvino_genai", reason="the openvino extra is not installed")
+    from nat_ray.policy.openvino_export import openvino_model_dir
+
+    return openvino_model_dir(smollm2)
 
 
 @pytest.fixture(scope="session")

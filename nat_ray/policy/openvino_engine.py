@@ -1,10 +1,11 @@
 """An OpenVINO GenAI engine (``policy.kind: openvino``): continuous batching with prefix caching, a CPU runtime.
 
 Measured against the transformers engine in ``benchmarks/eval.py`` (docs/benchmarks.md says which is the default and
-why). It needs ``pip install 'nat-ray[openvino]'`` and a model exported to OpenVINO IR once, for example
-``optimum-cli export openvino --model <hf folder> --task text-generation-with-past --weight-format fp16 <out>``
-(optimum-intel pins its own transformers: export in a separate environment). Prompts are tokenized with the
-model's own chat template by the transformers tokenizer, as in the other engines, so every engine sees the same ids.
+why). It needs ``pip install 'nat-ray[openvino]'``. ``model`` is a model folder or prepared name (exported to
+OpenVINO IR by ``nat_ray.policy.openvino_export`` the first time, then cached: a run's fine-tuned checkpoints are
+served as they are) or an IR folder exported elsewhere (``optimum-cli export openvino``). Prompts are tokenized with
+the model's own chat template by the transformers tokenizer, as in the other engines, so every engine sees the same
+ids.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ class OVEngine:
             raise InputError("policy.kind openvino needs the openvino extra: pip install 'nat-ray[openvino]'") from None
         from transformers import AutoTokenizer
 
-        path = Path(model)
-        if not (path / "openvino_model.xml").is_file():
-            raise InputError(f"{path}: no openvino_model.xml (export the model to OpenVINO IR first)")
+        from nat_ray.policy.openvino_export import openvino_model_dir
+
+        path = openvino_model_dir(model)
         self.model_name = str(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         sched = og.SchedulerConfig()

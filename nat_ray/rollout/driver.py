@@ -35,7 +35,7 @@ def validate(cfg: RunConfig) -> None:
     get_template(prompts_path(cfg), cfg.rollout.template).inference_messages("?")
     if task.tool == "search":
         validate_search(cfg.tools.search, task.name)
-    if serves_checkpoints(cfg.policy.kind):  # an OpenVINO IR folder is checked by its engine
+    if serves_checkpoints(cfg.policy.kind):
         from nat_ray.models import resolve_model_path
 
         resolve_model_path(cfg.policy.model)

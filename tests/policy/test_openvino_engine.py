@@ -1,6 +1,6 @@
-"""The OpenVINO GenAI engine (`policy.kind: openvino`) behind the policy interface. It needs the `openvino` extra and
-a model exported to OpenVINO IR (an export environment of its own), so it runs where `NAT_RAY_OPENVINO_MODEL` names
-one; without the extra, asking for the engine is one line saying what to install."""
+"""The OpenVINO GenAI engine (`policy.kind: openvino`) behind the policy interface, on SmolLM2 as the project exports
+it (tests/policy/test_openvino_export.py), or on the IR folder `NAT_RAY_OPENVINO_MODEL` names (an optimum-intel
+export, say); without the `openvino` extra, asking for the engine is one line saying what to install."""
 
 from __future__ import annotations
 
@@ -26,20 +26,24 @@ def test_without_the_extra_the_engine_says_what_to_install(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino extra is not installed")
-def test_a_folder_without_an_export_is_refused(tmp_path: Path) -> None:
+def test_a_folder_that_is_neither_a_model_nor_an_export_is_refused(tmp_path: Path) -> None:
     from nat_ray.policy.openvino_engine import OVEngine
 
-    with pytest.raises(InputError, match=r"no openvino_model\.xml"):
+    with pytest.raises(InputError, match=rf"{tmp_path}: not a model folder"):
         OVEngine(tmp_path)
 
 
-@pytest.mark.skipif(
-    not (HAVE_OPENVINO and os.environ.get("NAT_RAY_OPENVINO_MODEL")), reason="no OpenVINO IR export named"
-)
-def test_openvino_replies_are_cut_at_the_stop_string_and_counted() -> None:
+@pytest.fixture(scope="module")
+def openvino_ir(smollm2_openvino: Path) -> str:
+    return os.environ.get("NAT_RAY_OPENVINO_MODEL") or str(smollm2_openvino)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino extra is not installed")
+def test_openvino_replies_are_cut_at_the_stop_string_and_counted(openvino_ir: str) -> None:
     from nat_ray.policy.openvino_engine import OVEngine
 
-    engine = OVEngine(os.environ["NAT_RAY_OPENVINO_MODEL"], max_batch_size=4, num_threads=2)
+    engine = OVEngine(openvino_ir, max_batch_size=4, num_threads=2)
     try:
 
         async def ask():
@@ -55,16 +59,15 @@ def test_openvino_replies_are_cut_at_the_stop_string_and_counted() -> None:
         engine.close()
 
 
-@pytest.mark.skipif(
-    not (HAVE_OPENVINO and os.environ.get("NAT_RAY_OPENVINO_MODEL")), reason="no OpenVINO IR export named"
-)
-def test_openvino_in_float32_replies_as_generate_does_on_single_turns(smollm2: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino extra is not installed")
+def test_openvino_in_float32_replies_as_generate_does_on_single_turns(smollm2: Path, openvino_ir: str) -> None:
     """``dtype: float32`` (f32 arithmetic and KV cache): greedy single-turn replies equal transformers' float32
     ``generate`` (benchmarks/eval.py: 64 of 64 episodes in (b), 8 of 8 conversations in (c), docs/benchmarks.md)."""
     from nat_ray.policy.hf_engine import HFEngine
     from nat_ray.policy.openvino_engine import OVEngine
 
-    engine = OVEngine(os.environ["NAT_RAY_OPENVINO_MODEL"], max_batch_size=4, num_threads=2, dtype="float32")
+    engine = OVEngine(openvino_ir, max_batch_size=4, num_threads=2, dtype="float32")
     reference = HFEngine(smollm2, max_batch_size=1, dtype="float32")
     convs = [[{"role": "user", "content": q}] for q in ("What is 12 * 7?", "Name a prime above 10.", "Say hello.")]
     params = SamplingParams(temperature=0.0, max_tokens=24)
@@ -80,16 +83,15 @@ def test_openvino_in_float32_replies_as_generate_does_on_single_turns(smollm2: P
         engine.close()
 
 
-@pytest.mark.skipif(
-    not (HAVE_OPENVINO and os.environ.get("NAT_RAY_OPENVINO_MODEL")), reason="no OpenVINO IR export named"
-)
-def test_openvino_stops_where_the_stop_string_begins_in_the_prompt(smollm2: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino extra is not installed")
+def test_openvino_stops_where_the_stop_string_begins_in_the_prompt(smollm2: Path, openvino_ir: str) -> None:
     """A reply that opens with the rest of a stop string (``Observation:`` after the prompt's newline) stops at once,
     as ``generate`` stops it; OpenVINO's own matching sees the reply alone and ran such replies to ``max_tokens``."""
     from nat_ray.policy.hf_engine import HFEngine
     from nat_ray.policy.openvino_engine import OVEngine
 
-    engine = OVEngine(os.environ["NAT_RAY_OPENVINO_MODEL"], max_batch_size=2, num_threads=2, dtype="float32")
+    engine = OVEngine(openvino_ir, max_batch_size=2, num_threads=2, dtype="float32")
     reference = HFEngine(smollm2, max_batch_size=1, dtype="float32")
     conv = [{"role": "user", "content": "Say hello."}]
     try:
