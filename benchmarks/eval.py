@@ -11,17 +11,20 @@
     zero-shot-target-aware's correct hint; greedy; up to 4 turns; real calculator), no Ray: the paper's loop (one
     episode at a time, one plain ``generate`` per call, on the first ``--loop-episodes``: all; quick: 8) against all
     ``--episodes`` (64, the quickstart engine's batch) at once, each engine in a fresh process (as an engine
-    actor runs), through each engine: ``cached`` (the default), ``static``, ``continuous`` (transformers'),
-    ``static`` in float32 (a full run; ``engine_bf16_speedup``), ``cached_mkl`` (float32: torch's own linears
-    instead of oneDNN's packed ones) and, with ``--openvino IR_FOLDER``, OpenVINO GenAI
-    (its CPU defaults, and float32 with an f32 KV cache). ``engine_speedup``: generated tokens/s of the default engine
-    over the paper loop's (a rate: the loop's does not depend on how many episodes it runs).
+    actor runs), through each engine: ``openvino`` (the default: OpenVINO GenAI on the project's own export of
+    SmolLM2, its CPU defaults), ``openvino_float32`` (f32 arithmetic and KV cache: what an eval runs,
+    ``eval.repeatable``), the transformers engine's ``cached`` (its default batching), ``static``, ``continuous``
+    (transformers'), ``static`` in float32 (a full run; ``engine_bf16_speedup``), ``cached_mkl`` (float32: torch's
+    own linears instead of oneDNN's packed ones) and, with ``--openvino IR_FOLDER``, OpenVINO GenAI on that IR
+    (``openvino_ir``, ``openvino_ir_float32``: optimum-intel's export, say). ``engine_speedup``: generated tokens/s of
+    the default engine over the paper loop's (a rate: the loop's does not depend on how many episodes it runs).
 (c) Multi-turn replay: NATInstruct StrategyQA trajectories replayed turn by turn through the same engines (see
     :func:`replay`); ``replay_speedup`` likewise.
 
 JSON keys: ``speedup_vs_sequential`` (a), ``engine_speedup`` (b), ``replay_speedup`` (c), ``engines`` (each engine
-of (b) with its tokens/s), with ``--openvino`` ``default_vs_openvino`` (the default engine's tokens/s over the faster
-OpenVINO row's, the lower of (b) and (c)); details beside them.
+of (b) with its tokens/s), ``default_vs_transformers`` (the default engine's tokens/s over ``cached``'s, the lower of
+(b) and (c)), with ``--openvino`` ``default_vs_openvino`` (over the faster ``openvino_ir`` row's, likewise); details
+beside them.
 """
 
 from __future__ import annotations
@@ -51,9 +54,17 @@ from nat_ray.tasks import get_task, load_questions_file, prompts_file, resolve_d
 from nat_ray.tools.calculator import Calculator
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_ENGINE = PolicyConfig.model_fields["batching"].default  # what a config that does not choose gets
-# OpenVINO GenAI's rows (with --openvino), by the policy.dtype each runs: its CPU defaults, and float32 (f32 KV cache)
-OPENVINO_ROWS = {"openvino": "auto", "openvino_float32": "float32"}
+# the shipped configs' engine (policy.kind openvino: OpenVINO GenAI on the project's own export of SmolLM2)
+DEFAULT_ENGINE = "openvino"
+# OpenVINO GenAI's rows: (IR, policy.dtype). "export": the project's export (nat_ray.policy.openvino_export), "ir": the
+# IR folder --openvino names (optimum-intel's export, say). auto: its CPU defaults; float32: f32 arithmetic and KV cache
+OPENVINO_ROWS = {
+    "openvino": ("export", "auto"),
+    "openvino_float32": ("export", "float32"),
+    "openvino_ir": ("ir", "auto"),
+    "openvino_ir_float32": ("ir", "float32"),
+}
+TRANSFORMERS_DEFAULT = PolicyConfig.model_fields["batching"].default  # the transformers engine's batching: cached
 
 
 def _calculator() -> dict:
@@ -140,9 +151,11 @@ def _make_engine(name: str, batch: int, args):
 
     if name in OPENVINO_ROWS:
         from nat_ray.policy.openvino_engine import OVEngine
+        from nat_ray.policy.openvino_export import openvino_model_dir
 
-        dtype = OPENVINO_ROWS[name]
-        ov = OVEngine(args.openvino, max_batch_size=batch, num_threads=args.threads, dtype=dtype)
+        source, dtype = OPENVINO_ROWS[name]
+        ir = openvino_model_dir("smollm2") if source == "export" else args.openvino
+        ov = OVEngine(ir, max_batch_size=batch, num_threads=args.threads, dtype=dtype)
         return ov, f"openvino {dtype}"
     batching, dtype = {
         "paper_loop": ("static", "auto"),
@@ -156,12 +169,13 @@ def _make_engine(name: str, batch: int, args):
 
 
 def _engine_names(args, full_only: tuple[str, ...] = ()) -> list[str]:
-    # cached_mkl: the default engine with torch's own float32 linears (MKL) instead of oneDNN's packed ones
-    names = ["paper_loop", "cached", "cached_mkl", "static", "continuous"]
+    # cached: the transformers engine's default batching; cached_mkl: it with torch's own float32 linears (MKL)
+    # instead of oneDNN's packed ones
+    names = ["paper_loop", "openvino", "openvino_float32", "cached", "cached_mkl", "static", "continuous"]
     if not args.quick:
         names += list(full_only)
     if args.openvino:
-        names += list(OPENVINO_ROWS)
+        names += ["openvino_ir", "openvino_ir_float32"]
     if args.engines:  # a subset (the paper loop and the default always run: they make the headline ratio)
         names = [n for n in names if n in {"paper_loop", DEFAULT_ENGINE, *args.engines.split(",")}]
     return names
@@ -236,9 +250,11 @@ def _ratios(results: dict, replies: dict[str, list]) -> None:
         r["same_as_paper_loop"] = sum(a == b for a, b in shared) / len(shared)
     results["default"] = DEFAULT_ENGINE
     results["speedup"] = by[DEFAULT_ENGINE]["x_paper_loop"]
-    peers = [by[n]["tokens_per_s"] for n in OPENVINO_ROWS if n in by]
-    if peers:  # the default engine's tokens/s over the faster OpenVINO row's
+    peers = [by[n]["tokens_per_s"] for n in ("openvino_ir", "openvino_ir_float32") if n in by]
+    if peers:  # the default engine's tokens/s over the faster row of the IR --openvino names
         results["vs_openvino"] = by[DEFAULT_ENGINE]["tokens_per_s"] / max(peers)
+    if TRANSFORMERS_DEFAULT in by:  # over the transformers engine (the default before OpenVINO)
+        results["vs_transformers"] = by[DEFAULT_ENGINE]["tokens_per_s"] / by[TRANSFORMERS_DEFAULT]["tokens_per_s"]
     if "static_float32" in by:
         results["bf16_speedup"] = by["static"]["tokens_per_s"] / by["static_float32"]["tokens_per_s"]
 
@@ -331,7 +347,9 @@ def main() -> None:
     parser.add_argument("--replay-tokens", type=int, default=64, help="(c) tokens per reply at most")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the engines")
     parser.add_argument("--no-engine", action="store_true", help="skip parts (b) and (c), the SmolLM2 engines")
-    parser.add_argument("--openvino", default=None, help="an OpenVINO IR export of SmolLM2: adds the OpenVINO engine")
+    parser.add_argument(
+        "--openvino", default=None, help="an OpenVINO IR export of SmolLM2 made elsewhere: adds its rows"
+    )
     parser.add_argument("--engines", default=None, help="comma-separated subset of the engines to run")
     parser.add_argument("--episodes", type=int, default=64, help="(b) GSM8K episodes, all in flight (quickstart: 64)")
     parser.add_argument("--loop-episodes", type=int, default=None, help="(b) through the paper loop (all; quick 8)")
@@ -367,8 +385,13 @@ def main() -> None:
         result["engines"] = [{k: r[k] for k in ("name", "dtype", "tokens_per_s")} for r in b["engines"]]
         result["engine_speedup"] = b["speedup"]
         result["replay_speedup"] = c["speedup"]
-        print(f"engine_speedup = {b['speedup']:.2f}x (the default engine, batching: {b['default']}, vs the paper's "
+        print(f"engine_speedup = {b['speedup']:.2f}x (the default engine, {b['default']}, vs the paper's "
               f"loop); multi-turn replay {c['speedup']:.2f}x")  # fmt: skip
+        if "vs_transformers" in b and "vs_transformers" in c:
+            result["default_vs_transformers"] = min(b["vs_transformers"], c["vs_transformers"])
+            vs = (b["vs_transformers"], c["vs_transformers"])
+            print(f"default_vs_transformers = {result['default_vs_transformers']:.2f}x (over the transformers engine, "
+                  f"{TRANSFORMERS_DEFAULT}: (b) {vs[0]:.2f}x, (c) {vs[1]:.2f}x)")  # fmt: skip
         if "vs_openvino" in b and "vs_openvino" in c:  # the lower of the two workloads' ratios
             result["default_vs_openvino"] = min(b["vs_openvino"], c["vs_openvino"])
             print(f"default_vs_openvino = {result['default_vs_openvino']:.2f}x (the default engine's tokens/s over "

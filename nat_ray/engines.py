@@ -67,10 +67,11 @@ ENGINES: dict[str, EngineKind] = {
             "num_threads": _threads(cfg),
             "dtype": cfg.dtype,
         },
-        # it reads policy.dtype (auto: OpenVINO's CPU defaults; float32: f32 arithmetic and KV cache), but whether its
-        # float32 decode repeats itself whatever shares its batches is not measured: eval.repeatable leaves it alone.
+        # policy.dtype auto: OpenVINO's CPU defaults (bf16 where the CPU has it, an 8-bit KV cache); float32: f32
+        # arithmetic and KV cache, what eval.repeatable asks for (docs/benchmarks.md: reruns with other batch company).
         # Its model is a model folder or prepared name (exported to OpenVINO IR once, nat_ray.policy.openvino_export)
         # or an IR folder.
+        reads_dtype=True,
     ),
 }
 CLIENT_KINDS = ("openai", "scripted")  # policies that are not engine actors (nat_ray.policy.POLICIES)

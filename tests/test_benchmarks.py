@@ -72,25 +72,28 @@ def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     assert result["speedup_vs_sequential"] > 1 and result["engine_speedup"] > 0 and result["replay_speedup"] > 0
     engine, replay = result["engine"], result["replay"]
     rows = {r["name"]: r for r in engine["engines"]}
-    assert set(rows) == {"paper_loop", "cached"} and engine["default"] == "cached"
-    assert rows["paper_loop"]["episodes"] == 2 and rows["cached"]["episodes"] == 8
-    assert rows["cached"]["dtype"] in ("bfloat16", "float32")
+    assert set(rows) == {"paper_loop", "openvino", "cached"} and engine["default"] == "openvino"
+    assert rows["paper_loop"]["episodes"] == 2 and rows["cached"]["episodes"] == rows["openvino"]["episodes"] == 8
+    assert rows["cached"]["dtype"] in ("bfloat16", "float32") and rows["openvino"]["dtype"] == "openvino auto"
+    assert result["default_vs_transformers"] > 0 and "default_vs_transformers" in stdout
     assert rows["cached"]["cache"]["reused_tokens"] > 0  # the task prompt is prefilled once, then shared
     cached = next(r for r in replay["engines"] if r["name"] == "cached")
     assert cached["cache"]["reused_tokens"] > cached["cache"]["prompt_tokens"] / 2  # turns reuse their history
     assert cached["cache"]["pinned_rows"] > 0  # and decode on one copy of the shared task prompt
-    assert [e["name"] for e in result["engines"]] == ["paper_loop", "cached"]
+    assert [e["name"] for e in result["engines"]] == ["paper_loop", "openvino", "cached"]
     assert "engine_speedup" in stdout and "speedup_vs_sequential" in stdout
 
 
 @pytest.mark.slow
 def test_decode_step_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     result, stdout = _run_quick("decode_step.py", tmp_path / "step.json", "--tokens", "6", timeout=600)
-    rows = {r["rows"]: r for r in result["results"]}
-    assert set(rows) == {1, 2} and all(r["engine"] == "cached" for r in rows.values())
-    assert rows[2]["prompt_tokens"] > rows[1]["prompt_tokens"] > 100  # the replay's histories, not a toy prompt
-    assert all(r["prefill_tokens_per_s"] > 0 and r["step_ms"] > 0 and r["steps"] > 0 for r in rows.values())
-    assert "decode step" in stdout
+    by = {(r["engine"], r["rows"]): r for r in result["results"]}
+    assert set(by) == {(e, n) for e in ("cached", "openvino_float32") for n in (1, 2)}
+    for engine in ("cached", "openvino_float32"):
+        one, two = by[engine, 1], by[engine, 2]
+        assert two["prompt_tokens"] > one["prompt_tokens"] > 100  # the replay's histories, not a toy prompt
+        assert all(r["prefill_tokens_per_s"] > 0 and r["step_ms"] > 0 and r["steps"] > 0 for r in (one, two))
+    assert set(result["step_vs_openvino"]) == {"1", "2"} and "decode step" in stdout
 
 
 @pytest.mark.slow

@@ -139,8 +139,8 @@ def plan_eval(cfg: RunConfig, template_name: str, training: dict | None) -> list
 
 
 def eval_policy(cfg: RunConfig) -> RunConfig:
-    """The config an eval runs with: under ``eval.repeatable`` an engine that reads ``policy.dtype`` (the
-    transformers one) decodes in float32."""
+    """The config an eval runs with: under ``eval.repeatable`` an engine that reads ``policy.dtype`` (transformers,
+    openvino) decodes in float32."""
     ec, pc = cfg.eval_section, cfg.policy_section
     if not ec.repeatable or not reads_dtype(pc.kind) or pc.dtype == "float32":
         return cfg

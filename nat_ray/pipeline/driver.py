@@ -76,11 +76,11 @@ class PipelinePlan:
 
     def engine(self, model: str, source: str | None = None) -> PolicyConfig:
         """An in-cluster engine on ``model``: the ``engine`` section, else the ``policy`` section when it is an engine
-        (``transformers``, ``vllm`` or ``openvino``, with its batch, token and GPU settings), else a default
-        ``transformers`` engine (``policy`` may name an endpoint: the teacher that collects, which cannot serve this
+        (``transformers``, ``vllm`` or ``openvino``, with its batch, token and GPU settings), else the default CPU
+        engine, ``openvino`` (``policy`` may name an endpoint: the teacher that collects, which cannot serve this
         run's checkpoints)."""
         pc = self.cfg.engine or self.cfg.policy
-        base = pc.model_dump() if pc is not None and serves_checkpoints(pc.kind) else {"kind": "transformers"}
+        base = pc.model_dump() if pc is not None and serves_checkpoints(pc.kind) else {"kind": "openvino"}
         return PolicyConfig.model_validate({**base, "model": model, "source": source})
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import math
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -39,6 +41,16 @@ _PRECISION: dict[str, dict[str, str]] = {
 }
 
 
+def _cache_gb(path: Path, rows: int, tokens_per_row: int = 1024) -> float:
+    """KV cache for ``rows`` conversations of ``tokens_per_row`` in float32 (the largest precision it is kept in): a
+    full batch of the quickstart's math episodes (64 of ~1,000 tokens, SmolLM2: 3 GB) without preempting any."""
+    cfg = json.loads((path / "config.json").read_text())
+    heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    per_token = cfg["num_hidden_layers"] * 2 * heads * head_dim * 4
+    return per_token * rows * tokens_per_row / 1e9
+
+
 @dataclass
 class _Running:
     handle: Any  # openvino_genai.GenerationHandle
@@ -55,13 +67,15 @@ class OVEngine:
         model: str | Path,
         max_batch_size: int = 16,
         num_threads: int | None = None,
-        cache_gb: float = 2.0,
+        cache_gb: float | None = None,
         dtype: str = "auto",
     ) -> None:
         try:
             import openvino_genai as og
         except ImportError:
-            raise InputError("policy.kind openvino needs the openvino extra: pip install 'nat-ray[openvino]'") from None
+            raise InputError(
+                "policy.kind openvino needs openvino-genai, a dependency of nat-ray: reinstall it (scripts/setup.sh)"
+            ) from None
         from transformers import AutoTokenizer
 
         from nat_ray.policy.openvino_export import openvino_model_dir
@@ -74,7 +88,7 @@ class OVEngine:
         sched.max_num_seqs = max_batch_size
         sched.max_num_batched_tokens = max(512, 64 * max_batch_size)
         sched.dynamic_split_fuse = True
-        sched.cache_size = max(1, int(cache_gb))
+        sched.cache_size = max(1, math.ceil(cache_gb or _cache_gb(path, max_batch_size)))
         if dtype not in _PRECISION:
             raise InputError(f"policy.dtype: {dtype!r} is not one of {sorted(_PRECISION)} for the openvino engine")
         props: dict[str, Any] = dict(_PRECISION[dtype])
