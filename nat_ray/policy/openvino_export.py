@@ -17,7 +17,8 @@ What the export holds, and why each step is there:
 
 ``openvino_model_dir`` is what the engine calls: an IR folder as it is, a model folder (or prepared name) exported
 once into ``$NAT_RAY_OPENVINO_DIR`` (default ``~/.cache/nat_ray/openvino``), keyed by the folder's files (a retrained
-checkpoint written over the same path is exported again), under a file lock (replicas starting together on a node).
+checkpoint written over the same path is exported again, and its earlier export removed), under a file lock (replicas
+starting together on a node).
 """
 
 from __future__ import annotations
@@ -222,4 +223,22 @@ def openvino_model_dir(model: str | Path) -> Path:
     with FileLock(target.parent / f".{target.name}.lock"):
         if not (target / EXPORT_RECORD).is_file():
             export_openvino(src, target, overwrite=True)
+            _drop_superseded(target, src)
     return target
+
+
+def _drop_superseded(target: Path, src: Path) -> None:
+    """Remove earlier exports of the same folder (a checkpoint written again there): ~0.5 GB each for SmolLM2, and
+    nothing will load them again, since the files they came from are gone."""
+    import shutil
+
+    for other in target.parent.glob(f"{src.name}-*"):
+        record = other / EXPORT_RECORD
+        if other == target or not record.is_file():
+            continue
+        try:
+            source = json.loads(record.read_text()).get("source")
+        except (OSError, ValueError):
+            continue
+        if source == str(src.resolve()):
+            shutil.rmtree(other, ignore_errors=True)

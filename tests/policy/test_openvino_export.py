@@ -64,3 +64,15 @@ def test_export_errors_are_one_line(tmp_path: Path, smollm2_openvino: Path) -> N
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 2 and "already an OpenVINO IR folder" in last and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "ir").exists()
+
+
+def test_a_new_export_of_a_folder_removes_its_earlier_ones(tmp_path: Path) -> None:
+    from nat_ray.policy.openvino_export import EXPORT_RECORD, _drop_superseded
+
+    src, elsewhere = tmp_path / "runs/models/nat", tmp_path / "runs/models/vanilla"
+    exports = tmp_path / "exports"
+    for name, source in (("nat-new", src), ("nat-old", src), ("nat-other", elsewhere), ("vanilla-a", elsewhere)):
+        (exports / name).mkdir(parents=True)
+        (exports / name / EXPORT_RECORD).write_text(json.dumps({"source": str(source.resolve())}))
+    _drop_superseded(exports / "nat-new", src)
+    assert sorted(p.name for p in exports.iterdir()) == ["nat-new", "nat-other", "vanilla-a"]
