@@ -278,7 +278,6 @@ def smollm2() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_openvino(smollm2: Path) -> Path:
     """SmolLM2 exported to OpenVINO IR by the project (once per session, into its home's cache; ~30 s)."""
-    pytest.importorskip("openvino_genai", reason="the openvino extra is not installed")
     from nat_ray.policy.openvino_export import openvino_model_dir
 
     return openvino_model_dir(smollm2)

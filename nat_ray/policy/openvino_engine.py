@@ -1,11 +1,11 @@
-"""An OpenVINO GenAI engine (``policy.kind: openvino``): continuous batching with prefix caching, a CPU runtime.
+"""The OpenVINO GenAI engine (``policy.kind: openvino``, the shipped CPU configs' engine): continuous batching with
+prefix caching on OpenVINO's CPU runtime.
 
-Measured against the transformers engine in ``benchmarks/eval.py`` (docs/benchmarks.md says which is the default and
-why). It needs ``pip install 'nat-ray[openvino]'``. ``model`` is a model folder or prepared name (exported to
-OpenVINO IR by ``nat_ray.policy.openvino_export`` the first time, then cached: a run's fine-tuned checkpoints are
-served as they are) or an IR folder exported elsewhere (``optimum-cli export openvino``). Prompts are tokenized with
-the model's own chat template by the transformers tokenizer, as in the other engines, so every engine sees the same
-ids.
+Measured against the transformers engine in ``benchmarks/eval.py`` (docs/benchmarks.md says why it is the default).
+``model`` is a model folder or prepared name (exported to OpenVINO IR by ``nat_ray.policy.openvino_export`` the first
+time, then cached: a run's fine-tuned checkpoints are served as they are) or an IR folder exported elsewhere
+(``optimum-cli export openvino``). Prompts are tokenized with the model's own chat template by the transformers
+tokenizer, as in the other engines, so every engine sees the same ids.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """The OpenVINO GenAI engine (`policy.kind: openvino`) behind the policy interface, on SmolLM2 as the project exports
 it (tests/policy/test_openvino_export.py), or on the IR folder `NAT_RAY_OPENVINO_MODEL` names (an optimum-intel
-export, say); without the `openvino` extra, asking for the engine is one line saying what to install."""
+export, say)."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 from pathlib import Path
 
@@ -14,18 +13,7 @@ import pytest
 from nat_ray.errors import InputError
 from nat_ray.policy.base import SamplingParams
 
-HAVE_OPENVINO = importlib.util.find_spec("openvino_genai") is not None
 
-
-@pytest.mark.skipif(HAVE_OPENVINO, reason="checks the message shown when the extra is missing")
-def test_without_the_extra_the_engine_says_what_to_install(tmp_path: Path) -> None:
-    from nat_ray.policy.openvino_engine import OVEngine
-
-    with pytest.raises(InputError, match=r"needs openvino-genai, a dependency of nat-ray"):
-        OVEngine(tmp_path)
-
-
-@pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino extra is not installed")
 def test_a_folder_that_is_neither_a_model_nor_an_export_is_refused(tmp_path: Path) -> None:
     from nat_ray.policy.openvino_engine import OVEngine
 
@@ -39,7 +27,6 @@ def openvino_ir(smollm2_openvino: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino extra is not installed")
 def test_openvino_replies_are_cut_at_the_stop_string_and_counted(openvino_ir: str) -> None:
     from nat_ray.policy.openvino_engine import OVEngine
 
@@ -60,7 +47,6 @@ def test_openvino_replies_are_cut_at_the_stop_string_and_counted(openvino_ir: st
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino extra is not installed")
 def test_openvino_in_float32_replies_as_generate_does_on_single_turns(smollm2: Path, openvino_ir: str) -> None:
     """``dtype: float32`` (f32 arithmetic and KV cache): greedy single-turn replies equal transformers' float32
     ``generate`` (benchmarks/eval.py: 64 of 64 episodes in (b), 8 of 8 conversations in (c), docs/benchmarks.md)."""
@@ -84,7 +70,6 @@ def test_openvino_in_float32_replies_as_generate_does_on_single_turns(smollm2: P
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino extra is not installed")
 def test_openvino_stops_where_the_stop_string_begins_in_the_prompt(smollm2: Path, openvino_ir: str) -> None:
     """A reply that opens with the rest of a stop string (``Observation:`` after the prompt's newline) stops at once,
     as ``generate`` stops it; OpenVINO's own matching sees the reply alone and ran such replies to ``max_tokens``."""

@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import run_cli
 
-pytest.importorskip("openvino_genai", reason="the openvino extra is not installed")
 pytestmark = pytest.mark.slow
 
 
