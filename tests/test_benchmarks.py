@@ -85,6 +85,18 @@ def test_eval_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
 
 
 @pytest.mark.slow
+def test_engine_alternate_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
+    args = ("--engines", "openvino_float32,cached", "--rounds", "1", "--episodes", "4", "--max-tokens", "16")
+    result, stdout = _run_quick("engine_alternate.py", tmp_path / "alt.json", *args, timeout=600)
+    assert result["engines"] == ["openvino_float32", "cached"] and result["rounds"] == 1
+    assert all(len(v) == 1 and v[0] > 0 for v in result["tokens_per_s"].values())
+    assert result["ratio"] == pytest.approx(
+        result["tokens_per_s"]["openvino_float32"][0] / result["tokens_per_s"]["cached"][0]
+    )
+    assert "ratio =" in stdout
+
+
+@pytest.mark.slow
 def test_decode_step_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     result, stdout = _run_quick("decode_step.py", tmp_path / "step.json", "--tokens", "6", timeout=600)
     by = {(r["engine"], r["rows"]): r for r in result["results"]}
