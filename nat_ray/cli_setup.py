@@ -24,10 +24,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_models_export(args: argparse.Namespace) -> int:
     from nat_ray.policy.openvino_export import export_openvino, openvino_model_dir
 
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        raise InputError("models export-openvino needs openvino, a dependency of nat-ray: reinstall it") from None
     print(
         export_openvino(args.model, args.out, overwrite=args.overwrite) if args.out else openvino_model_dir(args.model)
     )

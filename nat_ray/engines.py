@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EngineKind:
-    """``target``: ``"module:Class"``, imported only when an engine starts (vLLM and OpenVINO are optional installs);
+    """``target``: ``"module:Class"``, imported only when an engine starts (vLLM is an optional install);
     ``kwargs``: the class's constructor arguments from the policy section; ``serves_checkpoints``: its ``model`` is a
     model folder or prepared name (so a run's fine-tuned checkpoints can be served, and the folder is checked before
     anything starts) rather than a format of its own; ``reads_dtype``: it decodes in

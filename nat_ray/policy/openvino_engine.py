@@ -44,11 +44,10 @@ _PRECISION: dict[str, dict[str, str]] = {
 def _cache_gb(path: Path, rows: int, tokens_per_row: int = 1024) -> float:
     """KV cache for ``rows`` conversations of ``tokens_per_row`` in float32 (the largest precision it is kept in): a
     full batch of the quickstart's math episodes (64 of ~1,000 tokens, SmolLM2: 3 GB) without preempting any."""
-    cfg = json.loads((path / "config.json").read_text())
-    heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-    per_token = cfg["num_hidden_layers"] * 2 * heads * head_dim * 4
-    return per_token * rows * tokens_per_row / 1e9
+    from nat_ray.policy.openvino_export import kv_shape
+
+    layers, heads, head_dim = kv_shape(json.loads((path / "config.json").read_text()))
+    return layers * 2 * heads * head_dim * 4 * rows * tokens_per_row / 1e9
 
 
 @dataclass

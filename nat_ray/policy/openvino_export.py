@@ -60,11 +60,12 @@ def export_key(src: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _past_inputs(cfg: Any) -> tuple[int, int, int]:
-    layers = cfg.num_hidden_layers
-    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    return layers, heads, head_dim
+def kv_shape(cfg: dict[str, Any]) -> tuple[int, int, int]:
+    """(layers, key/value heads, head size) of a decoder's ``config.json``: the past the export takes as state, and
+    what the engine's KV cache holds per token."""
+    heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    return cfg["num_hidden_layers"], heads, head_dim
 
 
 def _traced(model: Any) -> Any:
@@ -122,7 +123,7 @@ def _convert(src: Path) -> Any:
     AttentionMaskInterface.register(_ATTENTION, sdpa_mask)  # the boolean mask SDPA takes
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
     model.set_attn_implementation(_ATTENTION)
-    layers, heads, head_dim = _past_inputs(model.config)
+    layers, heads, head_dim = kv_shape(model.config.to_dict())
     rows, new, old = 2, 3, 4  # example shapes only: every axis but heads and head_dim stays dynamic
     mask = torch.ones(rows, old + new, dtype=torch.long)
     mask[0, 0] = 0  # a padded row, so the trace keeps the mask's use
