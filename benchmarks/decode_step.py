@@ -21,15 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.eval import _conversations, _isolated, _make_engine
+from benchmarks.engine_rows import conversations, isolated, make_engine
 from nat_ray.policy.base import SamplingParams
 from nat_ray.storage import write_json
 
 
 def _measure(name: str, rows: int, args) -> dict:
-    convs = _conversations(argparse.Namespace(conversations=rows, quick=False, data_dir=args.data_dir))
+    convs = conversations(argparse.Namespace(conversations=rows, quick=False, data_dir=args.data_dir))
     prompts = [head + turns[:3] for head, turns in convs]  # the task prompt, the question, a reply, an observation
-    eng, dtype = _make_engine(name, rows, args)
+    eng, dtype = make_engine(name, rows, args)
 
     async def call(max_tokens: int) -> tuple[float, int, int]:
         params = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop=())
@@ -63,7 +63,7 @@ def main() -> None:
     results = []
     for name in engines:
         for r in rows:
-            row = _isolated(_measure, name, r, args)
+            row = isolated(_measure, name, r, args)
             results.append(row)
             print(f"  {name:<17} rows {r:3d}: prefill {row['prefill_tokens_per_s']:7.1f} tokens/s, decode step "
                   f"{row['step_ms'] or float('nan'):7.1f} ms", flush=True)  # fmt: skip

@@ -1,7 +1,7 @@
 """Evaluation throughput, each side by side with the paper's loop (one episode at a time).
 
     python benchmarks/eval.py [--quick] [--json PATH] [--latency 0.5] [--no-engine] [--engines a,b]
-                              [--episodes 64] [--conversations N] [--openvino IR_FOLDER]
+                              [--episodes 64] [--conversations N] [--openvino IR_FOLDER] [--rounds R]
 
 (a) Orchestration. The scripted ``arithmetic`` policy with a fixed reply latency L and the real calculator: the
     distributed eval (`run_eval`: env-worker actors, calculator pool, 64 episodes in flight) against a sequential loop
@@ -20,6 +20,9 @@
     the default engine over the paper loop's (a rate: the loop's does not depend on how many episodes it runs).
 (c) Multi-turn replay: NATInstruct StrategyQA trajectories replayed turn by turn through the same engines (see
     :func:`replay`); ``replay_speedup`` likewise.
+With ``--rounds R`` every engine of (b) and (c) runs R times, the order reversed each round (A B C, C B A, ...;
+``benchmarks/engine_rows.py``), and its figures are the means: the machine's drift over a run then lands on every
+engine alike instead of on the later rows (use 2 or more for the ratios between engines).
 
 JSON keys: ``speedup_vs_sequential`` (a), ``engine_speedup`` (b), ``replay_speedup`` (c), ``engines`` (each engine
 of (b) with its tokens/s), ``default_vs_transformers`` (the default engine's tokens/s over ``cached``'s, the lower of
@@ -31,60 +34,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nat_ray.config import PolicyConfig, load_config
-from nat_ray.episode import EpisodeRunner, EpisodeSettings, EpisodeSpec
+from benchmarks.engine_rows import (
+    DEFAULT_ENGINE,
+    PAPER_LOOP,
+    TRANSFORMERS_DEFAULT,
+    calculator_tools,
+    conversations,
+    engine_names,
+    episodes,
+    measure_episodes,
+    measure_replay,
+    run_rows,
+    summary,
+)
+from nat_ray.config import load_config
+from nat_ray.episode import EpisodeRunner
 from nat_ray.evaluation.driver import run_eval
 from nat_ray.evaluation.plan import plan_eval
 from nat_ray.policy import build_policy
-from nat_ray.policy.engine_client import LocalEnginePolicy
-from nat_ray.prompts import get_template
 from nat_ray.ray_init import init_ray
 from nat_ray.storage import write_json
-from nat_ray.tasks import get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
-from nat_ray.tools.calculator import Calculator
 
 REPO = Path(__file__).resolve().parents[1]
-# the shipped configs' engine (policy.kind openvino: OpenVINO GenAI on the project's own export of SmolLM2)
-DEFAULT_ENGINE = "openvino"
-# OpenVINO GenAI's rows: (IR, policy.dtype). "export": the project's export (nat_ray.policy.openvino_export), "ir": the
-# IR folder --openvino names (optimum-intel's export, say). auto: its CPU defaults; float32: f32 arithmetic and KV cache
-OPENVINO_ROWS = {
-    "openvino": ("export", "auto"),
-    "openvino_float32": ("export", "float32"),
-    "openvino_ir": ("ir", "auto"),
-    "openvino_ir_float32": ("ir", "float32"),
-}
-TRANSFORMERS_DEFAULT = PolicyConfig.model_fields["batching"].default  # the transformers engine's batching: cached
-
-
-def _calculator() -> dict:
-    calc = Calculator()
-
-    async def calculate(arg: str) -> str:
-        return await asyncio.to_thread(calc, arg)
-
-    return {"calculate": calculate}
-
-
-def _summary(trajs: list, seconds: float) -> dict:
-    return {
-        "episodes": len(trajs),
-        "seconds": seconds,
-        "episodes_per_s": len(trajs) / seconds,
-        "tokens_per_s": sum(t.completion_tokens for t in trajs) / seconds,
-        "calls_per_episode": statistics.mean(t.num_turns + t.action_errors for t in trajs),
-        "accuracy": sum(bool(t.reward) for t in trajs) / len(trajs),
-    }
 
 
 def orchestration(args, workdir: Path) -> dict:
@@ -105,7 +83,7 @@ def orchestration(args, workdir: Path) -> dict:
     seq_n = 8 if args.quick else 48
 
     async def loop() -> tuple[list, float]:
-        tools = _calculator()
+        tools = calculator_tools()
         runners = {
             p.name: EpisodeRunner(p.settings, build_policy(cfg.policy, p.settings.template), tools) for p in plans
         }
@@ -115,7 +93,7 @@ def orchestration(args, workdir: Path) -> dict:
         return trajs, time.monotonic() - t0
 
     trajs, seconds = asyncio.run(loop())
-    seq = _summary(trajs, seconds)
+    seq = summary(trajs, seconds)
     print(f"  sequential loop: {seq['episodes']} episodes, {seq['episodes_per_s']:.3f} episodes/s", flush=True)
     metrics = run_eval(cfg, progress=False)
     run = metrics["run"]
@@ -131,111 +109,14 @@ def orchestration(args, workdir: Path) -> dict:
     return {"latency_s": args.latency, "sequential": seq, "eval": pool}
 
 
-class PlainGenerate:
-    """The paper's loop: one conversation per ``model.generate`` call."""
-
-    def __init__(self, eng) -> None:
-        self.eng = eng
-
-    async def generate(self, messages, params):
-        return self.eng.generate_batch([messages], params)[0]
-
-    def close(self) -> None:
-        pass
-
-
-def _make_engine(name: str, batch: int, args):
-    """(engine, dtype label) for one row of the comparison."""
-    from nat_ray.models import resolve_model_path
-    from nat_ray.policy.hf_engine import HFEngine
-
-    if name in OPENVINO_ROWS:
-        from nat_ray.policy.openvino_engine import OVEngine
-        from nat_ray.policy.openvino_export import openvino_model_dir
-
-        source, dtype = OPENVINO_ROWS[name]
-        ir = openvino_model_dir("smollm2") if source == "export" else args.openvino
-        ov = OVEngine(ir, max_batch_size=batch, num_threads=args.threads, dtype=dtype)
-        return ov, f"openvino {dtype}"
-    batching, dtype = {
-        "paper_loop": ("static", "auto"),
-        "static_float32": ("static", "float32"),
-        "cached_mkl": ("cached", "auto"),
-    }.get(name, (name, "auto"))
-    eng = HFEngine(resolve_model_path("smollm2"), max_batch_size=batch, num_threads=args.threads, batching=batching,
-                   dtype=dtype, pack=name != "cached_mkl")  # fmt: skip
-    label = eng.precision().split(" ")[0]
-    return (PlainGenerate(eng) if name == "paper_loop" else eng), label
-
-
-def _engine_names(args, full_only: tuple[str, ...] = ()) -> list[str]:
-    # cached: the transformers engine's default batching; cached_mkl: it with torch's own float32 linears (MKL)
-    # instead of oneDNN's packed ones
-    names = ["paper_loop", "openvino", "openvino_float32", "cached", "cached_mkl", "static", "continuous"]
-    if not args.quick:
-        names += list(full_only)
-    if args.openvino:
-        names += ["openvino_ir", "openvino_ir_float32"]
-    if args.engines:  # a subset (the paper loop and the default always run: they make the headline ratio)
-        names = [n for n in names if n in {"paper_loop", DEFAULT_ENGINE, *args.engines.split(",")}]
-    return names
-
-
-def _isolated(fn, *args):
-    """One engine's measurement in a fresh process, as an engine actor runs it. Torch work run earlier by a
-    process's main thread (the paper loop's ``generate``) halves the speed of a later engine thread on these 2 cores
-    (its OpenMP team stays), so engines measured one after another in one process are not measured fairly."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
-
-
-def _episodes(args) -> tuple[EpisodeSettings, list[EpisodeSpec], int]:
-    n = args.episodes
-    loop_n = min(n, args.loop_episodes or (8 if args.quick else n))  # a rate: it does not depend on the count
-    task = get_task("gsm8k")
-    data = resolve_data_dir(args.data_dir)
-    questions = load_questions_file(task, task_file(task, "test", data))[:n]
-    settings = EpisodeSettings(
-        task=task,
-        template=get_template(prompts_file(task, data), "zero-shot-target-aware"),
-        source="benchmark",
-        max_turns=4,
-        max_tokens=args.max_tokens,
-        max_attempts=1,
-    )
-    return settings, [EpisodeSpec(task.name, q.id, q.question, q.ground_truth, 0.0, 0) for q in questions], loop_n
-
-
-def _measure_episodes(name: str, args) -> tuple[dict, list]:
-    settings, specs, loop_n = _episodes(args)
-    eng, dtype = _make_engine(name, len(specs), args)
-    runner = EpisodeRunner(settings, LocalEnginePolicy(eng, "smollm2"), _calculator())
-
-    async def run() -> list:
-        if name == "paper_loop":
-            return [await runner.run(s) for s in specs[:loop_n]]
-        return list(await asyncio.gather(*(runner.run(s) for s in specs)))
-
-    t0 = time.monotonic()
-    trajs = asyncio.run(run())
-    row = {"name": name, "dtype": dtype} | _summary(trajs, time.monotonic() - t0)
-    if hasattr(eng, "cache_stats"):
-        row["cache"] = eng.cache_stats()
-    eng.close()
-    return row, [[t.content for t in tr.turns] for tr in trajs]
-
-
 def engine(args) -> dict:
     """GSM8K eval episodes through each engine, each in its own process; the paper's loop runs the first ``loop_n``
     of the same episodes."""
-    _, _, loop_n = _episodes(args)
+    _, _, loop_n = episodes(args)
     results: dict = {"episodes": args.episodes, "paper_loop_episodes": loop_n, "max_tokens": args.max_tokens,
-                     "threads": args.threads, "engines": []}  # fmt: skip
-    replies: dict[str, list] = {}
-    for name in _engine_names(args, full_only=("static_float32",)):
-        row, replies[name] = _isolated(_measure_episodes, name, args)
-        results["engines"].append(row)
-        print(f"  {name:<15} {row}", flush=True)
+                     "threads": args.threads, "rounds": args.rounds}  # fmt: skip
+    names = engine_names(args, full_only=("static_float32",))
+    results["engines"], replies = run_rows(names, args.rounds, measure_episodes, args)
     _ratios(results, replies)
     return results
 
@@ -243,10 +124,10 @@ def engine(args) -> dict:
 def _ratios(results: dict, replies: dict[str, list]) -> None:
     """Each engine's tokens/s over the paper loop's, and how many episodes it ran exactly as the loop did."""
     by = {r["name"]: r for r in results["engines"]}
-    loop = by["paper_loop"]
+    loop = by[PAPER_LOOP]
     for r in results["engines"]:
         r["x_paper_loop"] = r["tokens_per_s"] / loop["tokens_per_s"]
-        shared = list(zip(replies["paper_loop"], replies[r["name"]], strict=False))
+        shared = list(zip(replies[PAPER_LOOP], replies[r["name"]], strict=False))
         r["same_as_paper_loop"] = sum(a == b for a, b in shared) / len(shared)
     results["default"] = DEFAULT_ENGINE
     results["speedup"] = by[DEFAULT_ENGINE]["x_paper_loop"]
@@ -259,72 +140,16 @@ def _ratios(results: dict, replies: dict[str, list]) -> None:
         results["bf16_speedup"] = by["static"]["tokens_per_s"] / by["static_float32"]["tokens_per_s"]
 
 
-def _conversations(args) -> list[tuple[list[dict], list[dict]]]:
-    import json
-
-    n = args.conversations or (16 if args.quick else 32)
-    task = get_task("strategyqa")
-    data = resolve_data_dir(args.data_dir)
-    template = get_template(prompts_file(task, data), "zero-shot-target-aware")
-    questions = {q.id: q for q in load_questions_file(task, task_file(task, "train", data))}
-    records = json.loads((data / "nat/dataset/strategyqa/strategyqa_gpt-3.5_positive.json").read_text())
-    convs = []
-    for rec in records:
-        if rec["id"] in questions and len(rec["conversations"]) >= 4:
-            head = [dict(m) for m in template.inference_messages(questions[rec["id"]].question)]
-            convs.append((head, [{"role": c["role"], "content": c["content"]} for c in rec["conversations"]]))
-        if len(convs) == n:
-            break
-    return convs
-
-
-def _measure_replay(name: str, args, loop_n: int) -> tuple[dict, list]:
-    from nat_ray.policy.base import SamplingParams
-
-    convs = _conversations(args)
-    params = SamplingParams(temperature=0.0, max_tokens=args.replay_tokens)
-    eng, dtype = _make_engine(name, len(convs), args)
-
-    async def one(head, turns) -> tuple[list[str], int]:
-        out, tokens = [], 0
-        for k, msg in enumerate(turns):
-            if msg["role"] != "assistant":
-                continue
-            c = await eng.generate(head + turns[:k], params)
-            out.append(c.text)
-            tokens += c.completion_tokens
-        return out, tokens
-
-    async def run():
-        if name == "paper_loop":
-            return [await one(h, t) for h, t in convs[:loop_n]]
-        return await asyncio.gather(*(one(h, t) for h, t in convs))
-
-    t0 = time.monotonic()
-    done = asyncio.run(run())
-    seconds = time.monotonic() - t0
-    row = {"name": name, "dtype": dtype, "replies": sum(len(o) for o, _ in done), "seconds": seconds,
-           "tokens_per_s": sum(t for _, t in done) / seconds}  # fmt: skip
-    if hasattr(eng, "cache_stats"):
-        row["cache"] = eng.cache_stats()
-    eng.close()
-    return row, [o for o, _ in done]
-
-
 def replay(args) -> dict:
     """Multi-turn conversations: the NATInstruct StrategyQA trajectories (GPT-3.5 ReAct episodes with search
     observations) replayed turn by turn; at each turn the engine replies (greedy) to the recorded history, and the
     next turn's prompt is that history plus the recorded reply and observation. Conversations run concurrently,
     the turns of one in order: the workload where keeping a conversation's KV cache between turns pays."""
-    n = len(_conversations(args))
+    n = len(conversations(args))
     loop_n = min(n, 2 if args.quick else 8)
     results: dict = {"conversations": n, "paper_loop_conversations": loop_n, "max_tokens": args.replay_tokens,
-                     "engines": []}  # fmt: skip
-    replies = {}
-    for name in _engine_names(args):
-        row, replies[name] = _isolated(_measure_replay, name, args, loop_n)
-        results["engines"].append(row)
-        print(f"  {name:<15} {row}", flush=True)
+                     "rounds": args.rounds}  # fmt: skip
+    results["engines"], replies = run_rows(engine_names(args), args.rounds, measure_replay, args, loop_n)
     _ratios(results, replies)
     return results
 
@@ -351,11 +176,14 @@ def main() -> None:
         "--openvino", default=None, help="an OpenVINO IR export of SmolLM2 made elsewhere: adds its rows"
     )
     parser.add_argument("--engines", default=None, help="comma-separated subset of the engines to run")
+    parser.add_argument("--rounds", type=int, default=1, help="(b), (c): runs of each engine, in alternating order")
     parser.add_argument("--episodes", type=int, default=64, help="(b) GSM8K episodes, all in flight (quickstart: 64)")
     parser.add_argument("--loop-episodes", type=int, default=None, help="(b) through the paper loop (all; quick 8)")
     parser.add_argument("--conversations", type=int, default=None, help="(c) conversations (32; quick 16)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds: 1 or more")
     if args.max_tokens is None:
         args.max_tokens = 96 if args.quick else 128
 

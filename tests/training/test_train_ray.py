@@ -189,7 +189,7 @@ def test_smollm2_few_steps_on_real_strategyqa_nat_examples(
         smollm2,
         tmp_path / "nat.jsonl",
         "train.max_length=512",
-        "train.global_batch_size=4",
+        "train.global_batch_size=2",  # one micro-batch per worker per step
         "train.micro_batch_size=1",
         "train.max_steps=2",
         "train.strategy=deepspeed",  # ZeRO-3 on the real model, dev perplexity through the sharded weights
