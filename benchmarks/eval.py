@@ -156,10 +156,10 @@ def replay(args) -> dict:
 
 def _table(title: str, part: dict, unit: str) -> None:
     print(f"\n{title}")
-    print(f"{'engine':<16}{'dtype':<20}{unit:>10}{'tokens/s':>10}{'x loop':>8}{'same':>7}")
+    print(f"{'engine':<21}{'dtype':<20}{unit:>10}{'tokens/s':>10}{'x loop':>8}{'same':>7}")
     for r in part["engines"]:
         count = r.get("episodes", r.get("replies"))
-        print(f"{r['name']:<16}{r['dtype']:<20}{count:>10}{r['tokens_per_s']:>10.1f}{r['x_paper_loop']:>8.2f}"
+        print(f"{r['name']:<21}{r['dtype']:<20}{count:>10}{r['tokens_per_s']:>10.1f}{r['x_paper_loop']:>8.2f}"
               f"{r['same_as_paper_loop']:>7.2f}")  # fmt: skip
 
 

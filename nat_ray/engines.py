@@ -67,8 +67,9 @@ ENGINES: dict[str, EngineKind] = {
             "num_threads": _threads(cfg),
             "dtype": cfg.dtype,
         },
-        # policy.dtype auto: OpenVINO's CPU defaults (bf16 where the CPU has it, an 8-bit KV cache); float32: f32
-        # arithmetic and KV cache, what eval.repeatable asks for (docs/benchmarks.md: reruns with other batch company).
+        # policy.dtype auto: the IR's and OpenVINO's CPU defaults (bf16 where the CPU has it; the project's exports
+        # keep the KV cache in f16); float32: f32 arithmetic and KV cache, what eval.repeatable asks for
+        # (docs/benchmarks.md: reruns with other batch company).
         # Its model is a model folder or prepared name (exported to OpenVINO IR once, nat_ray.policy.openvino_export)
         # or an IR folder.
         reads_dtype=True,

@@ -31,9 +31,10 @@ from nat_ray.policy.base import (
     trim_at_stop,
 )
 
-# policy.dtype -> the CPU plugin's properties. ``auto`` keeps OpenVINO's own choices (what a user of it gets: bf16
-# where the CPU has it, and on x86 a u8-compressed KV cache); float32 asks for f32 arithmetic and an f32 KV cache, the
-# setting whose greedy replies can equal transformers' float32 ``generate``.
+# policy.dtype -> the CPU plugin's properties. ``auto`` keeps the IR's and OpenVINO's own choices (what a user of it
+# gets: bf16 where the CPU has it; the KV cache in f16 for the project's exports and optimum-intel's, else on x86
+# u8-compressed); float32 asks for f32 arithmetic and an f32 KV cache, the setting whose greedy replies can equal
+# transformers' float32 ``generate``.
 _PRECISION: dict[str, dict[str, str]] = {
     "auto": {},
     "float32": {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"},
@@ -103,7 +104,7 @@ class OVEngine:
 
     def precision(self) -> str:
         if self.dtype == "auto":
-            return "auto (OpenVINO's CPU defaults: bf16 where the CPU has it, an 8-bit KV cache)"
+            return "auto (the IR's and OpenVINO's CPU defaults: bf16 where the CPU has it; KV cache f16 in exports)"
         return f"{self.dtype} (inference precision and KV cache)"
 
     def _config(self, params: SamplingParams) -> Any:

@@ -37,7 +37,7 @@ from nat_ray.storage import atomic_dir
 
 IR_FILE = "openvino_model.xml"
 EXPORT_RECORD = "nat_ray_openvino.json"
-EXPORT_FORMAT = 1  # bump when the export changes: cached exports of an older format are made again
+EXPORT_FORMAT = 2  # bump when the export changes: cached exports of an older format are made again
 _SOURCE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
 
 
@@ -143,6 +143,11 @@ def _convert(src: Path) -> Any:
     for port, name in zip(ov_model.outputs, ["logits", *present], strict=True):
         port.get_tensor().set_names({name})
     _make_stateful(ov_model, dict(zip(past, present, strict=True)))
+    # The KV cache in f16 unless the engine asks otherwise, as optimum-intel writes into its unquantised exports
+    # (GenAI reads an IR's runtime_options as defaults): on x86 OpenVINO's own default is a u8-compressed cache, which
+    # ran 5-8% slower than f16 on the evaluation benchmark here (docs/benchmarks.md) and moves replies further from
+    # the model's own numbers. policy.dtype float32 still sets an f32 cache.
+    ov_model.set_rt_info("f16", ["runtime_options", "KV_CACHE_PRECISION"])
     return ov_model
 
 

@@ -36,6 +36,8 @@ def test_the_export_holds_a_stateful_model_its_tokenizers_and_a_record(smollm2: 
     # every state has an initial value (zeros sized by the batch): GenAI's rewrite matches only such a state read
     assert all(len(op.inputs()) == 1 for op in model.get_ordered_ops() if op.get_type_name() == "ReadValue")
     assert model.get_output_element_type(0) == ov.Type.f32
+    # GenAI's default for its KV cache, as in optimum-intel's exports (policy.dtype float32 overrides it)
+    assert model.get_rt_info(["runtime_options", "KV_CACHE_PRECISION"]).astype(str) == "f16"
 
 
 def test_a_checkpoint_is_exported_once_and_again_when_its_files_change(
