@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.engine_rows import summary
 from nat_ray.config import load_config
 from nat_ray.episode import EpisodeRunner
 from nat_ray.nat_import import ImportConfig, import_nat
@@ -60,14 +61,7 @@ def sequential(cfg, n: int) -> dict:
         runner = EpisodeRunner(settings, policy, tools)
         t0 = time.monotonic()
         trajs = [await runner.run(s) for s in specs]
-        seconds = time.monotonic() - t0
-        return {
-            "episodes": len(trajs),
-            "seconds": seconds,
-            "episodes_per_s": len(trajs) / seconds,
-            "tokens_per_s": sum(t.completion_tokens for t in trajs) / seconds,
-            "calls_per_episode": statistics.mean(t.num_turns + t.action_errors for t in trajs),
-        }
+        return summary(trajs, time.monotonic() - t0)
 
     return asyncio.run(run())
 
