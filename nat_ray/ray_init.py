@@ -39,9 +39,9 @@ def init_ray(address: str | None = None) -> None:
     Joining says so on stderr, with the cluster's nodes and CPUs, so a job's log shows where it ran."""
     import ray
 
+    require_token_auth()  # first: a process told to run Ray without authentication is refused even if Ray is up
     if ray.is_initialized():
         return
-    require_token_auth()
     logger = logging.getLogger(_AUTH_LOGGER)
     if not any(isinstance(f, _DropTokenAuthNotice) for f in logger.filters):
         logger.addFilter(_DropTokenAuthNotice())
