@@ -230,8 +230,10 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from nat_ray.pipeline.power_plan import plan_lines
 
     cfg = load_config(args.config, args.overrides)
-    if args.plan:
-        print("\n".join(plan_lines(validate(cfg))))
+    if args.plan_from is not None and not (Path(args.plan_from) / "report").is_dir():
+        raise InputError(f"--plan-from {args.plan_from}: not a pipeline run folder with a report (report/ missing)")
+    if args.plan or args.plan_from is not None:
+        print("\n".join(plan_lines(validate(cfg), Path(args.plan_from) if args.plan_from else None)))
         return 0
     summary = run_pipeline(cfg, progress=not args.no_progress)
     leave_ray()
@@ -340,6 +342,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--plan", action="store_true", help="print what each comparison can detect and the cost; run nothing"
+    )
+    p.add_argument(
+        "--plan-from",
+        metavar="RUN_DIR",
+        help="--plan with the discordant shares and eval rate of another run folder's report (e.g. the main job's)",
     )
     p.set_defaults(func=cmd_pipeline)
 

@@ -17,8 +17,9 @@ import torch
 from nat_ray.hardware import bf16_support
 ok, found = bf16_support(torch.cuda.is_available())
 if not ok:
-    print(f'quickstart: this {found}: training runs in float32, ~6x slower than on the CPU the README times this '
-          'job on, and generation in float32 too: expect several times its time (docs/benchmarks.md, \"Which CPU\")')"
+    print(f'quickstart: this {found}: training runs in float32, 1.6x (AVX512) to 6x (AVX2 alone) slower than on the '
+          'CPU the README times this job on: expect up to several times its time (docs/benchmarks.md, \"Which CPU\"; '
+          'python benchmarks/cpu.py measures this one)')"
 # what the config needs: its output folder, and whether its tasks search (the StrategyQA job) or calculate (math)
 read -r OUT SEARCH < <(python -c "
 import sys

@@ -1,5 +1,6 @@
 """``nat-ray pipeline --plan`` (and the first lines of every run): per comparison the study implies, the smallest
-difference its test questions can detect, and what the eval will cost at the rates measured in this run folder."""
+difference its test questions can detect, and what the eval will cost at the rates measured in this run folder (or
+in the one ``--plan-from`` names: a finished run whose variants disagree as the planned study's will)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,45 @@ from nat_ray.tasks import get_task, load_questions_file
 if TYPE_CHECKING:  # the driver calls this module
     from nat_ray.pipeline.driver import PipelinePlan
 
-# the paper's StrategyQA gains (Llama-2-7B): NAT over vanilla about 8 points, over NUT about 3
-PAPER_EFFECTS = {("nat", "vanilla"): 0.08, ("nat", "nut"): 0.03}
+# the paper's gains (Llama-2-7B), by task. StrategyQA: NAT over vanilla about 8 points, over NUT about 3. Math (the
+# average over GSM8K, ASDiv, SVAMP and MultiArith, its Figure 2 at ~11k negatives): NAT about 65 against vanilla's 56,
+# NUT 0.5-3 points below NAT (read from the paper's plot; issue 38)
+STRATEGYQA_EFFECTS = {("nat", "vanilla"): 0.08, ("nat", "nut"): 0.03}
+MATH_EFFECTS = {("nat", "vanilla"): 0.09, ("nat", "nut"): 0.03}
+MATH_TASKS = frozenset({"gsm8k", "asdiv", "svamp", "multiarith"})
 
 
-def measured_discordant(out: Path) -> float | None:
-    """The share of discordant pairs over a previous report's comparisons in this run folder, if there is one."""
+def paper_effects(task: str) -> dict[tuple[str, str], float]:
+    """The paper's gains for a task's comparisons, by (mode, mode); none for a task it did not report so."""
+    if task == "strategyqa":
+        return STRATEGYQA_EFFECTS
+    return MATH_EFFECTS if task in MATH_TASKS else {}
+
+
+def _comparisons(out: Path) -> list[dict]:
     path = RunLayout(out).report / COMPARISONS
-    rows = read_json_file(path) if path.exists() else []
+    return read_json_file(path) if path.exists() else []
+
+
+def measured_discordant(out: Path, dataset: str | None = None) -> float | None:
+    """The share of discordant pairs over a previous report's comparisons in the run folder ``out``, if there is one:
+    over ``dataset``'s comparisons when given (None where the report has none of it), else over all."""
+    rows = [r for r in _comparisons(out) if dataset is None or r.get("dataset") == dataset]
     pairs = sum(r["n_pairs"] for r in rows)
     return sum(r["a_only"] + r["b_only"] for r in rows) / pairs if pairs else None
+
+
+def discordant_share(source: Path, dataset: str, own_folder: bool = True) -> tuple[float, str]:
+    """The discordant share the plan takes for ``dataset`` and where it comes from: the data set's own in the source
+    folder's last report, else that report's over its other data sets, else ``ASSUMED_DISCORDANT``."""
+    folder = "this run folder's" if own_folder else f"{source}'s"
+    own = measured_discordant(source, dataset)
+    if own is not None:
+        return own, f"measured on {dataset} by {folder} last report"
+    other = measured_discordant(source)
+    if other is not None:
+        return other, f"measured on other data sets by {folder} last report"
+    return ASSUMED_DISCORDANT, "assumed"
 
 
 def measured_rate(out: Path) -> float | None:
@@ -39,64 +69,106 @@ def measured_rate(out: Path) -> float | None:
     return episodes / seconds if seconds else None
 
 
-def _pooled_line(seeds: list[int] | None, n: int, psi: float, paper: bool) -> list[str]:
-    """With several training seeds the report also pools each comparison over them: its power. Optimistic: a
-    question's pairs under two seeds are not independent draws (the seeds' models share the training set)."""
-    if not seeds or len(seeds) < 2:
-        return []
-    pooled = n * len(seeds)
+def _power_of(n: int, psi: float, effects: dict[tuple[str, str], float]) -> str:
+    return ", ".join(
+        f"the paper's +{100 * e:.0f} power {mcnemar_power(n, psi, e):.0%}"
+        if possible(psi, e)
+        else f"the paper's +{100 * e:.0f} impossible at this share"
+        for e in sorted(set(effects.values()), reverse=True)
+    )
+
+
+def _pooled_line(
+    what: str, pooled: int, psi: float, effects: dict[tuple[str, str], float], note: str, indent: str = "  "
+) -> str:
     mde = min_detectable_difference(pooled, psi)
-    line = f"plan:   pooled over {len(seeds)} training seeds: {pooled} pairs; detectable: "
+    line = f"plan: {indent}pooled over {what}: {pooled:,} pairs, discordant share {psi:.2f}; detectable: "
     line += f"{100 * mde:.1f} points" if mde is not None else "no difference at this n"
-    if paper:
-        line += "; " + ", ".join(
-            f"the paper's +{100 * e:.0f} power {mcnemar_power(pooled, psi, e):.0%}"
-            if possible(psi, e)
-            else f"the paper's +{100 * e:.0f} impossible at this share"
-            for e in sorted(set(PAPER_EFFECTS.values()), reverse=True)
-        )
-    return [line + " (an upper bound: pairs of one question under two seeds are not independent)"]
+    return line + (f"; {_power_of(pooled, psi, effects)}" if effects else "") + note
 
 
-def plan_lines(plan: PipelinePlan) -> list[str]:
+# with several training seeds the report also pools each comparison over them. Optimistic: a question's pairs under
+# two seeds are not independent draws (the seeds' models share the training set)
+_SEEDS_NOTE = " (an upper bound: pairs of one question under two seeds are not independent)"
+
+
+def plan_lines(plan: PipelinePlan, source: Path | None = None) -> list[str]:
+    """The plan; ``source``: the run folder whose last report and evals give the discordant shares and the eval
+    rate (default: the plan's own)."""
     cfg, ec = plan.cfg, plan.eval
+    source = Path(plan.out) if source is None else Path(source)
+    own_folder = source == Path(plan.out)
     variants = [v.__dict__ for v in plan.variants if not v.control]  # controls are kept once the sets are built
     base = cfg.study is None or cfg.study.base
     rows = [*(["base"] if base else []), *(v["name"] for v in variants)]
     mode = {"base": "base", **{v["name"]: v["mode"] for v in variants}}
     pairs = implied_pairs(variants, rows)
-    measured = measured_discordant(plan.out)
-    psi = measured if measured is not None else ASSUMED_DISCORDANT
-    where = "measured by this run folder's last report" if measured is not None else "assumed"
-    lines, episodes = [], 0
+    seeds = cfg.study.seeds if cfg.study and cfg.study.seeds and len(cfg.study.seeds) > 1 else None
+    lines, episodes, sizes = [], 0, []
     for dataset in ec.datasets:
         task = get_task(dataset)
         questions = len(load_questions_file(task, questions_path(cfg, dataset)[0])[ec.offset :])
         questions = min(questions, ec.limit) if ec.limit is not None else questions
         n = questions * ec.samples
         episodes += n * len(rows)
+        psi, where = discordant_share(source, task.name, own_folder)
+        sizes.append((task.name, n, psi))
         mde = min_detectable_difference(n, psi)
         detectable = f"{100 * mde:.1f} points" if mde is not None else "no difference at this n"
         lines.append(
             f"plan: {task.name}: {questions} questions x {ec.samples} sample(s) = {n} pairs per comparison; "
             f"discordant share {psi:.2f} ({where}); detectable at 80% power, alpha 0.05: {detectable}"
         )
-        for a, b in pairs:
-            effect = PAPER_EFFECTS.get((mode[a], mode[b])) if task.name == "strategyqa" else None
-            if effect is None:
-                continue
-            if not possible(psi, effect):
-                lines.append(f"plan:   {a} - {b}: the paper's +{100 * effect:.0f} points is impossible at a discordant "
-                             f"share of {psi:.2f} (a difference cannot exceed it)")  # fmt: skip
-                continue
-            power = mcnemar_power(n, psi, effect)
-            verdict = "can detect it" if power >= 0.8 else "cannot detect it: more questions or samples"
-            lines.append(f"plan:   {a} - {b}: the paper's +{100 * effect:.0f} points has power {power:.0%}: {verdict}")
-        lines += _pooled_line(cfg.study.seeds if cfg.study else None, n, psi, task.name == "strategyqa")
-    rate = measured_rate(plan.out)
-    cost = f"~{episodes / rate / 60:.0f} min at the {rate:.2f} episodes/s measured here" if rate else "no rate measured"
-    lines.append(f"plan: {len(pairs)} comparison(s); eval {episodes:,} episodes ({cost})")
+        effects = paper_effects(task.name)
+        lines += _paper_lines([(a, b) for a, b in pairs if (mode[a], mode[b]) in effects], mode, effects, n, psi)
+        if seeds:
+            lines.append(_pooled_line(f"{len(seeds)} training seeds", n * len(seeds), psi, effects, _SEEDS_NOTE))
+    lines += _pooled_over_datasets(sizes, seeds)
+    rate = measured_rate(source)
+    where = "here" if own_folder else f"in {source}"
+    cost = f"~{episodes / rate / 60:.0f} min at the {rate:.2f} episodes/s measured {where}" if rate else ""
+    lines.append(f"plan: {len(pairs)} comparison(s); eval {episodes:,} episodes ({cost or 'no rate measured'})")
     if cfg.study and cfg.study.controls:
         lines.append(f"plan: and study.controls {', '.join(cfg.study.controls)}: one more trained model and eval per "
                      "variant that trains less than the target (decided once the sets are built)")  # fmt: skip
+    return lines
+
+
+def _paper_lines(
+    pairs: list[tuple[str, str]], mode: dict[str, str], effects: dict[tuple[str, str], float], n: int, psi: float
+) -> list[str]:
+    """Per paper effect, whether its comparisons can detect it: one line for all pairs of the same two modes (their
+    power is one figure: the same n, share and effect), naming the first."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for a, b in pairs:
+        groups.setdefault((mode[a], mode[b]), []).append((a, b))
+    lines = []
+    for key, members in groups.items():
+        effect, (a, b) = effects[key], members[0]
+        name = f"{a} - {b}" + (f" (and {len(members) - 1} more {key[0]} - {key[1]})" if len(members) > 1 else "")
+        if not possible(psi, effect):
+            lines.append(f"plan:   {name}: the paper's +{100 * effect:.0f} points is impossible at a discordant share "
+                         f"of {psi:.2f} (a difference cannot exceed it)")  # fmt: skip
+            continue
+        power = mcnemar_power(n, psi, effect)
+        verdict = "can detect it" if power >= 0.8 else "cannot detect it: more questions or samples"
+        lines.append(f"plan:   {name}: the paper's +{100 * effect:.0f} points has power {power:.0%}: {verdict}")
+    return lines
+
+
+def _pooled_over_datasets(sizes: list[tuple[str, int, float]], seeds: list[int] | None) -> list[str]:
+    """The paper's math verdict is the average over its four sets: one comparison pooled over the study's data sets
+    (each question one pair; the pooled share weighs each set's by its pairs), when they share the paper's effects."""
+    if len(sizes) < 2:
+        return []
+    effects = paper_effects(sizes[0][0])
+    if any(paper_effects(name) != effects for name, _, _ in sizes):
+        effects = {}
+    n = sum(k for _, k, _ in sizes)
+    psi = sum(k * share for _, k, share in sizes) / n
+    what = f"the {len(sizes)} data sets"
+    lines = [_pooled_line(what, n, psi, effects, "", indent="")]
+    if seeds:
+        seeded = f"{what} and {len(seeds)} training seeds"
+        lines.append(_pooled_line(seeded, n * len(seeds), psi, effects, _SEEDS_NOTE, indent=""))
     return lines

@@ -3,6 +3,7 @@ plan the pipeline prints."""
 
 from __future__ import annotations
 
+import json
 import math
 from statistics import NormalDist
 
@@ -70,18 +71,20 @@ def test_the_plan_pools_a_study_over_its_training_seeds(data_dir, tmp_path) -> N
     r = run_cli("pipeline", "--config", "configs/study_strategyqa_paired.yaml", "--plan", f"out={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
     assert "plan: strategyqa: 500 questions x 1 sample(s) = 500 pairs per comparison;" in r.stdout
-    assert "plan:   nat-seed1 - vanilla-seed1: the paper's +8 points has power 74%: cannot detect it" in r.stdout
-    pooled = "plan:   pooled over 2 training seeds: 1000 pairs; detectable: 6.0 points; the paper's +8 power 96%"
-    assert pooled in r.stdout and "the paper's +3 power 28%" in r.stdout
+    # one line for both seeds' nat - vanilla: the same n, share and effect give one power
+    line = "plan:   nat-seed1 - vanilla-seed1 (and 1 more nat - vanilla): the paper's +8 points has power 74%: cannot"
+    assert line in r.stdout
+    pooled = "plan:   pooled over 2 training seeds: 1,000 pairs, discordant share 0.45; detectable: 6.0 points; the "
+    assert pooled + "paper's +8 power 96%, the paper's +3 power 28%" in r.stdout
 
 
 def test_the_plan_says_an_effect_beyond_the_measured_discordant_share_is_impossible(data_dir, tmp_path) -> None:
     report = tmp_path / "run" / "report"
     report.mkdir(parents=True)  # a previous report in which the variants disagreed on 5 of 100 questions
-    (report / "comparisons.json").write_text('[{"n_pairs": 100, "a_only": 3, "b_only": 2}]')
+    (report / "comparisons.json").write_text('[{"dataset": "strategyqa", "n_pairs": 100, "a_only": 3, "b_only": 2}]')
     r = run_cli("pipeline", "--config", "configs/quickstart_strategyqa.yaml", "--plan", f"out={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
-    assert "discordant share 0.05 (measured by this run folder's last report)" in r.stdout
+    assert "discordant share 0.05 (measured on strategyqa by this run folder's last report)" in r.stdout
     assert "plan:   nat - vanilla: the paper's +8 points is impossible at a discordant share of 0.05" in r.stdout
     assert "plan:   nat - nut: the paper's +3 points has power" in r.stdout
 
@@ -92,3 +95,36 @@ def test_the_main_jobs_plan_is_500_math_questions_per_model(data_dir, tmp_path) 
     assert "plan: multiarith: 250 questions x 1 sample(s) = 250 pairs per comparison;" in r.stdout
     assert "plan: svamp: 250 questions x 1 sample(s) = 250 pairs per comparison;" in r.stdout
     assert "plan: 6 comparison(s); eval 2,000 episodes" in r.stdout  # base, vanilla, NUT, NAT x 500
+
+
+def test_math_plans_test_the_papers_math_gains_per_set_and_pooled_over_the_sets(data_dir, tmp_path) -> None:
+    """A finished run's report (--plan-from) gives each data set its own discordant share: the math sets' variants,
+    all at ~10%, disagree far less than StrategyQA's, and the study is planned with that."""
+    done = tmp_path / "done" / "report"
+    done.mkdir(parents=True)
+    rows = [{"dataset": "multiarith", "n_pairs": 250, "a_only": 10, "b_only": 15},
+            {"dataset": "svamp", "n_pairs": 250, "a_only": 20, "b_only": 20}]  # fmt: skip
+    (done / "comparisons.json").write_text(json.dumps(rows))
+    args = ["pipeline", "--config", "configs/quickstart.yaml", f"out={tmp_path / 'run'}"]
+    r = run_cli(*args, "--plan-from", str(tmp_path / "done"))
+    assert r.returncode == 0, r.stderr
+    assert f"discordant share 0.10 (measured on multiarith by {tmp_path / 'done'}'s last report)" in r.stdout
+    assert f"discordant share 0.16 (measured on svamp by {tmp_path / 'done'}'s last report)" in r.stdout
+    power = mcnemar_power(250, 0.10, 0.09)
+    line = f"plan:   nat-regenerated - vanilla: the paper's +9 points has power {power:.0%}: can detect it"
+    assert power >= 0.8 and line in r.stdout
+    assert "plan:   nat-regenerated - nut-regenerated: the paper's +3 points has power" in r.stdout
+    # pooled over the two sets: 500 pairs at the pairs-weighted share (0.10 + 0.16) / 2
+    pooled = "plan: pooled over the 2 data sets: 500 pairs, discordant share 0.13; detectable: "
+    assert pooled in r.stdout and f"the paper's +3 power {mcnemar_power(500, 0.13, 0.03):.0%}" in r.stdout
+    missing = run_cli(*args, "--plan-from", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "--plan-from" in missing.stderr and "report" in missing.stderr
+
+
+def test_the_math_study_is_planned_over_the_four_sets_in_full(data_dir, tmp_path) -> None:
+    r = run_cli("pipeline", "--config", "configs/study_math.yaml", "--plan", f"out={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    for name, n in (("gsm8k", 1319), ("asdiv", 2023), ("svamp", 1000), ("multiarith", 596)):
+        assert f"plan: {name}: {n} questions x 1 sample(s) = {n} pairs per comparison;" in r.stdout
+    assert "plan: pooled over the 4 data sets: 4,938 pairs" in r.stdout
+    assert "plan: pooled over the 4 data sets and 3 training seeds: 14,814 pairs" in r.stdout
