@@ -235,12 +235,14 @@ def _math_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[str
 def _comparisons(
     episodes: _Episodes, variants: list[dict], rows: dict[str, EvalMetrics]
 ) -> tuple[list[Comparison], list[str]]:
-    """Every comparison the study implies, on each data set both rows were evaluated on, Holm-adjusted together;
-    and the pairs refused for want of a shared question."""
+    """Every comparison the study implies, on each data set both rows were evaluated on and, where they share two or
+    more math sets, over those sets pooled (the paper's math verdict is over its four sets together), Holm-adjusted
+    together; and the pairs refused for want of a shared question."""
     made, refused = [], []
     pairs = implied_pairs(variants, rows)
     groups = [((a, b), [(a, b)]) for a, b in pairs] + list(pooled_over_seeds(pairs, variants).items())
     for (a, b), members in groups:  # one pair, or the same pair over every training seed, pooled
+        paired: dict[str, tuple[list[Trajectory], list[Trajectory]]] = {}
         for d in sorted(set.intersection(*(set(rows[x].datasets) & set(rows[y].datasets) for x, y in members))):
             if not all(episodes.has(x, d) and episodes.has(y, d) for x, y in members):
                 continue
@@ -248,8 +250,14 @@ def _comparisons(
                 ta = [t for i, (x, _) in enumerate(members) for t in reindexed(episodes(x, d), i)]
                 tb = [t for i, (_, y) in enumerate(members) for t in reindexed(episodes(y, d), i)]
                 made.append(dataclasses.replace(compare(a, ta, b, tb, d), seeds=len(members)))
+                paired[d] = (ta, tb)
             except InputError as exc:
                 refused.append(str(exc))
+        sets = [d for d in paired if is_math(d)]
+        if len(sets) >= 2:  # a question is its set's: ids are made unique across the sets before pairing
+            ta = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][0]]
+            tb = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][1]]
+            made.append(dataclasses.replace(compare(a, ta, b, tb, POOLED), seeds=len(members)))
     return with_holm(made), refused
 
 

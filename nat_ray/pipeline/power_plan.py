@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nat_ray.evaluation.compare import implied_pairs
+from nat_ray.evaluation.math_skill import POOLED
 from nat_ray.evaluation.plan import questions_path
 from nat_ray.evaluation.power import ASSUMED_DISCORDANT, mcnemar_power, min_detectable_difference, possible
 from nat_ray.records import COMPARISONS, METRICS, EvalMetrics, RunLayout
@@ -40,7 +41,8 @@ def _comparisons(out: Path) -> list[dict]:
 def measured_discordant(out: Path, dataset: str | None = None) -> float | None:
     """The share of discordant pairs over a previous report's comparisons in the run folder ``out``, if there is one:
     over ``dataset``'s comparisons when given (None where the report has none of it), else over all."""
-    rows = [r for r in _comparisons(out) if dataset is None or r.get("dataset") == dataset]
+    # (a report's rows pooled over its math sets repeat their pairs: a share is taken over the sets' own rows)
+    rows = [r for r in _comparisons(out) if r.get("dataset") != POOLED and dataset in (None, r.get("dataset"))]
     pairs = sum(r["n_pairs"] for r in rows)
     return sum(r["a_only"] + r["b_only"] for r in rows) / pairs if pairs else None
 

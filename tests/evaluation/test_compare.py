@@ -156,3 +156,28 @@ def test_a_seeds_study_is_compared_per_seed_and_pooled(tmp_path: Path) -> None:
     assert (pooled["a_only"], pooled["b_only"]) == (3 + 3, 0) and pooled["diff"] == pytest.approx(0.3)
     assert pooled["p_holm"] == pytest.approx(min(1.0, 3 * 2 / 2**6))  # the smallest of three p-values, x 3
     assert "| nat − vanilla (2 seeds pooled) | strategyqa | 20 |" in (run / "report/README.md").read_text()
+
+
+def test_a_math_study_is_also_compared_over_its_sets_pooled(tmp_path: Path) -> None:
+    """The paper's math verdict is over its sets together: each pair gets a row over the math sets it shares, each
+    question a pair once (ids that repeat across sets stay apart), Holm-adjusted with the rest."""
+    run = tmp_path / "run"
+    right = {"vanilla": {"multiarith": range(2), "svamp": range(1)}, "nat": {"multiarith": range(5), "svamp": range(4)}}
+    for name, sets in right.items():
+        by_set = {}
+        for d, r in sets.items():
+            by_set[d] = [
+                t.model_copy(update={"task": d, "ground_truth": "3"}) for t in (_t(str(i), i in r) for i in range(10))
+            ]
+            write_trajectories(by_set[d], run / "eval" / name / d)
+        metrics = eval_metrics(by_set, {"kind": "transformers"}, "zero-shot")
+        write_record(run / "eval" / name / "metrics.json", EvalMetrics.new(**metrics))
+    variants = [{"name": "vanilla", "mode": "vanilla", "neg_num": 0}, {"name": "nat", "mode": "nat", "neg_num": 8}]
+    write_report(run, {"out": str(run)}, variants)
+    rows = {(r["a"], r["dataset"]): r for r in json.loads((run / "report/comparisons.json").read_text())}
+    assert set(rows) == {("nat", "multiarith"), ("nat", "svamp"), ("nat", "all math (pooled)")}
+    pooled = rows[("nat", "all math (pooled)")]
+    assert (pooled["n_pairs"], pooled["n_questions"], pooled["a_only"], pooled["b_only"]) == (20, 20, 6, 0)
+    assert pooled["diff"] == pytest.approx(0.3) and pooled["p_mcnemar"] == pytest.approx(2 / 2**6)
+    assert pooled["p_holm"] == pytest.approx(3 * 2 / 2**6)  # the smallest of three p-values
+    assert "| nat − vanilla | all math (pooled) | 20 | 6 | 0 | +30.0 [" in (run / "report/README.md").read_text()
