@@ -11,14 +11,14 @@ VENV=${NAT_RAY_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 CONFIG=${QUICKSTART_CONFIG:-configs/quickstart.yaml}
 start=$(date +%s)
-# the README's times are a CPU's that multiplies bf16 natively: say so up front where this one does not
+# the README's time is an AVX512 CPU's in float32: say up front where this one has no bf16 (AVX2 alone is slower)
 python -c "
 import torch
 from nat_ray.hardware import bf16_support
 ok, found = bf16_support(torch.cuda.is_available())
 if not ok:
-    print(f'quickstart: this {found}: training runs in float32, 1.6x (AVX512) to 6x (AVX2 alone) slower than on the '
-          'CPU the README times this job on: expect up to several times its time (docs/benchmarks.md, \"Which CPU\"; '
+    print(f'quickstart: this {found}: training and generation run in float32. The README times this job on such a '
+          'CPU with AVX512 (58 min); with AVX2 alone expect several times that (docs/benchmarks.md, \"Which CPU\"; '
           'python benchmarks/cpu.py measures this one)')"
 # what the config needs: its output folder, and whether its tasks search (the StrategyQA job) or calculate (math)
 read -r OUT SEARCH < <(python -c "
