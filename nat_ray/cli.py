@@ -230,7 +230,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from nat_ray.pipeline.power_plan import plan_lines
 
     cfg = load_config(args.config, args.overrides)
-    if args.plan_from is not None and not (Path(args.plan_from) / "report").is_dir():
+    if args.plan_from is not None and not RunLayout(Path(args.plan_from)).report.is_dir():
         raise InputError(f"--plan-from {args.plan_from}: not a pipeline run folder with a report (report/ missing)")
     if args.plan or args.plan_from is not None:
         print("\n".join(plan_lines(validate(cfg), Path(args.plan_from) if args.plan_from else None)))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nat_ray.evaluation.compare import implied_pairs
-from nat_ray.evaluation.math_skill import POOLED
+from nat_ray.evaluation.math_skill import POOLED, is_math
 from nat_ray.evaluation.plan import questions_path
 from nat_ray.evaluation.power import ASSUMED_DISCORDANT, mcnemar_power, min_detectable_difference, possible
 from nat_ray.records import COMPARISONS, METRICS, EvalMetrics, RunLayout
@@ -23,38 +23,37 @@ if TYPE_CHECKING:  # the driver calls this module
 # NUT 0.5-3 points below NAT (read from the paper's plot; issue 38)
 STRATEGYQA_EFFECTS = {("nat", "vanilla"): 0.08, ("nat", "nut"): 0.03}
 MATH_EFFECTS = {("nat", "vanilla"): 0.09, ("nat", "nut"): 0.03}
-MATH_TASKS = frozenset({"gsm8k", "asdiv", "svamp", "multiarith"})
 
 
 def paper_effects(task: str) -> dict[tuple[str, str], float]:
     """The paper's gains for a task's comparisons, by (mode, mode); none for a task it did not report so."""
     if task == "strategyqa":
         return STRATEGYQA_EFFECTS
-    return MATH_EFFECTS if task in MATH_TASKS else {}
+    return MATH_EFFECTS if is_math(task) else {}
 
 
 def _comparisons(out: Path) -> list[dict]:
+    """A previous report's comparison rows in the run folder ``out`` (none without one)."""
     path = RunLayout(out).report / COMPARISONS
     return read_json_file(path) if path.exists() else []
 
 
-def measured_discordant(out: Path, dataset: str | None = None) -> float | None:
-    """The share of discordant pairs over a previous report's comparisons in the run folder ``out``, if there is one:
-    over ``dataset``'s comparisons when given (None where the report has none of it), else over all."""
+def measured_discordant(rows: list[dict], dataset: str | None = None) -> float | None:
+    """The share of discordant pairs over a report's comparison ``rows``: over ``dataset``'s when given (None where
+    the report has none of it), else over all."""
     # (a report's rows pooled over its math sets repeat their pairs: a share is taken over the sets' own rows)
-    rows = [r for r in _comparisons(out) if r.get("dataset") != POOLED and dataset in (None, r.get("dataset"))]
+    rows = [r for r in rows if r.get("dataset") != POOLED and dataset in (None, r.get("dataset"))]
     pairs = sum(r["n_pairs"] for r in rows)
     return sum(r["a_only"] + r["b_only"] for r in rows) / pairs if pairs else None
 
 
-def discordant_share(source: Path, dataset: str, own_folder: bool = True) -> tuple[float, str]:
-    """The discordant share the plan takes for ``dataset`` and where it comes from: the data set's own in the source
-    folder's last report, else that report's over its other data sets, else ``ASSUMED_DISCORDANT``."""
-    folder = "this run folder's" if own_folder else f"{source}'s"
-    own = measured_discordant(source, dataset)
+def discordant_share(rows: list[dict], dataset: str, folder: str) -> tuple[float, str]:
+    """The discordant share the plan takes for ``dataset`` and where it comes from: the data set's own in the report
+    ``rows`` (``folder``'s), else the report's over its other data sets, else ``ASSUMED_DISCORDANT``."""
+    own = measured_discordant(rows, dataset)
     if own is not None:
         return own, f"measured on {dataset} by {folder} last report"
-    other = measured_discordant(source)
+    other = measured_discordant(rows)
     if other is not None:
         return other, f"measured on other data sets by {folder} last report"
     return ASSUMED_DISCORDANT, "assumed"
@@ -100,6 +99,8 @@ def plan_lines(plan: PipelinePlan, source: Path | None = None) -> list[str]:
     cfg, ec = plan.cfg, plan.eval
     source = Path(plan.out) if source is None else Path(source)
     own_folder = source == Path(plan.out)
+    report = _comparisons(source)  # read once: every data set's share comes from it
+    folder = "this run folder's" if own_folder else f"{source}'s"
     variants = [v.__dict__ for v in plan.variants if not v.control]  # controls are kept once the sets are built
     base = cfg.study is None or cfg.study.base
     rows = [*(["base"] if base else []), *(v["name"] for v in variants)]
@@ -113,7 +114,7 @@ def plan_lines(plan: PipelinePlan, source: Path | None = None) -> list[str]:
         questions = min(questions, ec.limit) if ec.limit is not None else questions
         n = questions * ec.samples
         episodes += n * len(rows)
-        psi, where = discordant_share(source, task.name, own_folder)
+        psi, where = discordant_share(report, task.name, folder)
         sizes.append((task.name, n, psi))
         mde = min_detectable_difference(n, psi)
         detectable = f"{100 * mde:.1f} points" if mde is not None else "no difference at this n"
