@@ -33,8 +33,15 @@ from nat_ray.errors import InputError
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.power_plan import plan_lines
 from nat_ray.pipeline.rollouts import regenerate, rollout_stage, rollout_view, round_rollout
-from nat_ray.pipeline.sets import build_stage, compute_budgets, mode_train, set_upstream, train_section
-from nat_ray.pipeline.stages import run_stage
+from nat_ray.pipeline.sets import (
+    build_stage,
+    compute_budgets,
+    decide_controls,
+    mode_train,
+    set_upstream,
+    train_section,
+)
+from nat_ray.pipeline.stages import moved_inputs, run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand, sft_init
 from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
@@ -153,8 +160,6 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
         plan.variants, _count(collected, "positive"), _count(collected, "negative"), str(RunLayout(out).trajectories)
     )
     evals: dict[str, str] = {}
-    trained: dict[str, StageManifest] = {}
-    regenerated: StageManifest | None = None
     near: dict[str, str] = {}
     if any(v.near_miss for v in plan.variants):
         made = _near_miss(plan, collected, say)
@@ -162,32 +167,13 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
         check_counts(plan.variants, 0, _count(made, "negative"), where, "near-miss")
         near = {"near_miss": made.config_hash}
     variants, built_first, sizes, goals = compute_budgets(plan, collected, say, near)
+    state = _Trained(collected, near, built_first)
     for v in variants:
-        upstream = set_upstream(v, collected, near)
-        if v.regenerated:
-            if regenerated is None:
-                source = plan.cfg.study.regenerate_from if plan.cfg.study else "vanilla"
-                regenerated = regenerate(plan, source, trained[source].config_hash, say)
-                where = f"the regenerated trajectories ({RunLayout(out).regenerated})"
-                hint = ": roll out more questions (rollout.limit, rollout.temperatures)"
-                check_counts(plan.variants, 0, _count(regenerated, "negative"), where, "regenerated", hint)
-            upstream["regenerate"] = regenerated.config_hash
-        if v.round > 1:  # the round before's model rolls out the train questions: this round's trajectories
-            prev = v.previous or ""
-            upstream["round"] = round_rollout(plan, v, prev, trained[prev].config_hash, say).config_hash
-        built = built_first.get(v.name) or build_stage(plan, v, upstream, say)
-        train = train_section(plan, v, sizes, goals)
-        init = None
-        if v.round > 1 and cfg.study is not None and cfg.study.round_init == "previous":
-            prev = v.previous or ""
-            init = (str(RunLayout(out).model(prev)), trained[prev].config_hash)
-        elif v.preference and v.round == 1 and (cfg.study is None or cfg.study.preference_init == "sft"):
-            source = sft_init(v, plan.variants)
-            assert source is not None  # validate() refused a study without one
-            init = (str(RunLayout(out).model(source.name)), trained[source.name].config_hash)
-        trained[v.name] = _train(plan, v, train, built.config_hash, progress, say, init)
-        model = str(RunLayout(out).model(v.name))
-        evals[v.name] = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
+        evals[v.name] = _variant(plan, v, train_section(plan, v, sizes, goals), state, progress, say)
+    controls, sizes, goals = decide_controls(plan, say)
+    for v in controls:
+        evals[v.name] = _variant(plan, v, train_section(plan, v, sizes, goals), state, progress, say)
+    variants += controls
     if cfg.study is None or cfg.study.base:
         _eval(plan, "base", plan.train.model, {}, say)
     if (cfg.study is None or cfg.study.teacher) and plan.collect.kind == "import":
@@ -208,6 +194,46 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     say((RunLayout(out).report / TABLE).read_text())
     names = [v.name for v in variants]
     return {"out": str(out), "variants": names, "report": str(RunLayout(out).report), **report.counts}
+
+
+@dataclass
+class _Trained:
+    """What the variants of a run share as they train one after another: the stages they build on."""
+
+    collected: StageManifest
+    near: dict[str, str]  # the near-miss stage's hash, for the variants built from it
+    built_first: dict[str, StageManifest]  # sets built before any training (study.match)
+    trained: dict[str, StageManifest] = field(default_factory=dict)
+    regenerated: StageManifest | None = None
+
+
+def _variant(plan: PipelinePlan, v: Variant, train: TrainConfig, state: _Trained, progress: bool, say: Say) -> str:
+    """One variant's set, model and eval (the regenerate or round rollout it needs first); returns its eval's hash."""
+    cfg, out, trained = plan.cfg, plan.out, state.trained
+    upstream = set_upstream(v, state.collected, state.near)
+    if v.regenerated:
+        if state.regenerated is None:
+            source = cfg.study.regenerate_from if cfg.study else "vanilla"
+            state.regenerated = regenerate(plan, source, trained[source].config_hash, say)
+            where = f"the regenerated trajectories ({RunLayout(out).regenerated})"
+            hint = ": roll out more questions (rollout.limit, rollout.temperatures)"
+            check_counts(plan.variants, 0, _count(state.regenerated, "negative"), where, "regenerated", hint)
+        upstream["regenerate"] = state.regenerated.config_hash
+    if v.round > 1:  # the round before's model rolls out the train questions: this round's trajectories
+        prev = v.previous or ""
+        upstream["round"] = round_rollout(plan, v, prev, trained[prev].config_hash, say).config_hash
+    built = state.built_first.get(v.name) or build_stage(plan, v, upstream, say)
+    init = None
+    if v.round > 1 and cfg.study is not None and cfg.study.round_init == "previous":
+        prev = v.previous or ""
+        init = (str(RunLayout(out).model(prev)), trained[prev].config_hash)
+    elif v.preference and v.round == 1 and (cfg.study is None or cfg.study.preference_init == "sft"):
+        source = sft_init(v, plan.variants)
+        assert source is not None  # validate() refused a study without one
+        init = (str(RunLayout(out).model(source.name)), trained[source.name].config_hash)
+    trained[v.name] = _train(plan, v, train, built.config_hash, progress, say, init)
+    model = str(RunLayout(out).model(v.name))
+    return _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
 
 
 def _near_miss(plan: PipelinePlan, collected: StageManifest, say: Say) -> StageManifest:
@@ -257,7 +283,7 @@ def check_out(plan: PipelinePlan, identity: tuple[dict, dict[str, str]]) -> None
     """A run folder whose trajectories were collected with another config holds another run: refuse it before any
     stage runs, rather than delete what may have cost a long rollout (later stages are redone when they change)."""
     old = read_stage(RunLayout(plan.out).trajectories)
-    if old is not None and old.config_hash != config_hash(*identity):
+    if old is not None and old.config_hash != config_hash(*identity) and not moved_inputs(old, *identity):
         raise InputError(
             f"out: {plan.out} holds a run whose trajectories were collected with another config (collect, its data "
             f"files, or the collecting policy differ): choose another out, or remove "

@@ -7,8 +7,9 @@ more epochs), ``tokens`` the same number of trained tokens (steps scaled by each
 within one step). The learning-rate schedule spans each variant's own steps.
 
 A variant's steps per epoch are counted as the workers count them: ``(examples // workers) // (micro-batch x
-accumulation)``. The target is taken over the variants built from the collected trajectories; a variant whose
-negatives are regenerated later is matched to the same target.
+accumulation)``. ``study.match``'s target is taken over the variants built from the collected trajectories, before
+any trains (a variant whose negatives are regenerated later is matched to the same target); ``study.controls``' over
+every first-round variant, once all their sets are built (the regenerated ones too).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The training sets of a pipeline run and what each variant trains for: the build stage of each variant, and compute
-matching (``study.match`` / ``study.controls``, :mod:`nat_ray.pipeline.match`) decided from the built sets before the
-first variant trains; ``study.train_by_mode`` applied to each variant's ``train`` section."""
+matching (:mod:`nat_ray.pipeline.match`): ``study.match`` decided from the built sets before the first variant trains,
+``study.controls`` once every variant's set is built; ``study.train_by_mode`` applied to each variant's ``train``
+section."""
 
 from __future__ import annotations
 
@@ -26,34 +27,46 @@ Say = Callable[[str], None]
 def compute_budgets(
     plan: PipelinePlan, collected: StageManifest, say: Say, near_miss: dict[str, str] | None = None
 ) -> tuple[list[Variant], dict[str, StageManifest], dict[str, Budget], dict[str, float | None]]:
-    """Compute matching, decided before the first variant trains: ``study.match`` gives every variant the target,
-    ``study.controls`` adds a matched twin to each variant that trains less. Returns the variants to run (the
-    controls kept), the sets built on the way, each set's budget, and each match's target (steps or tokens).
-    ``near_miss``: the near-miss stage's hash, upstream of the variants built from it."""
+    """``study.match``, decided before the first variant trains: every variant gets the target. Returns the variants
+    to run (the controls not among them: :func:`decide_controls`), the sets built on the way, each set's budget, and
+    the match's target (steps or tokens). ``near_miss``: the near-miss stage's hash, upstream of the variants built
+    from it."""
     study = plan.cfg.study
     match = study.match if study else "epochs"
-    controls = (study.controls if study else None) or []
     variants = [v for v in plan.variants if not v.control]
-    if match == "epochs" and not controls:
+    if match == "epochs":
         return variants, {}, {}, {}
-    # a control's set is its twin's: built (and tokenised) once, under the twin's name, until the control is kept
     built = {v.name: build_stage(plan, v, set_upstream(v, collected, near_miss), say)
              for v in variants if not v.regenerated and v.round == 1}  # fmt: skip
     budgets = {v.name: set_budget(plan, v) for v in variants if v.name in built}
+    goals: dict[str, float | None] = {match: target(match, list(budgets.values()), plan.train)}  # type: ignore[arg-type]
+    say(f"pipeline: study.match {match}: the target is {goals[match]:,.0f} {match}")
+    return variants, built, budgets, goals
+
+
+def decide_controls(plan: PipelinePlan, say: Say) -> tuple[list[Variant], dict[str, Budget], dict[str, float | None]]:
+    """``study.controls``, decided once every first-round variant's set is built (those whose negatives the run
+    regenerated too: a control trains as long as the longest of them, NAT on the vanilla model's own failures
+    included). Returns the controls kept (those whose variant trains less than the target; a control's set is its
+    twin's), the budgets of the sets and each control's target."""
+    controls = [v for v in plan.variants if v.control]
+    if not controls:
+        return [], {}, {}
+    budgets = {v.name: set_budget(plan, v) for v in plan.variants if not v.control and v.round == 1}
     goals: dict[str, float | None] = {}
-    for m in sorted({match, *controls} - {"epochs"}):
+    for m in sorted({c.match for c in controls}):
         goals[m] = target(m, list(budgets.values()), plan.train)  # type: ignore[arg-type]
-        say(f"pipeline: {'study.match' if m == match else 'study.controls'} {m}: the target is {goals[m]:,.0f} {m}")
+        say(f"pipeline: study.controls {m}: the target is {goals[m]:,.0f} {m}")
     less = {}
-    for c in (v for v in plan.variants if v.control):
-        b, m = budgets[c.twin or ""], c.match
-        steps = matched(m, goals[m], b, plan.train).max_steps  # type: ignore[arg-type]
+    for c in controls:
+        b = budgets[c.twin or ""]
+        steps = matched(c.match, goals[c.match], b, plan.train).max_steps  # type: ignore[arg-type]
         less[c.name] = steps is not None and steps != b.natural_steps(plan.train)
-    kept = controls_kept(plan.variants, less)
-    dropped = [v.name for v in plan.variants if v not in kept]
+    kept = [v for v in controls_kept(plan.variants, less) if v.control]
+    dropped = [c.name for c in controls if c not in kept]
     if dropped:
         say(f"pipeline: study.controls: {', '.join(dropped)} left out (their variant already trains the target)")
-    return kept, built, budgets, goals
+    return kept, budgets, goals
 
 
 def set_upstream(v: Variant, collected: StageManifest, near_miss: dict[str, str] | None) -> dict[str, str]:

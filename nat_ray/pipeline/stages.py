@@ -7,6 +7,9 @@ incomplete manifest of the same hash is resumed by the stage itself (rollout and
 Paths inside the run folder (a model an eval serves, the checkpoint a round starts from) enter the hash relative to
 it, so a run folder moved or copied elsewhere (another machine, a study that reuses another's first round) keeps
 its stages. A stage recorded before that, with the absolute path, is still recognised, and its manifest rewritten.
+Input files outside the run (the data a collect stage reads) enter the hash by path and content; a run whose data
+folder moved (another machine, another home) with every file's content the same is the same run
+(:func:`moved_inputs`): its stages keep their hash, so the stages after them keep theirs.
 """
 
 from __future__ import annotations
@@ -42,6 +45,17 @@ def portable(view: object, root: Path | None) -> object:
     return view
 
 
+def moved_inputs(old: StageManifest, view: object, upstream: dict[str, str], root: Path | None = None) -> bool:
+    """``old`` is this stage with its inputs found elsewhere: the same config, the same input contents by hash, only
+    the paths they are keyed by differ."""
+    config = view if isinstance(view, dict) else {"view": view}
+    return (
+        portable(old.config, root) == portable(config, root)
+        and old.inputs.keys() != upstream.keys()
+        and sorted(old.inputs.values()) == sorted(upstream.values())
+    )
+
+
 def run_stage(
     folder: Path,
     stage: str,
@@ -65,8 +79,10 @@ def run_stage(
         write_record(folder / STAGE_FILE, old)
         if mirror is not None and old.complete:
             mirror.push(folder)
-    if old is not None and old.config_hash == digest and old.complete:
-        say(f"pipeline: {label}: up to date, skipped")
+    moved = old is not None and old.config_hash != digest and moved_inputs(old, view, upstream, root)
+    if old is not None and (old.config_hash == digest or moved) and old.complete:
+        why = " (its input files moved, their contents the same)" if moved else ""
+        say(f"pipeline: {label}: up to date, skipped{why}")
         if mirror is not None and not mirror.has(folder):
             mirror.push(folder)
         if tracker is not None:

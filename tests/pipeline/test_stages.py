@@ -94,3 +94,22 @@ def test_a_stage_recorded_with_absolute_paths_is_recognised_and_its_hash_rewritt
     assert calls == ["nat"] and said == ["pipeline: eval nat: up to date, skipped"]
     assert m.config_hash == config_hash({"model": "$RUN/models/nat"}, {"train": "t"}) != old.config_hash
     assert read_stage(folder) == m and m.started_at == old.started_at and m.counts == old.counts
+
+
+def test_a_stage_whose_input_files_moved_with_the_same_contents_keeps_its_hash(tmp_path: Path) -> None:
+    """The data folder elsewhere (another machine, another home): the same config and file contents are the same
+    stage, and it keeps the hash the stages after it were made with; another content is another stage."""
+    calls: list = []
+    folder = tmp_path / "run/trajectories"
+    view = {"kind": "gold", "questions": "gsm8k/train.jsonl"}
+    old = run_stage(folder, "collect", None, view, {"/a/data/gsm8k/train.jsonl": "h1"}, _body(folder, calls), say=print)
+    said: list = []
+    moved = {"/b/data/gsm8k/train.jsonl": "h1"}
+    m = run_stage(folder, "collect", None, view, moved, _body(folder, calls), say=said.append)
+    assert calls == ["trajectories"] and m == old and read_stage(folder) == old
+    assert said == ["pipeline: collect: up to date, skipped (its input files moved, their contents the same)"]
+    run_stage(folder, "collect", None, {**view, "limit": 5}, moved, _body(folder, calls), say=lambda _m: None)
+    assert calls == ["trajectories"] * 2  # another config: redone
+    edited = {"/b/data/gsm8k/train.jsonl": "h2"}
+    run_stage(folder, "collect", None, {**view, "limit": 5}, edited, _body(folder, calls), say=lambda _m: None)
+    assert calls == ["trajectories"] * 3  # another content: redone

@@ -186,3 +186,22 @@ def test_rounds_need_the_rollout_section(tmp_path: Path) -> None:
     config = REPO / "configs/ci_pipeline.yaml"
     with pytest.raises(InputError, match=r"study.rounds: a later round rolls out .* it needs the 'rollout' section"):
         validate(load_config(config, [f"out={tmp_path}", "study.rounds=2"]))
+
+
+def test_an_out_whose_data_folder_moved_is_the_same_run(tmp_path: Path) -> None:
+    """A run folder copied from another machine: its trajectories were collected from the same files (by content),
+    read from another data folder: accepted, not refused."""
+    from nat_ray.pipeline.driver import _collect_identity, check_out, validate
+    from nat_ray.records import STAGE_FILE, StageManifest
+
+    plan = validate(load_config(REPO / "configs/ci_pipeline.yaml", [f"out={tmp_path}"]))
+    view, inputs = _collect_identity(plan)
+    elsewhere = {f"/elsewhere/{Path(p).name}": h for p, h in inputs.items()}
+    old = StageManifest(stage="collect", config_hash="0123456789abcdef", config=view, inputs=elsewhere, complete=True)
+    (tmp_path / "trajectories").mkdir()
+    (tmp_path / "trajectories" / STAGE_FILE).write_text(old.model_dump_json())
+    check_out(plan, (view, inputs))
+    edited = {p: "another content" for p in elsewhere}
+    (tmp_path / "trajectories" / STAGE_FILE).write_text(old.model_copy(update={"inputs": edited}).model_dump_json())
+    with pytest.raises(InputError, match=r"collected with another config"):
+        check_out(plan, (view, inputs))
