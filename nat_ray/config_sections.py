@@ -100,6 +100,9 @@ class StudyConfig(StrictModel):
     round_mix: bool = False
     round_init: Literal["previous", "base"] = "previous"
     base: bool = True  # also evaluate the base model (train.model) as a row
+    # the last N collected positives held out of every set: each model's perplexity on their assistant tokens, under
+    # the prompt it was trained with (the paper's Figure 4: does perplexity on gold solutions fall as negatives grow)
+    heldout: int = Field(0, ge=0)
     teacher: bool = True  # also score the collected trajectories themselves (the teacher's row)
 
     @property

@@ -258,6 +258,10 @@ class RunLayout:
     def eval_dir(self, name: str) -> Path:
         return self.evals / name
 
+    def heldout_dir(self, name: str) -> Path:
+        """A model's perplexity on the held-out gold trajectories (``study.heldout``): its stage record's counts."""
+        return self.out / "heldout" / name
+
     @property
     def report(self) -> Path:
         return self.out / "report"

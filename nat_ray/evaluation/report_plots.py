@@ -19,11 +19,17 @@ from nat_ray.records import (
     EvalMetrics,
     RunLayout,
     TrainingRecord,
+    read_stage,
 )
 from nat_ray.storage import dataset_manifest, read_record, read_records
 
 
 def dev_perplexity(run: Path, name: str) -> float | None:
+    """The model's held-out perplexity: on the run's held-out gold trajectories (``study.heldout``), else on the
+    ``train.dev`` set its training measured."""
+    stage = read_stage(RunLayout(run).heldout_dir(name))
+    if stage is not None and stage.complete and stage.counts.get("perplexity") is not None:
+        return float(stage.counts["perplexity"])
     record = read_record(RunLayout(run).model(name) / TRAIN_RECORD, TrainingRecord)
     return record.dev_perplexity if record is not None else None
 
@@ -96,6 +102,10 @@ def plots(run: Path, rows: dict[str, EvalMetrics], variants: list[dict], report:
             for mode in by_mode:
                 pts_m = sorted((n, p) for m, n, p in ppl if m == mode and p is not None)
                 ax.plot([n for n, _ in pts_m], [p for _, p in pts_m], marker="o", label=mode)
+            for v in (v for v in variants if v["mode"] == "vanilla"):  # the positives alone: 0 negatives
+                p = dev_perplexity(run, v["name"])
+                if p is not None:
+                    ax.plot([0], [p], marker="s", linestyle="", label=v["name"])
             labels = ("number of negatives", "held-out perplexity", "Perplexity vs negatives")
             made.append(_save(fig, ax, report / PERPLEXITY_PLOT, *labels))
     if any(v.get("round", 1) > 1 for v in variants):

@@ -30,6 +30,7 @@ from nat_ray.config_train import PREFERENCE_FIELDS, SPEED_FIELDS
 from nat_ray.engines import ENGINES, serves_checkpoints
 from nat_ray.episode import seed_identity
 from nat_ray.errors import InputError
+from nat_ray.pipeline.heldout import heldout_stage
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.power_plan import plan_lines
 from nat_ray.pipeline.rollouts import regenerate, rollout_stage, rollout_view, round_rollout
@@ -176,6 +177,7 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     variants += controls
     if cfg.study is None or cfg.study.base:
         _eval(plan, "base", plan.train.model, {}, say)
+        heldout_stage(plan, "base", plan.train.model, {"collect": collected.config_hash}, say, base=True)
     if (cfg.study is None or cfg.study.teacher) and plan.collect.kind == "import":
         _teacher(plan, collected.config_hash, say)
     from nat_ray.evaluation.report import write_report
@@ -233,7 +235,11 @@ def _variant(plan: PipelinePlan, v: Variant, train: TrainConfig, state: _Trained
         init = (str(RunLayout(out).model(source.name)), trained[source.name].config_hash)
     trained[v.name] = _train(plan, v, train, built.config_hash, progress, say, init)
     model = str(RunLayout(out).model(v.name))
-    return _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
+    evaluated = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
+    heldout_stage(
+        plan, v.name, model, {"train": trained[v.name].config_hash, "collect": state.collected.config_hash}, say
+    )
+    return evaluated
 
 
 def _near_miss(plan: PipelinePlan, collected: StageManifest, say: Say) -> StageManifest:

@@ -112,7 +112,12 @@ def test_pipeline_end_to_end_then_a_changed_lr(tmp_path: Path, smollm2: Path, se
     before = {f: _stamp(run / f) for f in ["trajectories", "sets/nat", "models/nat", "eval/nat", "eval/base", "report"]}
     # a new lr, and compute matching: 1 epoch is 2 steps of vanilla's 8 examples and 4 of NAT's 16; `steps` gives both 4
     matched = ["train.lr=1e-4", "train.max_steps=null", "train.epochs=1", "study.match=steps"]
+    matched += ["study.heldout=4"]  # each model's perplexity on the last 4 positives, which no set holds
     run_pipeline(load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, *matched]), progress=False)
+    for v in ("vanilla", "nat", "base"):
+        held = read_stage(run / "heldout" / v)
+        assert held.complete and held.counts["examples"] == 4 and held.counts["perplexity"] > 1, v
+    assert held.config["mode"] == "vanilla" and read_stage(run / "heldout/nat").config["mode"] == "nat"
     after = {f: _stamp(run / f) for f in before}
     assert after["trajectories"] == before["trajectories"] and after["sets/nat"] == before["sets/nat"]
     assert after["eval/base"] == before["eval/base"]  # the base model did not change
