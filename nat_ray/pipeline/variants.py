@@ -109,8 +109,8 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
                 )
     if any(v.regenerated for v in variants):
         source = next((v for v in variants if v.name == study.regenerate_from), None)
-        if source is None or source.regenerated:
-            names = ", ".join(v.name for v in variants if not v.regenerated)
+        if source is None or source.regenerated or source.control:  # (controls train last)
+            names = ", ".join(v.name for v in variants if not (v.regenerated or v.control))
             raise InputError(
                 f"study.regenerate_from: {study.regenerate_from!r} is not a variant trained on the collected "
                 f"trajectories (the study has: {names})"

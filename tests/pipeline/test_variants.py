@@ -88,6 +88,9 @@ def test_negative_source_regenerated_variants_come_after_the_model_that_regenera
         expand(BuildStageConfig(), study, 0)
     with pytest.raises(InputError, match=r"regenerate_from: 'vanilla' .*\(the study has: \)"):
         expand(BuildStageConfig(), StudyConfig(modes=["nat"], negative_source=["regenerated"]), 0)
+    with pytest.raises(InputError, match=r"regenerate_from: 'vanilla-steps' .*\(the study has: vanilla\)"):
+        study = StudyConfig(modes=["vanilla", "nat"], negative_source=["regenerated"], controls=["steps"])
+        expand(BuildStageConfig(), study.model_copy(update={"regenerate_from": "vanilla-steps"}), 0)  # trains last
 
 
 def test_counts_above_what_exists_name_the_field() -> None:
