@@ -12,11 +12,16 @@ workers hold, another starts, up to ``max`` (on a cluster, a worker that cannot 
 autoscaler adds a node for); batches go only to workers that have started, so one that never can holds no work; a
 worker with nothing in flight and nothing left to take is let go, down to ``min``. A worker gone for good (``ray.kill``,
 restarts exhausted) has its batches put back and is replaced; one whose constructor raised ends the run with that error.
+A worker that holds batches but has finished none for ``stall_s`` is taken as hung (alive, idle, its awaits never
+answered: an eval of the 12-06 session stopped so for 27 minutes with every actor idle) and replaced the same way:
+a hang costs those batches' time, not the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ class _Worker:
     handle: Any
     ready_ref: Any | None  # None once it has started
     inflight: set = field(default_factory=set)
+    progress_at: float = field(default_factory=time.monotonic)  # when it last finished a batch, or was handed one idle
 
 
 @dataclass
@@ -39,6 +45,7 @@ class PoolStats:
     started: int = 0
     peak: int = 0
     replaced: int = 0
+    stalled: int = 0  # of those replaced: hung with batches in flight
 
 
 class EnvWorkerPool:
@@ -52,6 +59,7 @@ class EnvWorkerPool:
         calls_per_worker: int,
         batches_per_worker: int,
         num_cpus: float,
+        stall_s: float = 900.0,
     ) -> None:
         self._remote = ray.remote(
             num_cpus=num_cpus, max_restarts=-1, max_task_retries=-1, max_concurrency=calls_per_worker
@@ -59,6 +67,7 @@ class EnvWorkerPool:
         self.kwargs = worker_kwargs
         self.min_size, self.max_size = min_size, max_size
         self.cap = batches_per_worker  # batches handed to one worker at once: its running calls and a backlog
+        self.stall_s = stall_s
         self.workers: list[_Worker] = []
         self.stats = PoolStats()
 
@@ -83,6 +92,8 @@ class EnvWorkerPool:
             while waiting or owner:
                 for w in self.workers:
                     while w.ready_ref is None and waiting and len(w.inflight) < self.cap:
+                        if not w.inflight:
+                            w.progress_at = time.monotonic()
                         i = waiting.popleft()
                         ref = w.handle.run_batch.remote(batches[i])
                         w.inflight.add(ref)
@@ -98,6 +109,7 @@ class EnvWorkerPool:
                         self._started(readies[ref], ref)
                     else:
                         self._finished(ref, owner, waiting, on_batch)
+                self._replace_stalled(owner, waiting)
                 if not waiting:
                     for w in [w for w in self.workers if not w.inflight and w.ready_ref is None]:
                         if len(self.workers) > self.min_size:
@@ -105,6 +117,28 @@ class EnvWorkerPool:
         finally:
             for w in list(self.workers):
                 self._drop(w)
+
+    def _replace_stalled(self, owner: dict[Any, tuple[_Worker, int]], waiting: deque) -> None:
+        now = time.monotonic()
+        for w in [w for w in self.workers if w.inflight and now - w.progress_at > self.stall_s]:
+            print(
+                f"env-worker pool: a worker finished none of its {len(w.inflight)} batches in {self.stall_s:g} s: "
+                "replaced, its batches run again",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._put_back(w, owner, waiting)
+            self.stats.replaced += 1
+            self.stats.stalled += 1
+            self.stall_s *= 2  # batches that are only slow are not cut again and again
+
+    def _put_back(self, worker: _Worker, owner: dict[Any, tuple[_Worker, int]], waiting: deque) -> None:
+        """A worker gone or hung: its batches go back to the queue, and it is let go (killed if still there)."""
+        for ref in list(worker.inflight):
+            waiting.appendleft(owner.pop(ref)[1])
+        worker.inflight.clear()
+        if worker in self.workers:
+            self._drop(worker)
 
     def _started(self, worker: _Worker, ref: Any) -> None:
         try:
@@ -132,11 +166,9 @@ class EnvWorkerPool:
             # gone for good (a lost node is restarted in place, not seen here): its calls go back to the queue; the
             # writers keep each episode once if part of the batch was already written
             waiting.appendleft(i)
-            for other in list(worker.inflight):
-                waiting.appendleft(owner.pop(other)[1])
-            worker.inflight.clear()
             if worker in self.workers:
-                self._drop(worker)
                 self.stats.replaced += 1
+            self._put_back(worker, owner, waiting)
             return
+        worker.progress_at = time.monotonic()
         on_batch(table)

@@ -41,7 +41,7 @@ class StreamStats:
     episodes_at: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, episodes so far)
     calls_at: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, policy calls so far)
     counts: dict[str, int] = field(default_factory=lambda: {"positive": 0, "negative": 0, "error": 0})
-    env_workers: dict[str, int] = field(default_factory=dict)  # the pool's started / peak / replaced
+    env_workers: dict[str, int] = field(default_factory=dict)  # the pool's started / peak / replaced / stalled
 
 
 class _EpisodeEvents:

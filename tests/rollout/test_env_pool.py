@@ -5,6 +5,7 @@ error line (ray-project/ray#53727) that Ray Data's actor pool printed for every 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -70,6 +71,34 @@ def test_a_killed_worker_is_replaced_and_its_batches_run_again(ray_local) -> Non
     assert killed and pool.stats.replaced == 1
     xs = sorted(x for t in out for x in t.column("x").to_pylist())
     assert xs == [2 * i for i in range(32)]  # every batch once, those of the killed worker run again
+
+
+class Hanger(Doubler):
+    """The first worker hangs on every batch (alive and idle, as the 12-06 eval did); its replacement does not."""
+
+    def __init__(self, delay_s: float, flag: str) -> None:
+        super().__init__(delay_s)
+        self.flag, self.hung = flag, False
+
+    async def run_batch(self, batch: pa.Table) -> pa.Table:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL))
+            self.hung = True
+        if self.hung:
+            await asyncio.sleep(3600)
+        return await super().run_batch(batch)
+
+
+def test_a_hung_worker_is_replaced_and_its_batches_run_again(ray_local, tmp_path: Path) -> None:
+    from actors.env_pool import EnvWorkerPool
+
+    args = {"min_size": 1, "max_size": 1, "calls_per_worker": 2, "batches_per_worker": 2, "num_cpus": 0.1}
+    pool = EnvWorkerPool(Hanger, {"delay_s": 0.1, "flag": str(tmp_path / "hung")}, **args, stall_s=3.0)
+    out: list[pa.Table] = []
+    pool.run(_batches(6), out.append)
+    assert pool.stats.stalled == 1 and pool.stats.replaced == 1 and pool.stall_s == 6.0
+    xs = sorted(x for t in out for x in t.column("x").to_pylist())
+    assert xs == [2 * i for i in range(12)]  # every batch once, the hung worker's two run again
 
 
 def test_a_constructor_error_ends_the_run_with_it(ray_local) -> None:
