@@ -4,6 +4,11 @@ The pool manager is a small async actor. Every ``check_every_s`` it asks each me
 average is above ``target_inflight`` and the pool is below ``max`` it adds a member; when the pool has been idle for
 ``idle_s`` and is above ``min`` it removes one; a member that does not answer (killed, node lost) is replaced. On a
 cluster, the members' resource requests are what the autoscaler adds nodes for.
+
+A member added under load is handed calls only once it has started: one that cannot be placed (no CPU left for it on
+a full machine, a node the autoscaler never brings) waits aside and holds no call. Before this, calls went to it at
+once and waited for ever: on a 2-core machine, a calculator pool that grew under a NAT model's calls froze an eval
+with every actor idle (2026-12-06). One member starts at a time.
 """
 
 from __future__ import annotations
@@ -49,12 +54,16 @@ class ElasticPool:
         self.min_size, self.max_size = min_size, max_size
         self.target_inflight = target_inflight
         self.check_every_s, self.idle_s = check_every_s, idle_s
+        # the first members fit (the session checks the actors started at once against the cluster): callers wait
+        # for them to start; those added under load join once started
         self.members: list[Any] = [self._new() for _ in range(min_size)]
+        self.starting: list[Any] = []
         self.version = 0
         self.replaced = 0
         self.peak = min_size
         self._idle_since = time.monotonic()
         self._loop: asyncio.Task | None = None
+        self._admitting: set[asyncio.Task] = set()  # references kept: the loop holds tasks weakly
 
     def _new(self) -> Any:
         # named "<pool>/<n>" so an operator (or a test) can find a member with ray.get_actor
@@ -78,8 +87,27 @@ class ElasticPool:
         self.replaced += 1
         self.version += 1
 
+    async def _admit(self, member: Any) -> None:
+        try:
+            await member.__ray_ready__.remote()
+        except RayError:  # died starting: the next check may add another
+            self.starting.remove(member)
+            with contextlib.suppress(Exception):
+                ray.kill(member)
+            return
+        self.starting.remove(member)
+        self.members.append(member)
+        self.version += 1
+        self.peak = max(self.peak, len(self.members))
+
     async def stats(self) -> dict:
-        return {"size": len(self.members), "peak": self.peak, "replaced": self.replaced, "version": self.version}
+        return {
+            "size": len(self.members),
+            "starting": len(self.starting),
+            "peak": self.peak,
+            "replaced": self.replaced,
+            "version": self.version,
+        }
 
     async def member_stats(self, method: str = "stats") -> list[dict]:
         """Each live member's own counters (a member that does not answer is left out)."""
@@ -117,10 +145,12 @@ class ElasticPool:
             busy = sum(alive) + self.target_inflight * loads.count("slow")
             if busy:
                 self._idle_since = time.monotonic()
-            if alive and busy / len(alive) > self.target_inflight and len(self.members) < self.max_size:
-                self.members.append(self._new())
-                self.version += 1
-                self.peak = max(self.peak, len(self.members))
+            grow = alive and busy / len(alive) > self.target_inflight and len(self.members) < self.max_size
+            if grow and not self.starting:
+                member = self._new()
+                self.starting.append(member)
+                self._admitting.add(asyncio.get_running_loop().create_task(self._admit(member)))
+                self._admitting = {t for t in self._admitting if not t.done()}
             elif not busy and len(self.members) > self.min_size and time.monotonic() - self._idle_since > self.idle_s:
                 victim = self.members.pop()
                 self.version += 1
@@ -130,7 +160,7 @@ class ElasticPool:
     async def shutdown(self) -> None:
         if self._loop is not None:
             self._loop.cancel()
-        for m in self.members:
+        for m in [*self.members, *self.starting]:
             with contextlib.suppress(Exception):
                 ray.kill(m)
 

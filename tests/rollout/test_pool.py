@@ -60,3 +60,29 @@ def test_pool_grows_under_load_shrinks_when_idle_and_replaces_the_dead(ray_local
     assert ray.get(manager.stats.remote())["replaced"] >= 1
     ray.get(manager.shutdown.remote())
     ray.kill(manager)
+
+
+def test_a_member_that_cannot_be_placed_holds_no_call(ray_local) -> None:
+    """A full machine: the member added under load waits for a CPU that never frees; calls keep going to the started
+    one (they used to go to the waiting one too, and wait for ever)."""
+    ray = ray_local
+    from actors.pool import ElasticPool, PoolClient
+
+    manager = (
+        ray.remote(num_cpus=0, max_concurrency=100)(ElasticPool)
+        .options(name="test-pool-full")
+        .remote(SlowTool, {"delay_s": 0.3}, 1, 2, target_inflight=1, num_cpus=1.5, check_every_s=0.2, idle_s=60)
+    )
+    client = PoolClient(manager, refresh_s=0.1)
+
+    async def load(rounds: int) -> list[str]:
+        out: list[str] = []
+        for _ in range(rounds):
+            out += await asyncio.gather(*(client(f"q{i}") for i in range(6)))
+        return out
+
+    assert asyncio.run(load(15)) == [f"Q{i}" for i in range(6)] * 15  # 4.5 s of load: the pool tried to grow
+    stats = ray.get(manager.stats.remote())
+    assert stats["starting"] == 1 and stats["size"] == 1 and stats["peak"] == 1, stats
+    ray.get(manager.shutdown.remote())
+    ray.kill(manager)
