@@ -151,7 +151,7 @@ class StageManifest(StrictModel):
     change upstream changes every hash below it."""
 
     schema_version: int = RECORD_VERSION
-    stage: str  # collect, regenerate, build, train, eval, report
+    stage: str  # collect, regenerate, build, train, eval, heldout, report
     variant: str | None = None
     config_hash: str
     config: dict[str, Any] | None = None  # the stage's config view

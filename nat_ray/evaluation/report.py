@@ -167,7 +167,7 @@ def behaviour_table(rows: dict[str, EvalMetrics], run: Path) -> str:
             turns = "-" if x["avg_turns"] is None else f"{x['avg_turns']:.2f}"
             lines.append(
                 f"| {name} | {d} | {pct(x['accuracy'])} | {pct(x['action_error_rate'])} | {turns} | "
-                f"{x['errors']} | {'-' if ppl is None else f'{ppl:.2f}'} |"
+                f"{x['errors']} | {'-' if ppl is None else f'{ppl:.3f}'} |"
             )
     return "\n".join(lines)
 

@@ -52,14 +52,22 @@ def _run(tmp_path: Path) -> Path:
 def test_report_of_a_run_folder(tmp_path: Path) -> None:
     import matplotlib.image
 
+    from nat_ray.records import STAGE_FILE, RunLayout, StageManifest
+
     run = _run(tmp_path)
+    held = StageManifest(
+        stage="heldout", variant="nat-neg20", config_hash="h", counts={"perplexity": 2.5}, complete=True
+    )
+    RunLayout(run).heldout_dir("nat-neg20").mkdir(parents=True)
+    write_record(RunLayout(run).heldout_dir("nat-neg20") / STAGE_FILE, held)  # study.heldout's, before train.dev's
     r = run_cli("report", str(run))
     assert r.returncode == 0, r.stderr
     table = (run / "report/table.md").read_text()
     assert table.splitlines()[2].startswith("| base | 20.0 [5.7, 51.0] (n=10)")
     assert "| nat-neg20 | 70.0 [39.7, 89.2] (n=10)" in table and table in r.stdout
     readme = (run / "report/README.md").read_text()
-    assert "| nat-neg10 | strategyqa | 60.0 | - | 0.00 | 0 | 4.00 |" in readme
+    assert "| nat-neg10 | strategyqa | 60.0 | - | 0.00 | 0 | 4.000 |" in readme
+    assert "| nat-neg20 | strategyqa | 70.0 | - | 0.00 | 0 | 2.500 |" in readme
     for png in ("loss.png", "accuracy_vs_negatives.png", "perplexity_vs_negatives.png"):
         image = matplotlib.image.imread(run / "report" / png)
         assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0, png
