@@ -1,4 +1,5 @@
-"""The elastic tool pool on a real local Ray cluster: grows under load, shrinks when idle, replaces the dead."""
+"""The elastic tool pool on a real local Ray cluster: grows under load, shrinks when idle, replaces the dead, and
+hands no call to a member that has not started."""
 
 from __future__ import annotations
 
@@ -27,24 +28,31 @@ class SlowTool:
         return self._inflight
 
 
-def test_pool_grows_under_load_shrinks_when_idle_and_replaces_the_dead(ray_local) -> None:
-    ray = ray_local
+def _pool(ray, name: str, delay_s: float, calls: int, *args, **kw):  # type: ignore[no-untyped-def]
+    """A pool manager of SlowTool members, and ``load(rounds)``: ``calls`` concurrent calls a round."""
     from actors.pool import ElasticPool, PoolClient
 
     manager = (
         ray.remote(num_cpus=0, max_concurrency=100)(ElasticPool)
-        .options(name="test-pool")
-        .remote(SlowTool, {"delay_s": 0.5}, 1, 3, target_inflight=2, num_cpus=0.1, check_every_s=0.2, idle_s=1.0)
+        .options(name=name)
+        .remote(SlowTool, {"delay_s": delay_s}, *args, check_every_s=0.2, **kw)
     )
-    client = PoolClient(manager, refresh_s=0.2)
+    client = PoolClient(manager, refresh_s=0.1)
 
-    async def load(rounds: int) -> list[str]:
+    async def rounds(n: int) -> list[str]:
         out: list[str] = []
-        for _ in range(rounds):
-            out += await asyncio.gather(*(client(f"q{i}") for i in range(12)))
+        for _ in range(n):
+            out += await asyncio.gather(*(client(f"q{i}") for i in range(calls)))
         return out
 
-    results = asyncio.run(load(8))
+    return manager, lambda n: asyncio.run(rounds(n))
+
+
+def test_pool_grows_under_load_shrinks_when_idle_and_replaces_the_dead(ray_local) -> None:
+    ray = ray_local
+    manager, load = _pool(ray, "test-pool", 0.5, 12, 1, 3, target_inflight=2, num_cpus=0.1, idle_s=1.0)
+
+    results = load(8)
     assert results == [f"Q{i}" for i in range(12)] * 8
     stats = ray.get(manager.stats.remote())
     assert stats["peak"] == 3, stats  # grew to max under 12 concurrent calls with target 2 per member
@@ -56,7 +64,7 @@ def test_pool_grows_under_load_shrinks_when_idle_and_replaces_the_dead(ray_local
 
     member = ray.get_actor("test-pool/1")
     ray.kill(member)
-    assert asyncio.run(load(1)) == [f"Q{i}" for i in range(12)]  # calls go to a replacement
+    assert load(1) == [f"Q{i}" for i in range(12)]  # calls go to a replacement
     assert ray.get(manager.stats.remote())["replaced"] >= 1
     ray.get(manager.shutdown.remote())
     ray.kill(manager)
@@ -66,22 +74,8 @@ def test_a_member_that_cannot_be_placed_holds_no_call(ray_local) -> None:
     """A full machine: the member added under load waits for a CPU that never frees; calls keep going to the started
     one (they used to go to the waiting one too, and wait for ever)."""
     ray = ray_local
-    from actors.pool import ElasticPool, PoolClient
-
-    manager = (
-        ray.remote(num_cpus=0, max_concurrency=100)(ElasticPool)
-        .options(name="test-pool-full")
-        .remote(SlowTool, {"delay_s": 0.3}, 1, 2, target_inflight=1, num_cpus=1.5, check_every_s=0.2, idle_s=60)
-    )
-    client = PoolClient(manager, refresh_s=0.1)
-
-    async def load(rounds: int) -> list[str]:
-        out: list[str] = []
-        for _ in range(rounds):
-            out += await asyncio.gather(*(client(f"q{i}") for i in range(6)))
-        return out
-
-    assert asyncio.run(load(15)) == [f"Q{i}" for i in range(6)] * 15  # 4.5 s of load: the pool tried to grow
+    manager, load = _pool(ray, "test-pool-full", 0.3, 6, 1, 2, target_inflight=1, num_cpus=1.5, idle_s=60)
+    assert load(15) == [f"Q{i}" for i in range(6)] * 15  # 4.5 s of load: the pool tried to grow
     stats = ray.get(manager.stats.remote())
     assert stats["starting"] == 1 and stats["size"] == 1 and stats["peak"] == 1, stats
     ray.get(manager.shutdown.remote())
