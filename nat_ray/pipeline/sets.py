@@ -14,7 +14,7 @@ from nat_ray.config import TrainConfig
 from nat_ray.config_sections import BuildStageConfig
 from nat_ray.errors import InputError, first_validation_error
 from nat_ray.pipeline.match import Budget, matched, target
-from nat_ray.pipeline.variants import Variant, controls_kept
+from nat_ray.pipeline.variants import Variant
 from nat_ray.records import RunLayout, StageManifest
 from nat_ray.tasks import prompts_file
 
@@ -57,15 +57,14 @@ def decide_controls(plan: PipelinePlan, say: Say) -> tuple[list[Variant], dict[s
     for m in sorted({c.match for c in controls}):
         goals[m] = target(m, list(budgets.values()), plan.train)  # type: ignore[arg-type]
         say(f"pipeline: study.controls {m}: the target is {goals[m]:,.0f} {m}")
-    less = {}
-    for c in controls:
+    kept, dropped = [], []
+    for c in controls:  # one whose variant already trains the target would be that variant trained twice
         b = budgets[c.twin or ""]
         steps = matched(c.match, goals[c.match], b, plan.train).max_steps  # type: ignore[arg-type]
-        less[c.name] = steps is not None and steps != b.natural_steps(plan.train)
-    kept = [v for v in controls_kept(plan.variants, less) if v.control]
-    dropped = [c.name for c in controls if c not in kept]
+        (kept if steps is not None and steps != b.natural_steps(plan.train) else dropped).append(c)
     if dropped:
-        say(f"pipeline: study.controls: {', '.join(dropped)} left out (their variant already trains the target)")
+        names = ", ".join(c.name for c in dropped)
+        say(f"pipeline: study.controls: {names} left out (their variant already trains the target)")
     return kept, budgets, goals
 
 

@@ -45,12 +45,16 @@ def portable(view: object, root: Path | None) -> object:
     return view
 
 
+def stored_config(view: object) -> dict:
+    """A stage's view as its record keeps it (``config``)."""
+    return view if isinstance(view, dict) else {"view": view}
+
+
 def moved_inputs(old: StageManifest, view: object, upstream: dict[str, str], root: Path | None = None) -> bool:
     """``old`` is this stage with its inputs found elsewhere: the same config, the same input contents by hash, only
     the paths they are keyed by differ."""
-    config = view if isinstance(view, dict) else {"view": view}
     return (
-        portable(old.config, root) == portable(config, root)
+        portable(old.config, root) == portable(stored_config(view), root)
         and old.inputs.keys() != upstream.keys()
         and sorted(old.inputs.values()) == sorted(upstream.values())
     )
@@ -95,8 +99,13 @@ def run_stage(
     elif old is not None:
         say(f"pipeline: {label}: resuming")
     folder.mkdir(parents=True, exist_ok=True)
-    config = view if isinstance(view, dict) else {"view": view}
-    base = {"stage": stage, "variant": variant, "config_hash": digest, "config": config, "inputs": upstream}
+    base = {
+        "stage": stage,
+        "variant": variant,
+        "config_hash": digest,
+        "config": stored_config(view),
+        "inputs": upstream,
+    }
     base["versions"] = versions()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_record(folder / STAGE_FILE, StageManifest(**base, started_at=started))

@@ -54,7 +54,7 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
     negatives sweep or a negative-source study gives it one variant). Variants whose negatives are regenerated come
     last: they need the ``regenerate_from`` variant's model. ``study.controls`` adds a candidate twin per variant
     (``vanilla-steps``, ``nat-steps-seed1``): the pipeline keeps those that would train less than the target
-    (:func:`controls_kept`)."""
+    (``nat_ray.pipeline.sets.decide_controls``)."""
     study = study or StudyConfig()
     modes = study.modes or [build.mode]
     negatives = study.negatives or [build.neg_num]
@@ -136,12 +136,6 @@ def check_counts(
         if v.negative_source == source and isinstance(v.neg_num, int) and v.neg_num > negatives:
             field = "study.negatives" if v.mode != "vanilla" else "build.neg_num"
             raise InputError(f"{field}: {v.neg_num} negatives asked ({v.name}) but {where} has {negatives}{hint}")
-
-
-def controls_kept(variants: list[Variant], trains_less: dict[str, bool]) -> list[Variant]:
-    """The study without the controls whose variant already trains the target (it would be trained twice):
-    ``trains_less`` says, per control, whether its variant's natural budget is below the control's target."""
-    return [v for v in variants if not v.control or trains_less[v.name]]
 
 
 def sft_init(v: Variant, variants: list[Variant]) -> Variant | None:
