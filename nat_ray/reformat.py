@@ -32,6 +32,7 @@ from nat_ray.types import Example, Label, StrictModel, Trajectory, Turn
 Mode = Literal["vanilla", "nut", "nat", "nat-graded", "dpo", "kto"]
 MODES: tuple[str, ...] = ("vanilla", "nut", "nat", "nat-graded", "dpo", "kto")
 PREFERENCE_MODES: tuple[str, ...] = ("dpo", "kto")
+HINT_MODES: tuple[str, ...] = ("nat", "nat-graded")  # the modes whose sets carry hints: a hint template's modes
 DEFAULT_TEMPLATE: dict[str, str] = {
     "vanilla": "zero-shot",
     "nut": "zero-shot",

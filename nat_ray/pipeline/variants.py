@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from nat_ray.config_sections import BuildStageConfig, StudyConfig
 from nat_ray.errors import InputError
+from nat_ray.reformat import DEFAULT_TEMPLATE, HINT_MODES
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,10 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
     negatives sweep or a negative-source study gives it one variant). Variants whose negatives are regenerated come
     last: they need the ``regenerate_from`` variant's model. ``study.controls`` adds a candidate twin per variant
     (``vanilla-steps``, ``nat-steps-seed1``): the pipeline keeps those that would train less than the target
-    (``nat_ray.pipeline.sets.decide_controls``)."""
+    (``nat_ray.pipeline.sets.decide_controls``). ``study.templates`` is the hint ablation (the paper's Table 7): it
+    applies to the modes with hints (NAT), named by what a template adds to the mode's default
+    (``nat-prefix-AB`` for ``zero-shot-target-aware-prefix-AB``; the default adds nothing), so a study's vanilla
+    and NUT keep one variant each and its default NAT keeps the name it has without the ablation."""
     study = study or StudyConfig()
     modes = study.modes or [build.mode]
     negatives = study.negatives or [build.neg_num]
@@ -67,6 +71,10 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
     for source, mode, pos, neg, template, seed in axes:
         if mode == "vanilla":
             neg, source = 0, "imported"
+        if study.templates and mode not in HINT_MODES:
+            template = build.template
+        elif study.templates and template == DEFAULT_TEMPLATE[mode]:
+            template = None  # the set (and its stage hash) of the same study without the ablation
         parts = [mode]
         if study.negative_source and mode != "vanilla":
             parts.append(source)
@@ -74,12 +82,15 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
             parts.append(f"pos{pos}")
         if study.negatives and mode != "vanilla":
             parts.append(f"neg{neg}")
-        if study.templates and template is not None:
-            parts.append(template)
+        if study.templates and mode in HINT_MODES and template is not None:
+            parts.append(template.removeprefix(f"{DEFAULT_TEMPLATE[mode]}-"))
         if study.seeds:
             parts.append(f"seed{seed}")
         name = "-".join(parts)
-        out.setdefault(name, Variant(name, mode, template, pos, neg, build.seed, seed, source))
+        variant = Variant(name, mode, template, pos, neg, build.seed, seed, source)
+        if out.get(name, variant).template != template:
+            raise InputError(f"study.templates: {out[name].template!r} and {template!r} both name {name}")
+        out.setdefault(name, variant)
     if not out:
         raise InputError("study: the study expands to no variant")
     for match in study.controls or []:

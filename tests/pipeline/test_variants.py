@@ -52,14 +52,37 @@ def test_templates_and_seeds_are_axes_too() -> None:
         modes=["nat"], templates=["zero-shot-target-aware", "zero-shot-target-aware-prefix-AB"], seeds=[1, 2]
     )
     vs = expand(BuildStageConfig(), study, 0)
-    assert [v.name for v in vs] == [
-        "nat-zero-shot-target-aware-seed1",
-        "nat-zero-shot-target-aware-seed2",
-        "nat-zero-shot-target-aware-prefix-AB-seed1",
-        "nat-zero-shot-target-aware-prefix-AB-seed2",
+    assert [v.name for v in vs] == ["nat-seed1", "nat-seed2", "nat-prefix-AB-seed1", "nat-prefix-AB-seed2"]
+    assert [v.template for v in vs] == [
+        None,
+        None,
+        "zero-shot-target-aware-prefix-AB",
+        "zero-shot-target-aware-prefix-AB",
     ]
     assert [v.train_seed for v in vs] == [1, 2, 1, 2]
     assert [v.name for v in expand(BuildStageConfig(mode="nut"), None, 0)] == ["nut"]
+
+
+def test_templates_are_the_hint_ablation_of_nat_only() -> None:
+    # vanilla and NUT have no hints: one variant each, as in the study without the ablation, whose default NAT
+    # (template None: the same set and stage hash) keeps its name
+    templates = ["zero-shot-target-aware", "zero-shot-target-aware-prefix-AB", "zero-shot-target-aware-2"]
+    study = StudyConfig(modes=["vanilla", "nut", "nat"], negative_source=["near-miss"], templates=templates)
+    vs = expand(BuildStageConfig(), study, 0)
+    assert [(v.name, v.template) for v in vs] == [
+        ("vanilla", None),
+        ("nut-near-miss", None),
+        ("nat-near-miss", None),
+        ("nat-near-miss-prefix-AB", "zero-shot-target-aware-prefix-AB"),
+        ("nat-near-miss-2", "zero-shot-target-aware-2"),
+    ]
+    without = expand(BuildStageConfig(), study.model_copy(update={"templates": None}), 0)
+    assert [(v.name, v.template) for v in without] == [(v.name, v.template) for v in vs[:3]]
+    clash = study.model_copy(update={"templates": ["zero-shot-target-aware-2", "2"]})
+    with pytest.raises(
+        InputError, match=r"study\.templates: 'zero-shot-target-aware-2' and '2' both name nat-near-miss-2"
+    ):
+        expand(BuildStageConfig(), clash, 0)
 
 
 def test_controls_add_a_matched_twin_per_variant_named_before_the_seed() -> None:
