@@ -14,6 +14,7 @@ unchanged (``nat_ray.pipeline.stages``, records in ``nat_ray.records``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ from nat_ray.pipeline.sets import (
 )
 from nat_ray.pipeline.stages import moved_inputs, run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand, sft_init
-from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
+from nat_ray.records import METRICS, STAGE_FILE, TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
 from nat_ray.tracking import NoTracker, Tracker, make_tracker
 
@@ -169,11 +170,16 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
         near = {"near_miss": made.config_hash}
     variants, built_first, sizes, goals = compute_budgets(plan, collected, say, near)
     state = _Trained(collected, near, built_first)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # (the stage manifests' clock)
     for v in variants:
-        evals[v.name] = _variant(plan, v, train_section(plan, v, sizes, goals), state, progress, say)
+        made = _variant(plan, v, train_section(plan, v, sizes, goals), state, progress, say)
+        evals[v.name] = made.config_hash
+        _interim_report(plan, made, started, say)
     controls, sizes, goals = decide_controls(plan, say)
     for v in controls:
-        evals[v.name] = _variant(plan, v, train_section(plan, v, sizes, goals), state, progress, say)
+        made = _variant(plan, v, train_section(plan, v, sizes, goals), state, progress, say)
+        evals[v.name] = made.config_hash
+        _interim_report(plan, made, started, say)
     variants += controls
     if cfg.study is None or cfg.study.base:
         _eval(plan, "base", plan.train.model, {}, say)
@@ -209,8 +215,11 @@ class _Trained:
     regenerated: StageManifest | None = None
 
 
-def _variant(plan: PipelinePlan, v: Variant, train: TrainConfig, state: _Trained, progress: bool, say: Say) -> str:
-    """One variant's set, model and eval (the regenerate or round rollout it needs first); returns its eval's hash."""
+def _variant(
+    plan: PipelinePlan, v: Variant, train: TrainConfig, state: _Trained, progress: bool, say: Say
+) -> StageManifest:
+    """One variant's set, model, eval and held-out perplexity (the regenerate or round rollout it needs first);
+    returns its eval stage."""
     cfg, out, trained = plan.cfg, plan.out, state.trained
     upstream = set_upstream(v, state.collected, state.near)
     if v.regenerated:
@@ -235,11 +244,26 @@ def _variant(plan: PipelinePlan, v: Variant, train: TrainConfig, state: _Trained
         init = (str(RunLayout(out).model(source.name)), trained[source.name].config_hash)
     trained[v.name] = _train(plan, v, train, built.config_hash, progress, say, init)
     model = str(RunLayout(out).model(v.name))
-    evaluated = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say).config_hash
+    evaluated = _eval(plan, v.name, model, {"train": trained[v.name].config_hash}, say)
     heldout_stage(
         plan, v.name, model, {"train": trained[v.name].config_hash, "collect": state.collected.config_hash}, say
     )
     return evaluated
+
+
+def _interim_report(plan: PipelinePlan, evaluated: StageManifest, started: str, say: Say) -> None:
+    """After an eval this run made (``started``: when the run began): the report of every variant evaluated so far,
+    so that a study stopped part-way (a session's share of a long one) has its table and comparisons. The report
+    stage at the end replaces it: its record goes, so that stage is redone even where its inputs look unchanged."""
+    if evaluated.started_at is None or evaluated.started_at < started:
+        return
+    from nat_ray.evaluation.report import write_report
+
+    layout = RunLayout(plan.out)
+    done = [v.__dict__ for v in plan.variants if (layout.eval_dir(v.name) / METRICS).exists()]
+    (layout.report / STAGE_FILE).unlink(missing_ok=True)
+    write_report(plan.out, dump_config(plan.cfg), done)
+    say(f"pipeline: report of the {len(done)} variant(s) evaluated so far: {layout.report / TABLE}")
 
 
 def _near_miss(plan: PipelinePlan, collected: StageManifest, say: Say) -> StageManifest:

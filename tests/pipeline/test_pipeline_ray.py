@@ -132,7 +132,7 @@ def test_pipeline_end_to_end_then_a_changed_lr(tmp_path: Path, smollm2: Path, se
 
 
 def test_regenerated_negatives_come_from_the_vanilla_model_of_the_run(
-    tmp_path: Path, smollm2: Path, search_index: Path, ray_local
+    tmp_path: Path, smollm2: Path, search_index: Path, ray_local, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nat_ray.storage import read_trajectories
     from nat_ray.types import Label
@@ -147,8 +147,28 @@ def test_regenerated_negatives_come_from_the_vanilla_model_of_the_run(
     overrides += ["build.neg_num=4", "eval.limit=2", "train.drop_no_loss=true"]  # malformed first replies: no turns
     rollout = "{task: strategyqa, limit: 3, temperatures: [0.2, 0.7], max_turns: 2, episodes_per_worker: 8}"
     overrides += [f"rollout={rollout}"]
-    summary = run_pipeline(load_config(REPO / "configs/ci_pipeline.yaml", overrides), progress=False)
-    assert summary["variants"] == ["vanilla", "nat-regenerated"]
+    config = load_config(REPO / "configs/ci_pipeline.yaml", overrides)
+
+    def stopped(*_args: object) -> None:
+        raise RuntimeError("stopped after the first round")  # a study stopped part-way (killed, out of time)
+
+    monkeypatch.setattr("nat_ray.pipeline.driver.decide_controls", stopped)
+    with pytest.raises(RuntimeError, match="stopped"):
+        run_pipeline(config, progress=False)
+    # what it evaluated is reported already, with each variant's record (the comparisons read them); no report stage
+    assert read_stage(run / "report") is None and "| nat-regenerated |" in (run / "report/table.md").read_text()
+    recorded = json.loads((run / "report/run.json").read_text())["variants"]
+    assert [(v["name"], v["negative_source"]) for v in recorded] == [
+        ("vanilla", "imported"),
+        ("nat-regenerated", "regenerated"),
+    ]
+    paired = {(c["a"], c["b"]) for c in json.loads((run / "report/comparisons.json").read_text())}
+    assert paired == {("nat-regenerated", "vanilla")}
+    monkeypatch.undo()
+    evals = {v: _stamp(run / "eval" / v) for v in ("vanilla", "nat-regenerated")}
+    summary = run_pipeline(config, progress=False)  # resumed: nothing redone but the report, now its stage
+    assert summary["variants"] == ["vanilla", "nat-regenerated"] and read_stage(run / "report").complete
+    assert {v: _stamp(run / "eval" / v) for v in evals} == evals
     stage = read_stage(run / "regenerated")
     assert stage is not None and stage.complete and stage.stage == "regenerate"
     regenerated = read_trajectories(run / "regenerated")
