@@ -11,8 +11,9 @@ comparison and data set:
   McNemar test on them (two-sided binomial); ``p_holm``: Holm's step-down adjustment over every comparison of a report.
 
 Which pairs a study implies (:func:`implied_pairs`): each trained variant vs ``vanilla``, each NAT variant vs the NUT
-variant with the same negatives, NAT vs each DPO / KTO variant of its training seed, each compute-matched control vs
-its variant and the variants it is matched to, and every variant vs ``base``.
+variant with the same negatives, a variant on near-miss negatives vs the one on the model's own failures, a NAT
+variant with a template of ``study.templates`` vs the default one, NAT vs each DPO / KTO variant of its training
+seed, each compute-matched control vs its variant and the variants it is matched to, and every variant vs ``base``.
 """
 
 from __future__ import annotations
@@ -142,6 +143,21 @@ def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tu
     for v in own:
         if v["mode"] == "nat":
             twin = next((w for w in own if w["mode"] == "nut" and _same_but_mode(v, w)), None)
+            if twin is not None:
+                pairs.append((v["name"], twin["name"]))
+    for v in own:  # what the kind of negative did: near misses vs the model's own failures, all else equal
+        if v.get("negative_source") == "near-miss":
+            own_failures = ("regenerated", "imported")
+            same = ("pos_num", "neg_num", "train_seed", "template", "round")
+            twin = next((w for w in own if w["mode"] == v["mode"] and w.get("negative_source") in own_failures
+                         and _same_but_mode(v, w, same)), None)  # fmt: skip
+            if twin is not None:
+                pairs.append((v["name"], twin["name"]))
+    for v in own:  # what the hints' wording did (study.templates): a NAT template vs the default, all else equal
+        if v["mode"] in ("nat", "nat-graded") and v.get("template") is not None:
+            same = ("pos_num", "neg_num", "train_seed", "negative_source", "round")
+            twin = next((w for w in own if w["mode"] == v["mode"] and w.get("template") is None
+                         and _same_but_mode(v, w, same)), None)  # fmt: skip
             if twin is not None:
                 pairs.append((v["name"], twin["name"]))
     for v in own:  # the other ways to learn from failure, against NAT of the same training seed

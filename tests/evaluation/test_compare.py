@@ -65,6 +65,33 @@ def test_holm_and_the_pairs_a_study_implies() -> None:
     assert implied_pairs(variants, ["nat", "nut"]) == [("nat", "nut")]
 
 
+def test_near_misses_are_paired_with_own_failures_and_a_hint_template_with_the_default() -> None:
+    def v(name: str, mode: str, source: str = "regenerated", template: str | None = None) -> dict:
+        neg = 0 if mode == "vanilla" else 8
+        return {"name": name, "mode": mode, "neg_num": neg, "pos_num": 8, "train_seed": 0, "negative_source": source,
+                "template": template}  # fmt: skip
+
+    ab = "zero-shot-target-aware-prefix-AB"
+    variants = [v("vanilla", "vanilla", "imported"), v("nut-near-miss", "nut", "near-miss"),
+                v("nat-near-miss", "nat", "near-miss"), v("nat-near-miss-prefix-AB", "nat", "near-miss", ab),
+                v("nut-regenerated", "nut"), v("nat-regenerated", "nat"),
+                v("nat-regenerated-prefix-AB", "nat", template=ab)]  # fmt: skip
+    pairs = implied_pairs(variants, [x["name"] for x in variants])
+    new = [p for p in pairs if p[1] != "vanilla" and p[0][:3] == p[1][:3]]  # (NAT vs NUT aside)
+    assert new == [
+        ("nut-near-miss", "nut-regenerated"),
+        ("nat-near-miss", "nat-regenerated"),
+        ("nat-near-miss-prefix-AB", "nat-regenerated-prefix-AB"),
+        ("nat-near-miss-prefix-AB", "nat-near-miss"),
+        ("nat-regenerated-prefix-AB", "nat-regenerated"),
+    ]
+    assert ("nat-near-miss", "nut-near-miss") in pairs and ("nat-regenerated-prefix-AB", "nut-regenerated") in pairs
+    # no twin evaluated: no pair
+    assert implied_pairs(variants, ["nat-near-miss", "nat-near-miss-prefix-AB"]) == [
+        ("nat-near-miss-prefix-AB", "nat-near-miss")
+    ]
+
+
 def test_dpo_and_kto_are_paired_with_vanilla_and_nat_of_their_seed() -> None:
     variants = [{"name": m, "mode": m, "neg_num": 0 if m == "vanilla" else 8, "pos_num": 8, "train_seed": 0}
                 for m in ("vanilla", "nat", "dpo", "kto")]  # fmt: skip
