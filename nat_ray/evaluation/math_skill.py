@@ -112,8 +112,7 @@ def math_skill(trajectories: Iterable[Trajectory]) -> dict:
         if t.finish_reason == FinishReason.FINISH and last_observation is not None and t.prediction is not None:
             answered_after_calc += 1
             copies_last += _same_number(t.prediction, last_observation)
-        replies = [turn.content for turn in t.turns if turn.role == "assistant"]
-        loops += len(set(replies)) < len(replies)
+        loops += looped(t)
     return {
         "copy_floor": floor,
         "copy_floor_rule": rule,
@@ -123,6 +122,12 @@ def math_skill(trajectories: Iterable[Trajectory]) -> dict:
         "answer_is_last_observation": copies_last / answered_after_calc if answered_after_calc else None,
         "loop_rate": loops / len(graded) if graded else None,
     }
+
+
+def looped(t: Trajectory) -> bool:
+    """The episode repeats a reply verbatim (a model stuck in a loop until the turn limit)."""
+    replies = [turn.content for turn in t.turns if turn.role == "assistant"]
+    return len(set(replies)) < len(replies)
 
 
 POOLED = "all math (pooled)"

@@ -29,6 +29,7 @@ from nat_ray.evaluation.math_skill import (
     MATH_SKILL_TEXT,
     POOLED,
     is_math,
+    looped,
     math_skill,
     math_skill_table,
     pooled_accuracy,
@@ -61,6 +62,11 @@ PAIRED_TEXT = (
     "Each comparison on the episodes both rows ran (same question, same sample): the difference in accuracy with a "
     "95% paired bootstrap interval over the questions, the exact McNemar test on the discordant pairs (a only: a right "
     "and b wrong), and Holm's adjustment over every comparison below (`comparisons.json`)."
+)
+LOOPS_TEXT = (
+    "The same pairs on the share of episodes that loop (repeat a reply verbatim until the turn limit): the difference "
+    "in points, a only: a loops and b does not; Holm over these rows apart from the accuracy's (`comparisons.json`, "
+    '`"outcome": "loops"`).'
 )
 
 
@@ -234,11 +240,14 @@ def _math_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[str
 
 def _comparisons(
     episodes: _Episodes, variants: list[dict], rows: dict[str, EvalMetrics]
-) -> tuple[list[Comparison], list[str]]:
+) -> tuple[list[Comparison], list[Comparison], list[str]]:
     """Every comparison the study implies, on each data set both rows were evaluated on and, where they share two or
     more math sets, over those sets pooled (the paper's math verdict is over its four sets together), Holm-adjusted
-    together; and the pairs refused for want of a shared question."""
-    made, refused = [], []
+    together; the same pairs' loop rates on math (pooled where there are two or more sets), Holm-adjusted apart; and
+    the pairs refused for want of a shared question."""
+    made: list[Comparison] = []
+    loops: list[Comparison] = []
+    refused: list[str] = []
     pairs = implied_pairs(variants, rows)
     groups = [((a, b), [(a, b)]) for a, b in pairs] + list(pooled_over_seeds(pairs, variants).items())
     for (a, b), members in groups:  # one pair, or the same pair over every training seed, pooled
@@ -258,7 +267,16 @@ def _comparisons(
             ta = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][0]]
             tb = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][1]]
             made.append(dataclasses.replace(compare(a, ta, b, tb, POOLED), seeds=len(members)))
-    return with_holm(made), refused
+            paired[POOLED] = (ta, tb)
+        for d in [POOLED] if len(sets) >= 2 else sets:  # the loops, paired as accuracy is
+            ta, tb = paired[d]
+            loops.append(dataclasses.replace(compare(a, _looped(ta), b, _looped(tb), d), seeds=len(members)))
+    return with_holm(made), with_holm(loops), refused
+
+
+def _looped(trajectories: list[Trajectory]) -> list[Trajectory]:
+    """The episodes with whether they loop as their outcome, for the paired test of a behaviour."""
+    return [t.model_copy(update={"reward": looped(t)}) for t in trajectories]
 
 
 def comparisons_table(comparisons: list[Comparison], refused: list[str]) -> str:
@@ -327,10 +345,13 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
     seeds = seeds_table(rows)
     (report / TABLE).write_text(table + "\n")
     episodes = _Episodes(run)
-    paired, refused = _comparisons(episodes, variants, rows)
-    write_json(report / COMPARISONS, [c.row() for c in paired])
+    paired, loops, refused = _comparisons(episodes, variants, rows)
+    rows_out = [c.row() | {"outcome": "accuracy"} for c in paired] + [c.row() | {"outcome": "loops"} for c in loops]
+    write_json(report / COMPARISONS, rows_out)
     paired_section = ["## Paired comparisons", "", PAIRED_TEXT, "", comparisons_table(paired, refused), ""]
     paired_section = paired_section if paired or refused else []
+    if loops:
+        paired_section += ["### Loops, paired", "", LOOPS_TEXT, "", comparisons_table(loops, []), ""]
     stages = _stages(run)
     total = sum(s["seconds"] or 0 for s in stages)
     template = {name: m.template for name, m in rows.items()}

@@ -42,7 +42,9 @@ def measured_discordant(rows: list[dict], dataset: str | None = None) -> float |
     """The share of discordant pairs over a report's comparison ``rows``: over ``dataset``'s when given (None where
     the report has none of it), else over all."""
     # (a report's rows pooled over its math sets repeat their pairs: a share is taken over the sets' own rows)
+    # (and the accuracy's: a report's loop rows pair the same episodes on another outcome)
     rows = [r for r in rows if r.get("dataset") != POOLED and dataset in (None, r.get("dataset"))]
+    rows = [r for r in rows if r.get("outcome", "accuracy") == "accuracy"]
     pairs = sum(r["n_pairs"] for r in rows)
     return sum(r["a_only"] + r["b_only"] for r in rows) / pairs if pairs else None
 

@@ -13,7 +13,7 @@ from nat_ray.evaluation.metrics import eval_metrics
 from nat_ray.evaluation.report import write_report
 from nat_ray.records import EvalMetrics
 from nat_ray.storage import write_record, write_trajectories
-from nat_ray.types import FinishReason, Label, Trajectory
+from nat_ray.types import FinishReason, Label, Trajectory, Turn
 
 
 def _t(qid: str, right: bool, sample: int = 0, error: bool = False) -> Trajectory:
@@ -190,19 +190,29 @@ def test_a_math_study_is_also_compared_over_its_sets_pooled(tmp_path: Path) -> N
     question a pair once (ids that repeat across sets stay apart), Holm-adjusted with the rest."""
     run = tmp_path / "run"
     right = {"vanilla": {"multiarith": range(2), "svamp": range(1)}, "nat": {"multiarith": range(5), "svamp": range(4)}}
+    loop = [Turn(role="assistant", content="Thought: add\nAction: calculate[1+2]", loss=True)] * 2
     for name, sets in right.items():
         by_set = {}
         for d, r in sets.items():
             by_set[d] = [
-                t.model_copy(update={"task": d, "ground_truth": "3"}) for t in (_t(str(i), i in r) for i in range(10))
-            ]
+                t.model_copy(
+                    update={"task": d, "ground_truth": "3", "turns": loop if name == "vanilla" and i >= 7 else []}
+                )
+                for i, t in enumerate(_t(str(i), i in r) for i in range(10))
+            ]  # vanilla loops on its last 3 questions of each set, NAT never
             write_trajectories(by_set[d], run / "eval" / name / d)
         metrics = eval_metrics(by_set, {"kind": "transformers"}, "zero-shot")
         write_record(run / "eval" / name / "metrics.json", EvalMetrics.new(**metrics))
     variants = [{"name": "vanilla", "mode": "vanilla", "neg_num": 0}, {"name": "nat", "mode": "nat", "neg_num": 8}]
     write_report(run, {"out": str(run)}, variants)
-    rows = {(r["a"], r["dataset"]): r for r in json.loads((run / "report/comparisons.json").read_text())}
+    everything = json.loads((run / "report/comparisons.json").read_text())
+    rows = {(r["a"], r["dataset"]): r for r in everything if r["outcome"] == "accuracy"}
     assert set(rows) == {("nat", "multiarith"), ("nat", "svamp"), ("nat", "all math (pooled)")}
+    # the loops, paired on the same episodes, pooled over the sets, Holm apart from the accuracy
+    (loops,) = [r for r in everything if r["outcome"] == "loops"]
+    assert (loops["dataset"], loops["n_pairs"], loops["a_only"], loops["b_only"]) == ("all math (pooled)", 20, 0, 6)
+    assert loops["diff"] == pytest.approx(-0.3) and loops["p_holm"] == loops["p_mcnemar"] == pytest.approx(2 / 2**6)
+    assert "### Loops, paired" in (run / "report/README.md").read_text()
     pooled = rows[("nat", "all math (pooled)")]
     assert (pooled["n_pairs"], pooled["n_questions"], pooled["a_only"], pooled["b_only"]) == (20, 20, 6, 0)
     assert pooled["diff"] == pytest.approx(0.3) and pooled["p_mcnemar"] == pytest.approx(2 / 2**6)
