@@ -74,7 +74,7 @@ class StudyConfig(StrictModel):
     negatives: list[int | Literal["all"]] | None = Field(None, min_length=1)  # the paper's Figure 2 sweep
     # the learning curve: each variant trained on this many positives (the first N, as build.pos_num) in turn
     positives: list[Annotated[int, Field(ge=1)] | Literal["all"]] | None = Field(None, min_length=1)
-    templates: list[str] | None = Field(None, min_length=1)  # hint ablations, e.g. zero-shot-target-aware-prefix-AB
+    templates: list[str] | None = Field(None, min_length=1)  # NAT's hint ablation (nat-prefix-AB): variants.expand
     seeds: list[int] | None = Field(None, min_length=1)  # training seeds per variant
     # where the negatives come from: the collected trajectories, or a rollout of this run's `regenerate_from` model
     # on the train questions (the `rollout` section's settings); positives are always the collected ones
