@@ -262,7 +262,11 @@ def _interim_report(plan: PipelinePlan, evaluated: StageManifest, started: str, 
     layout = RunLayout(plan.out)
     done = [v.__dict__ for v in plan.variants if (layout.eval_dir(v.name) / METRICS).exists()]
     (layout.report / STAGE_FILE).unlink(missing_ok=True)
-    write_report(plan.out, dump_config(plan.cfg), done)
+    try:
+        write_report(plan.out, dump_config(plan.cfg), done)
+    except Exception as exc:  # a convenience: the study goes on, and the report stage at the end says what is wrong
+        say(f"pipeline: the report of the variants evaluated so far failed ({type(exc).__name__}: {exc}); going on")
+        return
     say(f"pipeline: report of the {len(done)} variant(s) evaluated so far: {layout.report / TABLE}")
 
 
