@@ -14,6 +14,7 @@ from nat_ray.errors import InputError
 from nat_ray.policy.base import SamplingParams
 from nat_ray.prompts import PromptTemplate
 from nat_ray.react import Episode
+from nat_ray.reformat import HINT_MODES
 from nat_ray.tasks import Question, TaskSpec
 from nat_ray.tools.base import Tool
 from nat_ray.tools.config import SearchConfig
@@ -104,7 +105,7 @@ def build_chat(
     task = get_task(task_name)
     path = resolve_model_path(model)
     training = training_info(path)
-    nat = training is not None and training.get("mode") in ("nat", "nat-graded")
+    nat = training is not None and training.get("mode") in HINT_MODES
     if hint == "auto":
         hint = "correct" if nat else "none"
     trained = training.get("template") if nat and training else None

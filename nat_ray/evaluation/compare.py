@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from nat_ray.errors import InputError
 from nat_ray.evaluation.metrics import mcnemar_exact
+from nat_ray.reformat import HINT_MODES
 from nat_ray.types import Label, Trajectory
 
 BOOTSTRAP = 10_000
@@ -147,19 +148,14 @@ def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tu
                 pairs.append((v["name"], twin["name"]))
     for v in own:  # what the kind of negative did: near misses vs the model's own failures, all else equal
         if v.get("negative_source") == "near-miss":
-            own_failures = ("regenerated", "imported")
-            same = ("pos_num", "neg_num", "train_seed", "template", "round")
-            twin = next((w for w in own if w["mode"] == v["mode"] and w.get("negative_source") in own_failures
-                         and _same_but_mode(v, w, same)), None)  # fmt: skip
-            if twin is not None:
-                pairs.append((v["name"], twin["name"]))
+            twin = _twin(v, own, ("pos_num", "neg_num", "train_seed", "template", "round"),
+                         lambda w: w.get("negative_source") in ("regenerated", "imported"))  # fmt: skip
+            pairs += [(v["name"], twin["name"])] if twin is not None else []
     for v in own:  # what the hints' wording did (study.templates): a NAT template vs the default, all else equal
-        if v["mode"] in ("nat", "nat-graded") and v.get("template") is not None:
-            same = ("pos_num", "neg_num", "train_seed", "negative_source", "round")
-            twin = next((w for w in own if w["mode"] == v["mode"] and w.get("template") is None
-                         and _same_but_mode(v, w, same)), None)  # fmt: skip
-            if twin is not None:
-                pairs.append((v["name"], twin["name"]))
+        if v["mode"] in HINT_MODES and v.get("template") is not None:
+            twin = _twin(v, own, ("pos_num", "neg_num", "train_seed", "negative_source", "round"),
+                         lambda w: w.get("template") is None)  # fmt: skip
+            pairs += [(v["name"], twin["name"])] if twin is not None else []
     for v in own:  # the other ways to learn from failure, against NAT of the same training seed
         if v["mode"] in ("dpo", "kto"):
             nat = next((w for w in own if w["mode"] == "nat" and w.get("train_seed") == v.get("train_seed")), None)
@@ -221,6 +217,11 @@ def _curve_pairs(own: Sequence[dict]) -> list[tuple[str, str]]:
 
 
 _SAME = ("neg_num", "pos_num", "train_seed", "negative_source")
+
+
+def _twin(v: dict, own: Sequence[dict], same: Sequence[str], differs: Callable[[dict], bool]) -> dict | None:
+    """The variant of ``v``'s mode equal to it on ``same`` where ``differs`` holds: the one thing compared."""
+    return next((w for w in own if w["mode"] == v["mode"] and differs(w) and _same_but_mode(v, w, same)), None)
 
 
 def _same_but_mode(v: dict, w: dict, keys: Sequence[str] = _SAME) -> bool:

@@ -12,11 +12,11 @@ from nat_ray.engines import reads_dtype, serves_checkpoints
 from nat_ray.episode import EpisodeSettings, EpisodeSpec, seed_identity
 from nat_ray.errors import InputError
 from nat_ray.prompts import PromptTemplate, get_template
+from nat_ray.reformat import HINT_MODES
 from nat_ray.tasks import data_file, get_task, load_questions_file, prompts_file, resolve_data_dir, task_file
 
 log = logging.getLogger(__name__)
 
-NAT_MODES = ("nat", "nat-graded")
 # The local corpus holds the paragraphs of these HotpotQA questions (RPT's distractor sets), not of the paper's dev
 # set: with local search, HotpotQA is evaluated on them unless eval.questions says otherwise.
 LOCAL_HOTPOTQA_QUESTIONS = "hotpotqa_distractor/rpt_test.jsonl"
@@ -52,7 +52,7 @@ def resolve_template(cfg: RunConfig, training: dict | None) -> tuple[str, str]:
     mode = (training or {}).get("mode")
     if cfg.eval_section.template != "auto":
         return cfg.eval_section.template, "eval.template"
-    if mode in NAT_MODES:
+    if mode in HINT_MODES:
         return training["template"], f"auto: trained in {mode} mode with {training['template']!r}; the correct hint"
     if mode is not None:
         return (training or {}).get("template") or "zero-shot", f"auto: trained in {mode} mode"
@@ -64,14 +64,14 @@ def check_template_fits(template: PromptTemplate, training: dict | None, name: s
     mode = (training or {}).get("mode")
     if mode is None:
         return
-    if mode in NAT_MODES and not _has_hint(template):
+    if mode in HINT_MODES and not _has_hint(template):
         log.warning(
             "eval.template %r has no correct-answer hint, but the checkpoint was trained in %s mode with %r",
             name,
             mode,
             training.get("template"),  # type: ignore[union-attr]
         )
-    elif mode not in NAT_MODES and _has_hint(template):
+    elif mode not in HINT_MODES and _has_hint(template):
         log.warning("eval.template %r carries a NAT hint, but the checkpoint was trained in %s mode", name, mode)
 
 
