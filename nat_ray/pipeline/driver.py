@@ -32,6 +32,7 @@ from nat_ray.engines import ENGINES, serves_checkpoints
 from nat_ray.episode import seed_identity
 from nat_ray.errors import InputError
 from nat_ray.pipeline.heldout import heldout_stage
+from nat_ray.pipeline.interim_report import interim_report
 from nat_ray.pipeline.mirror import StageMirror
 from nat_ray.pipeline.power_plan import plan_lines
 from nat_ray.pipeline.rollouts import regenerate, rollout_stage, rollout_view, round_rollout
@@ -45,7 +46,7 @@ from nat_ray.pipeline.sets import (
 )
 from nat_ray.pipeline.stages import moved_inputs, run_stage
 from nat_ray.pipeline.variants import Variant, check_counts, expand, sft_init
-from nat_ray.records import METRICS, STAGE_FILE, TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
+from nat_ray.records import TABLE, RunLayout, StageManifest, config_hash, file_hash, read_stage
 from nat_ray.tasks import TaskSpec, data_file, get_task, prompts_file
 from nat_ray.tracking import NoTracker, Tracker, make_tracker
 
@@ -174,12 +175,12 @@ def _run_stages(plan: PipelinePlan, identity: tuple[dict, dict[str, str]], progr
     for v in variants:
         made = _variant(plan, v, train_section(plan, v, sizes, goals), state, progress, say)
         evals[v.name] = made.config_hash
-        _interim_report(plan, made, started, say)
+        interim_report(plan, made, started, say)
     controls, sizes, goals = decide_controls(plan, say)
     for v in controls:
         made = _variant(plan, v, train_section(plan, v, sizes, goals), state, progress, say)
         evals[v.name] = made.config_hash
-        _interim_report(plan, made, started, say)
+        interim_report(plan, made, started, say)
     variants += controls
     if cfg.study is None or cfg.study.base:
         _eval(plan, "base", plan.train.model, {}, say)
@@ -249,25 +250,6 @@ def _variant(
         plan, v.name, model, {"train": trained[v.name].config_hash, "collect": state.collected.config_hash}, say
     )
     return evaluated
-
-
-def _interim_report(plan: PipelinePlan, evaluated: StageManifest, started: str, say: Say) -> None:
-    """After an eval this run made (``started``: when the run began): the report of every variant evaluated so far,
-    so that a study stopped part-way (a session's share of a long one) has its table and comparisons. The report
-    stage at the end replaces it: its record goes, so that stage is redone even where its inputs look unchanged."""
-    if evaluated.started_at is None or evaluated.started_at < started:
-        return
-    from nat_ray.evaluation.report import write_report
-
-    layout = RunLayout(plan.out)
-    done = [v.__dict__ for v in plan.variants if (layout.eval_dir(v.name) / METRICS).exists()]
-    (layout.report / STAGE_FILE).unlink(missing_ok=True)
-    try:
-        write_report(plan.out, dump_config(plan.cfg), done)
-    except Exception as exc:  # a convenience: the study goes on, and the report stage at the end says what is wrong
-        say(f"pipeline: the report of the variants evaluated so far failed ({type(exc).__name__}: {exc}); going on")
-        return
-    say(f"pipeline: report of the {len(done)} variant(s) evaluated so far: {layout.report / TABLE}")
 
 
 def _near_miss(plan: PipelinePlan, collected: StageManifest, say: Say) -> StageManifest:
