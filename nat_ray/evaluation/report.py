@@ -8,34 +8,24 @@ held-out perplexity vs number of negatives (Figure 4) when the run varies the ne
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import subprocess
 from pathlib import Path
 
 from nat_ray.errors import InputError
-from nat_ray.evaluation.compare import (
-    Comparison,
-    compare,
-    implied_pairs,
-    pooled_over_seeds,
-    reindexed,
-    verdict,
-    with_holm,
-)
 from nat_ray.evaluation.fmt import pct
 from nat_ray.evaluation.math_skill import (
     MATH_SKILL_TEXT,
     POOLED,
     is_math,
-    looped,
     math_skill,
     math_skill_table,
     pooled_accuracy,
     pooled_base,
     pooled_skill,
 )
+from nat_ray.evaluation.report_paired import Episodes, paired_section
 from nat_ray.evaluation.report_plots import dev_perplexity
 from nat_ray.evaluation.report_plots import plots as report_plots
 from nat_ray.evaluation.skill import SKILL_TEXT, is_yesno, skill_table, yesno_skill
@@ -55,19 +45,7 @@ from nat_ray.records import (
     read_stage,
     versions,
 )
-from nat_ray.storage import dataset_manifest, read_record, read_trajectories, write_json, write_record
-from nat_ray.types import Trajectory
-
-PAIRED_TEXT = (
-    "Each comparison on the episodes both rows ran (same question, same sample): the difference in accuracy with a "
-    "95% paired bootstrap interval over the questions, the exact McNemar test on the discordant pairs (a only: a right "
-    "and b wrong), and Holm's adjustment over every comparison below (`comparisons.json`)."
-)
-LOOPS_TEXT = (
-    "The same pairs on the share of episodes that loop (repeat a reply verbatim until the turn limit): the difference "
-    "in points, a only: a loops and b does not; Holm over these rows apart from the accuracy's (`comparisons.json`, "
-    '`"outcome": "loops"`).'
-)
+from nat_ray.storage import dataset_manifest, read_record, write_json, write_record
 
 
 def _rows(run: Path, variants: list[str] | None = None) -> dict[str, EvalMetrics]:
@@ -178,23 +156,7 @@ def behaviour_table(rows: dict[str, EvalMetrics], run: Path) -> str:
     return "\n".join(lines)
 
 
-class _Episodes:
-    """Each eval folder's episodes, read once for both the paired comparisons and the skill table."""
-
-    def __init__(self, run: Path) -> None:
-        self.layout = RunLayout(run)
-        self._read: dict[tuple[str, str], list[Trajectory]] = {}
-
-    def has(self, name: str, dataset: str) -> bool:
-        return (self.layout.eval_dir(name) / dataset).is_dir()
-
-    def __call__(self, name: str, dataset: str) -> list[Trajectory]:
-        if (name, dataset) not in self._read:
-            self._read[(name, dataset)] = read_trajectories(self.layout.eval_dir(name) / dataset)
-        return self._read[(name, dataset)]
-
-
-def _skill_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[str]:
+def _skill_section(episodes: Episodes, rows: dict[str, EvalMetrics]) -> list[str]:
     """Skill beyond chance of every generated row on each yes/no data set, from its episodes (so a run evaluated
     before ``metrics.json`` carried kappa gets it too); empty without a yes/no set."""
     skills, accuracy, missing = {}, {}, []
@@ -213,7 +175,7 @@ def _skill_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[st
     return ["## Skill beyond chance (yes/no sets)", "", SKILL_TEXT, "", *table, *missing, ""]
 
 
-def _math_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[str]:
+def _math_section(episodes: Episodes, rows: dict[str, EvalMetrics]) -> list[str]:
     """Skill on each math data set of every generated row, beside the base model and the copy-a-number floor, from
     its episodes (so a run evaluated before ``metrics.json`` carried them gets them too); empty without a math set."""
     cells, missing = {}, []
@@ -236,65 +198,6 @@ def _math_section(episodes: _Episodes, rows: dict[str, EvalMetrics]) -> list[str
     table = [math_skill_table(cells, base)] if cells else []
     return ["## Skill on math (beside the base model and a copied number)", "", MATH_SKILL_TEXT, "", *table, *missing,
             ""]  # fmt: skip
-
-
-def _comparisons(
-    episodes: _Episodes, variants: list[dict], rows: dict[str, EvalMetrics]
-) -> tuple[list[Comparison], list[Comparison], list[str]]:
-    """Every comparison the study implies, on each data set both rows were evaluated on and, where they share two or
-    more math sets, over those sets pooled (the paper's math verdict is over its four sets together), Holm-adjusted
-    together; the same pairs' loop rates on math (pooled where there are two or more sets), Holm-adjusted apart; and
-    the pairs refused for want of a shared question."""
-    made: list[Comparison] = []
-    loops: list[Comparison] = []
-    refused: list[str] = []
-    pairs = implied_pairs(variants, rows)
-    groups = [((a, b), [(a, b)]) for a, b in pairs] + list(pooled_over_seeds(pairs, variants).items())
-    for (a, b), members in groups:  # one pair, or the same pair over every training seed, pooled
-        paired: dict[str, tuple[list[Trajectory], list[Trajectory]]] = {}
-        for d in sorted(set.intersection(*(set(rows[x].datasets) & set(rows[y].datasets) for x, y in members))):
-            if not all(episodes.has(x, d) and episodes.has(y, d) for x, y in members):
-                continue
-            try:  # (an eval folder whose episodes are gone cannot be paired: said, not guessed)
-                ta = [t for i, (x, _) in enumerate(members) for t in reindexed(episodes(x, d), i)]
-                tb = [t for i, (_, y) in enumerate(members) for t in reindexed(episodes(y, d), i)]
-                made.append(dataclasses.replace(compare(a, ta, b, tb, d), seeds=len(members)))
-                paired[d] = (ta, tb)
-            except InputError as exc:
-                refused.append(str(exc))
-        sets = [d for d in paired if is_math(d)]
-        if len(sets) >= 2:  # a question is its set's: ids are made unique across the sets before pairing
-            ta = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][0]]
-            tb = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][1]]
-            made.append(dataclasses.replace(compare(a, ta, b, tb, POOLED), seeds=len(members)))
-            paired[POOLED] = (ta, tb)
-        for d in [POOLED] if len(sets) >= 2 else sets:  # the loops, paired as accuracy is
-            ta, tb = paired[d]
-            loops.append(dataclasses.replace(compare(a, _looped(ta), b, _looped(tb), d), seeds=len(members)))
-    return with_holm(made), with_holm(loops), refused
-
-
-def _looped(trajectories: list[Trajectory]) -> list[Trajectory]:
-    """The episodes with whether they loop as their outcome, for the paired test of a behaviour."""
-    return [t.model_copy(update={"reward": looped(t)}) for t in trajectories]
-
-
-def comparisons_table(comparisons: list[Comparison], refused: list[str]) -> str:
-    lines = [
-        "| comparison | dataset | pairs | a only | b only | difference, points [95% CI] | McNemar p | Holm p |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for c in comparisons:
-        lo, hi = c.diff_ci95
-        lines.append(
-            f"| {c.label} | {c.dataset} | {c.n_pairs} | {c.a_only} | {c.b_only} | {100 * c.diff:+.1f} "
-            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {c.p_mcnemar:.2g} | {c.p_holm:.2g} |"
-        )
-    lines += ["", *[f"- {verdict(c)}" for c in comparisons]]
-    left = [c for c in comparisons if c.left_out]
-    lines += [f"- {c.a} vs {c.b} on {c.dataset}: {c.left_out} episode(s) without a match left out" for c in left]
-    lines += [f"- refused: {why}" for why in refused]
-    return "\n".join(lines)
 
 
 def _git_commit() -> str | None:
@@ -344,14 +247,9 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
     table = accuracy_table(rows)
     seeds = seeds_table(rows)
     (report / TABLE).write_text(table + "\n")
-    episodes = _Episodes(run)
-    paired, loops, refused = _comparisons(episodes, variants, rows)
-    rows_out = [c.row() | {"outcome": "accuracy"} for c in paired] + [c.row() | {"outcome": "loops"} for c in loops]
-    write_json(report / COMPARISONS, rows_out)
-    paired_section = ["## Paired comparisons", "", PAIRED_TEXT, "", comparisons_table(paired, refused), ""]
-    paired_section = paired_section if paired or refused else []
-    if loops:
-        paired_section += ["### Loops, paired", "", LOOPS_TEXT, "", comparisons_table(loops, []), ""]
+    episodes = Episodes(run)
+    paired, comparisons = paired_section(episodes, variants, rows)
+    write_json(report / COMPARISONS, comparisons)
     stages = _stages(run)
     total = sum(s["seconds"] or 0 for s in stages)
     template = {name: m.template for name, m in rows.items()}
@@ -375,7 +273,7 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
         table,
         "",
         *(["## Over training seeds (mean ± standard deviation of accuracy, %)", "", seeds, ""] if seeds else []),
-        *paired_section,
+        *paired,
         *_skill_section(episodes, rows),
         *_math_section(episodes, rows),
         "## Behaviour (the paper's Table 6) and held-out perplexity",

@@ -91,7 +91,7 @@ def test_metrics_json_carries_the_skill_and_the_table_warns_at_chance() -> None:
 
 
 def test_the_report_has_a_skill_table_from_the_episodes(tmp_path: Path, monkeypatch) -> None:
-    from nat_ray.evaluation import report
+    from nat_ray.evaluation import report_paired as report  # (where the episodes are read, once)
 
     reads: list[Path] = []
     read = report.read_trajectories

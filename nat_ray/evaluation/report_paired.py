@@ -1,0 +1,123 @@
+"""The report's paired comparisons: every pair the study implies, on the episodes both rows ran, with a paired
+bootstrap interval, the exact McNemar test and Holm's adjustment; the same pairs' loop rates apart; and the eval
+episodes read once for these and for the skill sections (``report.py``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from nat_ray.errors import InputError
+from nat_ray.evaluation.compare import (
+    Comparison,
+    compare,
+    implied_pairs,
+    pooled_over_seeds,
+    reindexed,
+    verdict,
+    with_holm,
+)
+from nat_ray.evaluation.math_skill import POOLED, is_math, looped
+from nat_ray.records import EvalMetrics, RunLayout
+from nat_ray.storage import read_trajectories
+from nat_ray.types import Trajectory
+
+PAIRED_TEXT = (
+    "Each comparison on the episodes both rows ran (same question, same sample): the difference in accuracy with a "
+    "95% paired bootstrap interval over the questions, the exact McNemar test on the discordant pairs (a only: a right "
+    "and b wrong), and Holm's adjustment over every comparison below (`comparisons.json`)."
+)
+LOOPS_TEXT = (
+    "The same pairs on the share of episodes that loop (repeat a reply verbatim until the turn limit): the difference "
+    "in points, a only: a loops and b does not; Holm over these rows apart from the accuracy's (`comparisons.json`, "
+    '`"outcome": "loops"`).'
+)
+
+
+class Episodes:
+    """Each eval folder's episodes, read once for both the paired comparisons and the skill table."""
+
+    def __init__(self, run: Path) -> None:
+        self.layout = RunLayout(run)
+        self._read: dict[tuple[str, str], list[Trajectory]] = {}
+
+    def has(self, name: str, dataset: str) -> bool:
+        return (self.layout.eval_dir(name) / dataset).is_dir()
+
+    def __call__(self, name: str, dataset: str) -> list[Trajectory]:
+        if (name, dataset) not in self._read:
+            self._read[(name, dataset)] = read_trajectories(self.layout.eval_dir(name) / dataset)
+        return self._read[(name, dataset)]
+
+
+def _comparisons(
+    episodes: Episodes, variants: list[dict], rows: dict[str, EvalMetrics]
+) -> tuple[list[Comparison], list[Comparison], list[str]]:
+    """Every comparison the study implies, on each data set both rows were evaluated on and, where they share two or
+    more math sets, over those sets pooled (the paper's math verdict is over its four sets together), Holm-adjusted
+    together; the same pairs' loop rates on math (pooled where there are two or more sets), Holm-adjusted apart; and
+    the pairs refused for want of a shared question."""
+    made: list[Comparison] = []
+    loops: list[Comparison] = []
+    refused: list[str] = []
+    pairs = implied_pairs(variants, rows)
+    groups = [((a, b), [(a, b)]) for a, b in pairs] + list(pooled_over_seeds(pairs, variants).items())
+    for (a, b), members in groups:  # one pair, or the same pair over every training seed, pooled
+        paired: dict[str, tuple[list[Trajectory], list[Trajectory]]] = {}
+        for d in sorted(set.intersection(*(set(rows[x].datasets) & set(rows[y].datasets) for x, y in members))):
+            if not all(episodes.has(x, d) and episodes.has(y, d) for x, y in members):
+                continue
+            try:  # (an eval folder whose episodes are gone cannot be paired: said, not guessed)
+                ta = [t for i, (x, _) in enumerate(members) for t in reindexed(episodes(x, d), i)]
+                tb = [t for i, (_, y) in enumerate(members) for t in reindexed(episodes(y, d), i)]
+                made.append(dataclasses.replace(compare(a, ta, b, tb, d), seeds=len(members)))
+                paired[d] = (ta, tb)
+            except InputError as exc:
+                refused.append(str(exc))
+        sets = [d for d in paired if is_math(d)]
+        if len(sets) >= 2:  # a question is its set's: ids are made unique across the sets before pairing
+            ta = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][0]]
+            tb = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][1]]
+            made.append(dataclasses.replace(compare(a, ta, b, tb, POOLED), seeds=len(members)))
+            paired[POOLED] = (ta, tb)
+        for d in [POOLED] if len(sets) >= 2 else sets:  # the loops, paired as accuracy is
+            ta, tb = paired[d]
+            loops.append(dataclasses.replace(compare(a, _looped(ta), b, _looped(tb), d), seeds=len(members)))
+    return with_holm(made), with_holm(loops), refused
+
+
+def _looped(trajectories: list[Trajectory]) -> list[Trajectory]:
+    """The episodes with whether they loop as their outcome, for the paired test of a behaviour."""
+    return [t.model_copy(update={"reward": looped(t)}) for t in trajectories]
+
+
+def comparisons_table(comparisons: list[Comparison], refused: list[str]) -> str:
+    lines = [
+        "| comparison | dataset | pairs | a only | b only | difference, points [95% CI] | McNemar p | Holm p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        lo, hi = c.diff_ci95
+        lines.append(
+            f"| {c.label} | {c.dataset} | {c.n_pairs} | {c.a_only} | {c.b_only} | {100 * c.diff:+.1f} "
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {c.p_mcnemar:.2g} | {c.p_holm:.2g} |"
+        )
+    lines += ["", *[f"- {verdict(c)}" for c in comparisons]]
+    left = [c for c in comparisons if c.left_out]
+    lines += [f"- {c.a} vs {c.b} on {c.dataset}: {c.left_out} episode(s) without a match left out" for c in left]
+    lines += [f"- refused: {why}" for why in refused]
+    return "\n".join(lines)
+
+
+def paired_section(
+    episodes: Episodes, variants: list[dict], rows: dict[str, EvalMetrics]
+) -> tuple[list[str], list[dict]]:
+    """The report's paired sections (accuracy, then loops) and the rows of ``comparisons.json`` (each with its
+    ``outcome``); no section when nothing could be paired or refused."""
+    paired, loops, refused = _comparisons(episodes, variants, rows)
+    rows_out = [c.row() | {"outcome": "accuracy"} for c in paired] + [c.row() | {"outcome": "loops"} for c in loops]
+    text = ["## Paired comparisons", "", PAIRED_TEXT, "", comparisons_table(paired, refused), ""]
+    text = text if paired or refused else []
+    if loops:
+        text += ["### Loops, paired", "", LOOPS_TEXT, "", comparisons_table(loops, []), ""]
+    return text, rows_out
