@@ -104,6 +104,9 @@ class EvalConfig(StrictModel):
     offset: int = Field(0, ge=0)
     questions: dict[str, str] = Field(default_factory=dict)  # data set -> a questions file replacing its test split
     template: str = "auto"  # auto: the NAT hint of the checkpoint's training template, else zero-shot
+    # the hint a NAT template's question carries: the correct one (the paper's inference), or the incorrect one, to
+    # measure whether the model conditions on its hint (a NAT model that ignores it answers as well under either)
+    hint: Literal["correct", "incorrect"] = "correct"
     temperature: float = Field(0.2, ge=0)
     samples: int = Field(1, ge=1)
     max_turns: int = Field(6, ge=1)

@@ -7,12 +7,14 @@ A template is the task-instruction turns plus one or more question prompts with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nat_ray.errors import InputError
 from nat_ray.storage import read_json_file
 from nat_ray.types import Turn
+
+INCORRECT_HINT = ":incorrect-hint"  # the suffix of a template asked under its incorrect hint
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,14 @@ class PromptTemplate:
         if self.class_prompts:
             return self.class_prompts[-1]
         raise InputError(f"{self.source}: template {self.name!r} has no question prompt")
+
+    def with_incorrect_hint(self) -> PromptTemplate:
+        """This template answering under NAT's incorrect hint where inference uses the correct one (``eval.hint:
+        incorrect``): whether a model trained with the hint conditions on it. Named apart, so an eval resumed into a
+        folder made under the other hint is refused."""
+        return replace(
+            self, name=f"{self.name}{INCORRECT_HINT}", question_prompt=self.require("incorrect_question_prompt")
+        )
 
     def inference_messages(self, question: str) -> list[Turn]:
         return self.messages(self.inference_prompt(), question)

@@ -54,7 +54,7 @@ def _validate(cfg: RunConfig) -> tuple[str, str, dict | None, list[DatasetPlan]]
     for plan in plans:
         if plan.settings.task.tool == "search":
             validate_search(cfg.tools.search, plan.name)
-    return template, why, training, plans
+    return plans[0].settings.template.name, why, training, plans  # (with eval.hint's suffix where it has one)
 
 
 def run_eval(cfg: RunConfig, progress: bool = True) -> dict:

@@ -116,6 +116,11 @@ def plan_eval(cfg: RunConfig, template_name: str, training: dict | None) -> list
             raise InputError(f"eval on {task.name}: {exc}") from None
         template.inference_messages("?")
         check_template_fits(template, training, template_name)
+        if ec.hint == "incorrect":
+            try:
+                template = template.with_incorrect_hint()
+            except InputError as exc:
+                raise InputError(f"eval.hint: incorrect on {task.name}: {exc} (a NAT template's hint)") from None
         path, note = questions_path(cfg, dataset)
         questions = load_questions_file(task, path)[ec.offset :]
         if ec.limit is not None:

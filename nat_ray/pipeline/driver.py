@@ -369,7 +369,9 @@ def _eval(plan: PipelinePlan, name: str, model: str, upstream: dict[str, str], s
     folder = RunLayout(plan.out).eval_dir(name)
     policy = plan.engine(model)
     view_cfg = plan.cfg.model_copy(update={"policy": policy, "eval": plan.eval.model_copy(update={"out": str(folder)})})
-    view = {"eval": plan.eval.model_dump(mode="json", exclude={"out"}), "policy": policy.model_dump(mode="json")}
+    # eval.hint stays out of the view at its default: evals made before it existed keep their hash
+    hint = {"hint"} if plan.eval.hint == "correct" else set()
+    view = {"eval": plan.eval.model_dump(mode="json", exclude={"out"} | hint), "policy": policy.model_dump(mode="json")}
     view["tools"] = plan.cfg.tools.model_dump(mode="json")
     view |= seed_identity(plan.cfg.seed, [plan.eval.temperature])
 
