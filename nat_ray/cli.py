@@ -14,6 +14,7 @@
     nat-ray chat --model DIR --task TASK [--hint correct|incorrect|none]
     nat-ray pipeline --config FILE [key=value ...]       collect -> build -> train -> eval -> report
     nat-ray report RUN_DIR                               tables + plots of a run
+    nat-ray compare EVAL_A EVAL_B [--names A B]          two evals of the same questions, paired
     nat-ray models prepare NAME               smollm2, mpnet, minilm
     nat-ray models export-openvino MODEL [--out DIR]   OpenVINO IR for policy.kind openvino (else made on first use)
     nat-ray data prepare [NAME ...] [--from DIR]   the public data files, checked, into NAT_RAY_DATA_DIR
@@ -41,7 +42,7 @@ from nat_ray.cli_setup import add_setup_commands
 from nat_ray.errors import InputError, NatRayError, first_validation_error
 from nat_ray.ray_init import leave_ray
 from nat_ray.records import METRICS, TABLE, RunLayout
-from nat_ray.storage import parse_jsonl
+from nat_ray.storage import parse_jsonl, write_json
 
 
 def _count(value: str) -> int:
@@ -251,6 +252,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from nat_ray.evaluation.report_paired import LOOPS_TEXT, PAIRED_TEXT, compare_evals, comparisons_table
+
+    a, b = Path(args.a), Path(args.b)
+    names = tuple(args.names) if args.names else (a.name, b.name)
+    paired, loops, refused = compare_evals(a, b, names)
+    print("\n".join([PAIRED_TEXT, "", comparisons_table(paired, refused)]))
+    if loops:
+        print("\n".join(["", LOOPS_TEXT, "", comparisons_table(loops, [])]))
+    if args.out:
+        rows = [c.row() | {"outcome": "accuracy"} for c in paired] + [c.row() | {"outcome": "loops"} for c in loops]
+        write_json(Path(args.out), rows)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     from nat_ray.reformat import MODES
 
@@ -349,6 +365,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="--plan with the discordant shares and eval rate of another run folder's report (e.g. the main job's)",
     )
     p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("compare", help="two evals of the same questions, paired (e.g. one model under two hints)")
+    p.add_argument("a", metavar="EVAL_A", help="an eval's output folder (<eval.out>: one folder per data set)")
+    p.add_argument("b", metavar="EVAL_B")
+    p.add_argument("--names", nargs=2, metavar=("A", "B"), help="row names (default: the folders' names)")
+    p.add_argument("--out", metavar="FILE", help="also write the comparisons as JSON")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="tables and plots of a pipeline run folder")
     p.add_argument("run_dir", metavar="RUN_DIR")

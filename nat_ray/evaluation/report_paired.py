@@ -37,16 +37,20 @@ LOOPS_TEXT = (
 class Episodes:
     """Each eval folder's episodes, read once for both the paired comparisons and the skill table."""
 
-    def __init__(self, run: Path) -> None:
-        self.layout = RunLayout(run)
+    def __init__(self, run: Path | None, folders: dict[str, Path] | None = None) -> None:
+        self.layout = RunLayout(run) if run is not None else None
+        self.folders = folders or {}  # a row's eval folder where it is not the run's (``nat-ray compare``)
         self._read: dict[tuple[str, str], list[Trajectory]] = {}
 
+    def folder(self, name: str) -> Path:
+        return self.folders[name] if name in self.folders or self.layout is None else self.layout.eval_dir(name)
+
     def has(self, name: str, dataset: str) -> bool:
-        return (self.layout.eval_dir(name) / dataset).is_dir()
+        return (self.folder(name) / dataset).is_dir()
 
     def __call__(self, name: str, dataset: str) -> list[Trajectory]:
         if (name, dataset) not in self._read:
-            self._read[(name, dataset)] = read_trajectories(self.layout.eval_dir(name) / dataset)
+            self._read[(name, dataset)] = read_trajectories(self.folder(name) / dataset)
         return self._read[(name, dataset)]
 
 
@@ -63,27 +67,60 @@ def _comparisons(
     pairs = implied_pairs(variants, rows)
     groups = [((a, b), [(a, b)]) for a, b in pairs] + list(pooled_over_seeds(pairs, variants).items())
     for (a, b), members in groups:  # one pair, or the same pair over every training seed, pooled
-        paired: dict[str, tuple[list[Trajectory], list[Trajectory]]] = {}
-        for d in sorted(set.intersection(*(set(rows[x].datasets) & set(rows[y].datasets) for x, y in members))):
-            if not all(episodes.has(x, d) and episodes.has(y, d) for x, y in members):
-                continue
-            try:  # (an eval folder whose episodes are gone cannot be paired: said, not guessed)
-                ta = [t for i, (x, _) in enumerate(members) for t in reindexed(episodes(x, d), i)]
-                tb = [t for i, (_, y) in enumerate(members) for t in reindexed(episodes(y, d), i)]
-                made.append(dataclasses.replace(compare(a, ta, b, tb, d), seeds=len(members)))
-                paired[d] = (ta, tb)
-            except InputError as exc:
-                refused.append(str(exc))
-        sets = [d for d in paired if is_math(d)]
-        if len(sets) >= 2:  # a question is its set's: ids are made unique across the sets before pairing
-            ta = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][0]]
-            tb = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][1]]
-            made.append(dataclasses.replace(compare(a, ta, b, tb, POOLED), seeds=len(members)))
-            paired[POOLED] = (ta, tb)
-        for d in [POOLED] if len(sets) >= 2 else sets:  # the loops, paired as accuracy is
-            ta, tb = paired[d]
-            loops.append(dataclasses.replace(compare(a, _looped(ta), b, _looped(tb), d), seeds=len(members)))
+        datasets = set.intersection(*(set(rows[x].datasets) & set(rows[y].datasets) for x, y in members))
+        _pair(episodes, a, b, members, sorted(datasets), (made, loops, refused))
     return with_holm(made), with_holm(loops), refused
+
+
+def _pair(
+    episodes: Episodes,
+    a: str,
+    b: str,
+    members: list[tuple[str, str]],
+    datasets: list[str],
+    out: tuple[list[Comparison], list[Comparison], list[str]],
+) -> None:
+    """One pair's comparisons (``members``: its rows, one per training seed) added to ``out`` (accuracy, loops,
+    refused): on each data set, over the math sets pooled, and the loops on math."""
+    made, loops, refused = out
+    paired: dict[str, tuple[list[Trajectory], list[Trajectory]]] = {}
+    for d in datasets:
+        if not all(episodes.has(x, d) and episodes.has(y, d) for x, y in members):
+            continue
+        try:  # (an eval folder whose episodes are gone cannot be paired: said, not guessed)
+            ta = [t for i, (x, _) in enumerate(members) for t in reindexed(episodes(x, d), i)]
+            tb = [t for i, (_, y) in enumerate(members) for t in reindexed(episodes(y, d), i)]
+            made.append(dataclasses.replace(compare(a, ta, b, tb, d), seeds=len(members)))
+            paired[d] = (ta, tb)
+        except InputError as exc:
+            refused.append(str(exc))
+    sets = [d for d in paired if is_math(d)]
+    if len(sets) >= 2:  # a question is its set's: ids are made unique across the sets before pairing
+        ta = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][0]]
+        tb = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][1]]
+        made.append(dataclasses.replace(compare(a, ta, b, tb, POOLED), seeds=len(members)))
+        paired[POOLED] = (ta, tb)
+    for d in [POOLED] if len(sets) >= 2 else sets:  # the loops, paired as accuracy is
+        ta, tb = paired[d]
+        loops.append(dataclasses.replace(compare(a, _looped(ta), b, _looped(tb), d), seeds=len(members)))
+
+
+def compare_evals(a: Path, b: Path, names: tuple[str, str]) -> tuple[list[Comparison], list[Comparison], list[str]]:
+    """``nat-ray compare``: two eval folders (``<eval.out>``, one subfolder per data set) on the data sets both hold,
+    paired as the report pairs its rows; accuracy and loops each Holm-adjusted over their rows."""
+    if names[0] == names[1]:
+        raise InputError(f"nat-ray compare: both evals are named {names[0]!r}: name them apart (--names A B)")
+    sets = [sorted(p.name for p in f.iterdir() if p.is_dir()) if f.is_dir() else [] for f in (a, b)]
+    for folder, found in zip((a, b), sets, strict=True):
+        if not found:
+            raise InputError(f"nat-ray compare: {folder} holds no eval (no data set folder)")
+    shared = sorted(set(sets[0]) & set(sets[1]))
+    if not shared:
+        held = f"{a} ({', '.join(sets[0])}) and {b} ({', '.join(sets[1])})"
+        raise InputError(f"nat-ray compare: {held} share no data set")
+    out: tuple[list[Comparison], list[Comparison], list[str]] = ([], [], [])
+    _pair(Episodes(None, dict(zip(names, (a, b), strict=True))), *names, [names], shared, out)
+    return with_holm(out[0]), with_holm(out[1]), out[2]
 
 
 def _looped(trajectories: list[Trajectory]) -> list[Trajectory]:
