@@ -110,7 +110,9 @@ class OVEngine:
     def _config(self, params: SamplingParams) -> Any:
         gc = self._og.GenerationConfig()
         gc.max_new_tokens = params.max_tokens
-        gc.stop_strings = set(params.stop)
+        # no gc.stop_strings: _loop stops a reply at its stop string itself (hits_stop, as every engine), and OpenVINO
+        # GenAI 2026.4's own matching detokenizes in the sampler's threads, where it deadlocked a study's eval: the
+        # sampler waited for ever on a detokenizer request none held (every thread idle, docs/results.md)
         gc.eos_token_id = self.tokenizer.eos_token_id
         if params.temperature > 0:
             gc.do_sample = True
