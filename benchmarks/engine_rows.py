@@ -76,7 +76,8 @@ def make_engine(name: str, batch: int, args):
         from nat_ray.policy.openvino_export import openvino_model_dir
 
         source, dtype = OPENVINO_ROWS[name]
-        ir = openvino_model_dir("smollm2") if source == "export" else args.openvino
+        model = getattr(args, "model", None) or "smollm2"  # a checkpoint of nat-ray train: exported once
+        ir = openvino_model_dir(model) if source == "export" else args.openvino
         ov = OVEngine(ir, max_batch_size=batch, num_threads=args.threads, dtype=dtype)
         return ov, f"openvino {dtype}"
     batching, dtype = {

@@ -114,6 +114,14 @@ def test_decode_step_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
 
 
 @pytest.mark.slow
+def test_openvino_stop_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
+    result, stdout = _run_quick("openvino_stop.py", tmp_path / "stop.json", timeout=600)
+    assert [r["name"] for r in result["rows"]] == ["loop_stop", "genai_stop"]
+    assert all(r["episodes"] == 4 and r["episodes_per_s"] > 0 for r in result["rows"])
+    assert 0 <= result["same_transcripts"] <= 4 and result["loop_over_genai"] > 0 and "same transcripts" in stdout
+
+
+@pytest.mark.slow
 def test_pipeline_benchmark_quick(tmp_path: Path, smollm2: Path) -> None:
     result, stdout = _run_quick("pipeline.py", tmp_path / "pipe.json", timeout=900)
     assert result["overhead_ratio"] > 0 and result["pipeline_s"] > 0
