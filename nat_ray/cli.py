@@ -253,17 +253,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from nat_ray.evaluation.report_paired import LOOPS_TEXT, PAIRED_TEXT, compare_evals, comparisons_table
+    from nat_ray.evaluation import report_paired as rp
 
     a, b = Path(args.a), Path(args.b)
     names = tuple(args.names) if args.names else (a.name, b.name)
-    paired, loops, refused = compare_evals(a, b, names)
-    print("\n".join([PAIRED_TEXT, "", comparisons_table(paired, refused)]))
+    paired, loops, refused = rp.compare_evals(a, b, names)
+    print("\n".join([rp.PAIRED_TEXT, "", rp.comparisons_table(paired, refused)]))
     if loops:
-        print("\n".join(["", LOOPS_TEXT, "", comparisons_table(loops, [])]))
+        print("\n".join(["", rp.LOOPS_TEXT, "", rp.comparisons_table(loops, [])]))
     if args.out:
-        rows = [c.row() | {"outcome": "accuracy"} for c in paired] + [c.row() | {"outcome": "loops"} for c in loops]
-        write_json(Path(args.out), rows)
+        write_json(Path(args.out), rp.comparison_rows(paired, loops))
     return 0
 
 

@@ -152,9 +152,13 @@ def paired_section(
     """The report's paired sections (accuracy, then loops) and the rows of ``comparisons.json`` (each with its
     ``outcome``); no section when nothing could be paired or refused."""
     paired, loops, refused = _comparisons(episodes, variants, rows)
-    rows_out = [c.row() | {"outcome": "accuracy"} for c in paired] + [c.row() | {"outcome": "loops"} for c in loops]
     text = ["## Paired comparisons", "", PAIRED_TEXT, "", comparisons_table(paired, refused), ""]
     text = text if paired or refused else []
     if loops:
         text += ["### Loops, paired", "", LOOPS_TEXT, "", comparisons_table(loops, []), ""]
-    return text, rows_out
+    return text, comparison_rows(paired, loops)
+
+
+def comparison_rows(paired: list[Comparison], loops: list[Comparison]) -> list[dict]:
+    """``comparisons.json``'s rows: each comparison with its ``outcome`` (accuracy, or the loops)."""
+    return [c.row() | {"outcome": "accuracy"} for c in paired] + [c.row() | {"outcome": "loops"} for c in loops]
