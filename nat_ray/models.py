@@ -159,12 +159,13 @@ def prepare(name: str, out: Path | None = None) -> Path:
 
 
 def resolve_model_path(model: str) -> Path:
-    """A model reference in config: a folder path, or the name of a prepared model (smollm2, mpnet, minilm)."""
+    """A model reference in config: a folder path, or the name of a prepared model (smollm2, mpnet, minilm). A folder
+    comes back absolute: Ray Train's workers run in a folder of their own, where a relative path names nothing."""
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
             raise InputError(f"{path}: not a model folder (no config.json)")
-        return path
+        return path.resolve()
     if model in PREPARERS:
         prepared = models_dir() / FOLDERS[model]
         if not (prepared / "config.json").exists():

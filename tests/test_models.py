@@ -89,6 +89,18 @@ def test_unprepared_model_says_how(tmp_path: Path, monkeypatch) -> None:
         prepare("bert")
 
 
+def test_a_relative_model_folder_is_resolved_to_an_absolute_path(tmp_path: Path, monkeypatch) -> None:
+    """A study's DPO starts from ``runs/<out>/models/vanilla``; the path reaches Ray Train's workers, which run in a
+    folder of their own, so it must name the folder from anywhere."""
+    (tmp_path / "runs" / "m").mkdir(parents=True)
+    (tmp_path / "runs" / "m" / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    path = resolve_model_path("runs/m")
+    assert path.is_absolute() and path == (tmp_path / "runs" / "m").resolve()
+    monkeypatch.chdir("/")
+    assert (path / "config.json").is_file()
+
+
 def test_processes_preparing_the_same_model_at_once_prepare_it_once(tmp_path: Path, monkeypatch) -> None:
     import time
     from concurrent.futures import ThreadPoolExecutor
