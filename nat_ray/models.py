@@ -159,8 +159,9 @@ def prepare(name: str, out: Path | None = None) -> Path:
 
 
 def resolve_model_path(model: str) -> Path:
-    """A model reference in config: a folder path, or the name of a prepared model (smollm2, mpnet, minilm). A folder
-    comes back absolute: Ray Train's workers run in a folder of their own, where a relative path names nothing."""
+    """A model reference in config: a folder path, or the name of a prepared model (smollm2, mpnet, minilm). The
+    folder comes back absolute: Ray Train's workers run in a folder of their own, where a relative path names
+    nothing."""
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -170,7 +171,7 @@ def resolve_model_path(model: str) -> Path:
         prepared = models_dir() / FOLDERS[model]
         if not (prepared / "config.json").exists():
             raise InputError(f"model {model!r} is not prepared yet: run `nat-ray models prepare {model}`")
-        return prepared
+        return prepared.resolve()  # NAT_RAY_MODELS_DIR may be relative
     raise InputError(
         f"model folder {model} does not exist (give a local folder, or prepare one: nat-ray models prepare)"
     )
