@@ -67,8 +67,10 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
     seeds = study.seeds or [train_seed]
     sources = study.negative_source or ["imported"]
     out: dict[str, Variant] = {}
-    axes = itertools.product(sources, modes, positives, negatives, templates, seeds)
-    for source, mode, pos, neg, template, seed in axes:
+    # each seed's replication whole before the next, and every mode at a sweep's smaller points before its larger
+    # ones: a study stopped part way (or run a session at a time) has complete paired comparisons so far
+    axes = itertools.product(seeds, sources, positives, negatives, modes, templates)
+    for seed, source, pos, neg, mode, template in axes:
         if mode == "vanilla":
             neg, source = 0, "imported"
         if study.templates and mode not in HINT_MODES:
@@ -108,9 +110,9 @@ def expand(build: BuildStageConfig, study: StudyConfig | None, train_seed: int) 
             out[name] = replace(v, name=name, round=k, previous=v.name, pos_num="all", neg_num=neg)
     if study.rounds > 1 and not any(v.round > 1 for v in out.values()):
         raise InputError(f"study.rounds: {study.rounds}, but no variant has a study.round_mode of {study.round_modes}")
-    # stable: the study's order otherwise; preference variants after the vanilla model they may start from; each
-    # round after the one before
-    variants = sorted(out.values(), key=lambda v: (v.round, v.regenerated, v.preference))
+    # stable: the study's order otherwise; a seed's replication before the next seed's; within it, preference
+    # variants after the vanilla model they may start from, each round after the one before
+    variants = sorted(out.values(), key=lambda v: (seeds.index(v.train_seed), v.round, v.regenerated, v.preference))
     if study.preference_init == "sft" and any(v.preference for v in variants):
         for v in (v for v in variants if v.preference):
             if sft_init(v, variants) is None:

@@ -17,13 +17,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_modes_times_negatives_share_one_vanilla() -> None:
     vs = expand(BuildStageConfig(pos_num=250), StudyConfig(modes=["vanilla", "nut", "nat"], negatives=[0, 250, 500]), 7)
+    # every mode at a point before the next point: a sweep stopped part way has its first points complete
     assert [v.name for v in vs] == [
         "vanilla",
         "nut-neg0",
-        "nut-neg250",
-        "nut-neg500",
         "nat-neg0",
+        "nut-neg250",
         "nat-neg250",
+        "nut-neg500",
         "nat-neg500",
     ]
     assert next(v for v in vs if v.name == "vanilla").neg_num == 0
@@ -35,10 +36,10 @@ def test_positives_are_the_learning_curves_axis() -> None:
     vs = expand(BuildStageConfig(pos_num=8), study, 0)
     assert [(v.name, v.pos_num, v.neg_num) for v in vs] == [
         ("vanilla-pos250", 250, 0),
-        ("vanilla-pos1000", 1000, 0),
-        ("vanilla-posall", "all", 0),
         ("nat-pos250-neg250", 250, 250),
+        ("vanilla-pos1000", 1000, 0),
         ("nat-pos1000-neg250", 1000, 250),
+        ("vanilla-posall", "all", 0),
         ("nat-posall-neg250", "all", 250),
     ]
     with pytest.raises(InputError, match=r"build\.pos_num: 1000 positives asked"):
@@ -52,14 +53,9 @@ def test_templates_and_seeds_are_axes_too() -> None:
         modes=["nat"], templates=["zero-shot-target-aware", "zero-shot-target-aware-prefix-AB"], seeds=[1, 2]
     )
     vs = expand(BuildStageConfig(), study, 0)
-    assert [v.name for v in vs] == ["nat-seed1", "nat-seed2", "nat-prefix-AB-seed1", "nat-prefix-AB-seed2"]
-    assert [v.template for v in vs] == [
-        None,
-        None,
-        "zero-shot-target-aware-prefix-AB",
-        "zero-shot-target-aware-prefix-AB",
-    ]
-    assert [v.train_seed for v in vs] == [1, 2, 1, 2]
+    assert [v.name for v in vs] == ["nat-seed1", "nat-prefix-AB-seed1", "nat-seed2", "nat-prefix-AB-seed2"]
+    assert [v.template for v in vs] == [None, "zero-shot-target-aware-prefix-AB"] * 2
+    assert [v.train_seed for v in vs] == [1, 1, 2, 2]
     assert [v.name for v in expand(BuildStageConfig(mode="nut"), None, 0)] == ["nut"]
 
 
@@ -88,9 +84,10 @@ def test_templates_are_the_hint_ablation_of_nat_only() -> None:
 def test_controls_add_a_matched_twin_per_variant_named_before_the_seed() -> None:
     study = StudyConfig(modes=["vanilla", "nat"], seeds=[1, 2], controls=["steps"])
     vs = expand(BuildStageConfig(), study, 0)
-    assert [v.name for v in vs] == ["vanilla-seed1", "vanilla-seed2", "nat-seed1", "nat-seed2", "vanilla-steps-seed1",
-                                    "vanilla-steps-seed2", "nat-steps-seed1", "nat-steps-seed2"]  # fmt: skip
-    control = vs[4]
+    # each seed's replication whole before the next seed's
+    assert [v.name for v in vs] == ["vanilla-seed1", "nat-seed1", "vanilla-steps-seed1", "nat-steps-seed1",
+                                    "vanilla-seed2", "nat-seed2", "vanilla-steps-seed2", "nat-steps-seed2"]  # fmt: skip
+    control = vs[2]
     assert (control.match, control.twin, control.train_seed, control.mode) == ("steps", "vanilla-seed1", 1, "vanilla")
     assert [v.name for v in expand(BuildStageConfig(), StudyConfig(controls=["tokens"]), 0)] == ["nat", "nat-tokens"]
     with pytest.raises(InputError, match=r"study.controls: the variants are already matched \(study.match: steps\)"):
@@ -174,14 +171,14 @@ def test_preference_variants_come_after_the_vanilla_model_they_start_from() -> N
     study = StudyConfig(modes=["kto", "nat", "dpo", "vanilla"], seeds=[1, 2], controls=["steps"])
     vs = expand(BuildStageConfig(), study, 0)
     names = [v.name for v in vs]
-    assert names.index("vanilla-seed2") < names.index("dpo-seed1") and names[-4:] == [
-        "kto-seed1", "kto-seed2", "dpo-seed1", "dpo-seed2"]  # fmt: skip
+    assert names.index("vanilla-seed1") < names.index("dpo-seed1") < names.index("vanilla-seed2")
+    assert names.index("vanilla-seed2") < names.index("kto-seed2") and names[-2:] == ["kto-seed2", "dpo-seed2"]
     assert not any(n.startswith(("dpo-steps", "kto-steps")) for n in names)  # no compute control across objectives
     assert [v.objective for v in vs if v.name.startswith(("kto", "dpo", "nat-seed1"))] == [
         "sft",
         "kto",
-        "kto",
         "dpo",
+        "kto",
         "dpo",
     ]
     with pytest.raises(InputError, match=r"preference_init: sft, but dpo has no vanilla variant of training seed 0"):
@@ -195,9 +192,9 @@ def test_rounds_iterate_the_round_mode_variants_named_before_the_seed() -> None:
     study = StudyConfig(modes=["vanilla", "nat"], seeds=[1, 2], rounds=3)
     vs = expand(BuildStageConfig(pos_num=8, neg_num=8), study, 0)
     names = [v.name for v in vs]
-    assert names == ["vanilla-seed1", "vanilla-seed2", "nat-seed1", "nat-seed2", "nat-r2-seed1", "nat-r2-seed2",
-                     "nat-r3-seed1", "nat-r3-seed2"]  # fmt: skip
-    r3 = vs[-2]
+    assert names == ["vanilla-seed1", "nat-seed1", "nat-r2-seed1", "nat-r3-seed1", "vanilla-seed2", "nat-seed2",
+                     "nat-r2-seed2", "nat-r3-seed2"]  # fmt: skip
+    r3 = vs[3]
     assert (r3.round, r3.previous, r3.pos_num, r3.neg_num, r3.train_seed) == (3, "nat-r2-seed1", "all", "all", 1)
     rs = expand(BuildStageConfig(), StudyConfig(modes=["vanilla"], rounds=2, round_mode="vanilla"), 0)
     assert [(v.name, v.neg_num) for v in rs] == [("vanilla", 0), ("vanilla-r2", 0)]  # rejection-sampling FT
