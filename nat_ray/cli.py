@@ -13,7 +13,7 @@
     nat-ray show DIR [--label L] [--finish-reason R] [-n N]
     nat-ray chat --model DIR --task TASK [--hint correct|incorrect|none]
     nat-ray pipeline --config FILE [key=value ...]       collect -> build -> train -> eval -> report
-    nat-ray report RUN_DIR                               tables + plots of a run
+    nat-ray report RUN_DIR [--with RUN_DIR]              tables + plots of a run
     nat-ray compare EVAL_A EVAL_B [--names A B]          two evals of the same questions, paired
     nat-ray models prepare NAME               smollm2, mpnet, minilm
     nat-ray models export-openvino MODEL [--out DIR]   OpenVINO IR for policy.kind openvino (else made on first use)
@@ -41,7 +41,7 @@ from pydantic import BaseModel, ValidationError
 from nat_ray.cli_setup import add_setup_commands
 from nat_ray.errors import InputError, NatRayError, first_validation_error
 from nat_ray.ray_init import leave_ray
-from nat_ray.records import METRICS, TABLE, RunLayout
+from nat_ray.records import COMPARISONS, METRICS, TABLE, RunLayout
 from nat_ray.storage import parse_jsonl, write_json
 
 
@@ -245,7 +245,11 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from nat_ray.evaluation.report import write_report
 
-    counts = write_report(args.run_dir)
+    also = [Path(r) for r in args.also or []]
+    for r in also:
+        if not (RunLayout(r).report / COMPARISONS).exists():
+            raise InputError(f"--with {r}: not a pipeline run folder with a report (report/comparisons.json missing)")
+    counts = write_report(args.run_dir, also=also)
     report = RunLayout(args.run_dir).report
     print((report / TABLE).read_text())
     print(json.dumps({"report": str(report), **counts}))
@@ -374,6 +378,14 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables and plots of a pipeline run folder")
     p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument(
+        "--with",
+        dest="also",
+        metavar="RUN_DIR",
+        action="append",
+        help="another run folder whose NUT / NAT sweep points join this run's in the gain-over-vanilla plot "
+        "(e.g. the session study's 0.5x beside the negatives study's 1x and 4x)",
+    )
     p.set_defaults(func=cmd_report)
 
     add_setup_commands(sub)

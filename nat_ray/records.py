@@ -208,6 +208,7 @@ ACCURACY_PLOT = "accuracy_vs_negatives.png"
 PERPLEXITY_PLOT = "perplexity_vs_negatives.png"
 ROUNDS_PLOT = "rounds.png"
 CURVE_PLOT = "accuracy_vs_positives.png"  # study.positives: the learning curve
+GAIN_PLOT = "gain_vs_negatives.png"  # NUT / NAT over vanilla per negatives-per-positive, beside the paper's
 
 
 class RunLayout:

@@ -3,7 +3,9 @@
 ``report/README.md`` (what was compared, on what, the tables), ``report/table.md`` (the accuracy table alone, which
 the pipeline prints), ``report/run.json`` (config, git commit, data hashes, versions, hardware, stage timings) and
 PNG plots: training loss of every variant, accuracy vs number of negatives per mode (the paper's Figure 2) and
-held-out perplexity vs number of negatives (Figure 4) when the run varies the negatives.
+held-out perplexity vs number of negatives (Figure 4) when the run varies the negatives, and NUT's and NAT's paired
+gain over vanilla per negatives-per-positive beside the paper's math result when this run's sweep points (with those of
+``nat-ray report --with`` runs) span two or more ratios (``gain_plot``).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from nat_ray.errors import InputError
 from nat_ray.evaluation.fmt import pct
+from nat_ray.evaluation.gain_plot import plot_gain_vs_negatives
 from nat_ray.evaluation.math_skill import (
     MATH_SKILL_TEXT,
     POOLED,
@@ -31,6 +35,7 @@ from nat_ray.evaluation.report_plots import plots as report_plots
 from nat_ray.evaluation.skill import SKILL_TEXT, is_yesno, skill_table, yesno_skill
 from nat_ray.records import (
     COMPARISONS,
+    GAIN_PLOT,
     METRICS,
     REPORT_README,
     RUN_RECORD,
@@ -228,7 +233,10 @@ def _recorded(run: Path) -> tuple[dict | None, list[dict] | None]:
     return (record.config, record.variants) if record is not None else (None, None)
 
 
-def write_report(run: str | Path, config: dict | None = None, variants: list[dict] | None = None) -> dict:
+def write_report(
+    run: str | Path, config: dict | None = None, variants: list[dict] | None = None, also: Sequence[Path] = ()
+) -> dict:
+    """The run's report; ``also``: other run folders whose sweep points join this run's in the gain plot."""
     run = Path(run)
     if config is None and variants is None:
         config, variants = _recorded(run)
@@ -250,6 +258,9 @@ def write_report(run: str | Path, config: dict | None = None, variants: list[dic
     episodes = Episodes(run)
     paired, comparisons = paired_section(episodes, variants, rows)
     write_json(report / COMPARISONS, comparisons)
+    math = bool(rows) and all(is_math(d) for m in rows.values() for d in m.datasets)
+    if plot_gain_vs_negatives([run, *also], report / GAIN_PLOT, paper=math):
+        plots.append(GAIN_PLOT)
     stages = _stages(run)
     total = sum(s["seconds"] or 0 for s in stages)
     template = {name: m.template for name, m in rows.items()}
