@@ -85,7 +85,7 @@ def plot_gain_vs_negatives(runs: list[Path], path: Path, paper: bool = True) -> 
         ours.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
     ours.axhline(0, color="grey", linewidth=1, linestyle="--")
     ours.set(xlabel="negatives per positive", ylabel="gain over vanilla, points (paired 95% CI)",
-             title=f"This run ({', '.join(dict.fromkeys(p.run for p in points))})")  # fmt: skip
+             title=f"Here: {', '.join(dict.fromkeys(p.run for p in points))}")  # fmt: skip
     ours.legend(fontsize=7)
     if paper:
         end = PAPER_NEGATIVES / PAPER_POSITIVES
