@@ -41,7 +41,7 @@ from pydantic import BaseModel, ValidationError
 from nat_ray.cli_setup import add_setup_commands
 from nat_ray.errors import InputError, NatRayError, first_validation_error
 from nat_ray.ray_init import leave_ray
-from nat_ray.records import COMPARISONS, METRICS, TABLE, RunLayout
+from nat_ray.records import METRICS, TABLE, RunLayout
 from nat_ray.storage import parse_jsonl, write_json
 
 
@@ -245,11 +245,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from nat_ray.evaluation.report import write_report
 
-    also = [Path(r) for r in args.also or []]
-    for r in also:
-        if not (RunLayout(r).report / COMPARISONS).exists():
-            raise InputError(f"--with {r}: not a pipeline run folder with a report (report/comparisons.json missing)")
-    counts = write_report(args.run_dir, also=also)
+    counts = write_report(args.run_dir, also=[Path(r) for r in args.also or []])
     report = RunLayout(args.run_dir).report
     print((report / TABLE).read_text())
     print(json.dumps({"report": str(report), **counts}))

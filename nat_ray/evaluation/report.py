@@ -238,6 +238,9 @@ def write_report(
 ) -> dict:
     """The run's report; ``also``: other run folders whose sweep points join this run's in the gain plot."""
     run = Path(run)
+    for other in also:
+        if not (RunLayout(other).report / COMPARISONS).exists():
+            raise InputError(f"--with {other}: not a pipeline run folder with a report (no report/comparisons.json)")
     if config is None and variants is None:
         config, variants = _recorded(run)
     rows = _rows(run, [v["name"] for v in variants] if variants else None)
