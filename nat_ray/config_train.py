@@ -15,6 +15,9 @@ PREFERENCE_FIELDS = {"objective", "beta", "desirable_weight", "undesirable_weigh
 # how fast a model trains, not which model: a train stage's hash leaves them out, so turning them on keeps a run's
 # trained models (the kernels' rounding differs, as it does from one machine to another)
 SPEED_FIELDS = {"compile", "attn_implementation"}
+# how a run survives a stop (resumable checkpoints, retries), not what it computes: a train stage's hash holds them at
+# their defaults, so turning checkpoints on for a long run keeps the models already trained
+RESILIENCE_FIELDS = {"checkpoint_every", "max_failures"}
 
 
 class TrainConfig(StrictModel):

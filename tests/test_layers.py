@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = {"nat_ray.cli", "nat_ray.cli_setup"}
+CLI = {"nat_ray.cli", "nat_ray.cli_setup", "nat_ray.cli_tools"}
 DRIVERS_PREFIX = ("nat_ray.pipeline",)
 DRIVERS = {
     "nat_ray.rollout.driver",

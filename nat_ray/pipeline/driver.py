@@ -27,7 +27,7 @@ from nat_ray.config import (
     dump_config,
 )
 from nat_ray.config_sections import BuildStageConfig, CollectConfig
-from nat_ray.config_train import PREFERENCE_FIELDS, SPEED_FIELDS
+from nat_ray.config_train import PREFERENCE_FIELDS, RESILIENCE_FIELDS, SPEED_FIELDS
 from nat_ray.engines import ENGINES, serves_checkpoints
 from nat_ray.episode import seed_identity
 from nat_ray.errors import InputError
@@ -358,7 +358,8 @@ def _train(
 
     # (an SFT variant's view leaves the preference settings out: its hash is the one it had before they existed)
     exclude = {"data", "out"} | SPEED_FIELDS | (PREFERENCE_FIELDS if v.objective == "sft" else set())
-    view = train.model_dump(mode="json", exclude=exclude)
+    neutral = {f: TrainConfig.model_fields[f].default for f in RESILIENCE_FIELDS}
+    view = train.model_copy(update=neutral).model_dump(mode="json", exclude=exclude)
     inputs = {"build": upstream} | ({"init": init[1]} if init else {})
     return plan.stage(folder, "train", v.name, view, inputs, body, say)
 

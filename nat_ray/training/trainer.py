@@ -8,12 +8,16 @@ Everything that can be checked is checked before any worker starts (model folder
 estimate of each worker's peak memory against what this machine has). The output folder gets the one copy of the
 model (16-bit weights gathered from ZeRO-3, or DDP's replica), its tokenizer, ``nat_ray_train.json`` (the run's config,
 data counts and final figures: loss, tokens seen, wall time, peak memory per worker) and ``metrics.jsonl`` (one line
-per logging step). ``<out>/ray_train/`` holds Ray Train's resumable checkpoints while the run goes on and is removed
-when it completes. A worker killed for memory ends the run with one line naming the knobs that lower it.
+per logging step). ``<out>/ray_train/`` holds Ray Train's resumable checkpoints (every ``train.checkpoint_every``
+steps) while the run goes on and is removed when it completes; a run stopped before then (its driver killed, a session
+ended, a failure past ``max_failures``) resumes from its latest checkpoint when rerun with the same model, data and
+settings (``run_key``), to the same final step. A worker killed for memory ends the run with one line naming the
+knobs that lower it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 from nat_ray.config import RunConfig, TrainConfig, dump_config
+from nat_ray.config_train import RESILIENCE_FIELDS, SPEED_FIELDS
 from nat_ray.errors import InputError
 from nat_ray.hardware import resolve_bf16
 from nat_ray.models import resolve_model_path
@@ -218,6 +223,40 @@ def _move_final(result, out: Path, live: Path, summary: dict) -> None:  # type: 
         write_record(tmp / TRAIN_RECORD, TrainingRecord.new(**fields))
 
 
+# how a run is watched, how fast it goes and how it survives a stop, not what it computes: a resumed run may differ
+_NOT_IN_KEY = {"log_every", "out"} | SPEED_FIELDS | RESILIENCE_FIELDS
+
+
+def run_key(tc: TrainConfig, model_path: Path, out: Path, rows: list[dict], dev: list[dict]) -> str:
+    """What a checkpoint was computed from (model, tokenised examples, settings, destination): a rerun resumes a
+    checkpoint only when this is the same."""
+    what = {
+        "train": tc.model_dump(mode="json", exclude=_NOT_IN_KEY),
+        "model": str(model_path),
+        "out": str(out.resolve()),
+        "rows": rows,
+        "dev": dev,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resumable_run(storage: Path, key: str, report) -> str:  # type: ignore[no-untyped-def]
+    """The Ray Train run name for ``key`` under ``storage``: a training stopped before the end (its driver killed, or
+    failed past ``max_failures``) resumes from its latest checkpoint when rerun with the same inputs; what other
+    runs left there (other inputs, or an older version's random names) is removed first, so the disk holds one run's
+    checkpoints."""
+    name = f"train-{key}"
+    storage.mkdir(parents=True, exist_ok=True)
+    stale = [p for p in storage.iterdir() if p.name not in (name, f"{name}.metrics.jsonl")]
+    for p in stale:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if stale:
+        report(f"removed {len(stale)} leftover(s) of other training runs from {storage}")
+    if (storage / name).is_dir() and any((storage / name).glob("checkpoint_*")):
+        report(f"resuming the interrupted run in {storage / name} from its latest checkpoint")
+    return name
+
+
 TRAIN_POLL_S = 0.25  # seconds between Ray Train controller polls (see run_train)
 
 
@@ -250,6 +289,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     )
     if not tc.use_gpu:
         preflight_memory(cfg, estimate, min(stats["longest"], tc.max_length))
+    key = run_key(tc, model_path, cfg.checkpoint_dir(), rows, dev)  # (before the reference's log-probabilities)
     settings = None
     if objective_for(tc.objective).reference:
         rows, settings = _reference(rows, model_path, tc, stats, bf16_here, report)
@@ -264,9 +304,8 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
     if dev:
         datasets["dev"] = ray.data.from_items(dev)
     storage = (Path(cfg.out) / "ray_train").resolve()
-    storage.mkdir(parents=True, exist_ok=True)
-    live = storage / "metrics.live.jsonl"
-    live.unlink(missing_ok=True)
+    name = resumable_run(storage, key, report)
+    live = storage / f"{name}.metrics.jsonl"
     events = Queue(actor_options={"num_cpus": 0}) if progress else None
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -282,6 +321,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
             num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker={"CPU": tc.cpus_per_worker}
         ),
         run_config=TrainRunConfig(
+            name=name,  # Ray Train restores a run of the same name and storage from its latest checkpoint
             storage_path=str(storage),
             failure_config=FailureConfig(max_failures=tc.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),

@@ -101,11 +101,13 @@ def test_pipeline_end_to_end_then_a_changed_lr(tmp_path: Path, smollm2: Path, se
     collect_inputs = next(s["inputs"] for s in info["stages"] if s["stage"] == "collect")
     assert len(collect_inputs) == 3 and all(len(h) == 16 for h in collect_inputs.values())  # data file hashes
 
-    # the run folder copied elsewhere (another machine, another study reusing it): no stage is redone
+    # the run folder copied elsewhere (another machine, another study reusing it), resumable checkpoints turned on for
+    # what is left: no stage is redone
     moved = tmp_path / "moved"
     shutil.copytree(run, moved)
     stages = ["trajectories", "sets/nat", "models/nat", "eval/vanilla", "eval/nat", "eval/base", "report"]
-    run_pipeline(load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, f"out={moved}"]), progress=False)
+    resilient = [f"out={moved}", "train.checkpoint_every=1", "train.max_failures=0"]
+    run_pipeline(load_config(REPO / "configs/ci_pipeline.yaml", [*overrides, *resilient]), progress=False)
     assert {f: _stamp(moved / f) for f in stages} == {f: _stamp(run / f) for f in stages}
     shutil.rmtree(moved)
 

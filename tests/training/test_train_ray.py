@@ -135,6 +135,12 @@ def test_two_workers_learn_a_toy_set(tmp_path: Path, tiny_llama: Path, ray_local
     assert not (tmp_path / "ray_train").exists()  # resumable checkpoints are gone with the completed run
 
 
+def _registered_steps(storage: Path) -> list[int]:
+    """Steps the Ray Train controller has taken in (its metrics log, written after each report)."""
+    logs = list(storage.glob("*.metrics.jsonl"))
+    return [json.loads(x)["step"] for log in logs for x in log.read_text().splitlines()]
+
+
 def test_ddp_resumes_after_a_killed_worker_with_the_same_final_step(
     tmp_path: Path, tiny_llama: Path, ray_local
 ) -> None:
@@ -153,8 +159,7 @@ def test_ddp_resumes_after_a_killed_worker_with_the_same_final_step(
     killed: list[int] = []
 
     def registered_steps() -> list[int]:
-        log = storage / "metrics.live.jsonl"  # written by the controller once it has taken in a report
-        return [json.loads(x)["step"] for x in log.read_text().splitlines()] if log.exists() else []
+        return _registered_steps(storage)
 
     def kill_after_checkpoint() -> bool:
         if max(registered_steps(), default=0) >= 4:  # the step-3 checkpoint is registered
@@ -175,6 +180,33 @@ def test_ddp_resumes_after_a_killed_worker_with_the_same_final_step(
     # checkpoint (k == resumed) repeats none, one later repeats the steps since that checkpoint; none is lost.
     k = len(steps) - (24 - resumed)
     assert k >= resumed and steps == list(range(1, k + 1)) + list(range(resumed + 1, 25)), (resumed, steps)
+
+
+def test_a_rerun_resumes_a_stopped_run_from_its_checkpoint(tmp_path: Path, tiny_llama: Path, ray_local) -> None:
+    """A training that stopped before its end (here a worker killed with no retries left; a killed driver or an ended
+    session leaves the same storage) is resumed by the next run with the same inputs, not started over."""
+    data = _toy_set(tmp_path / "toy.jsonl", 96)
+    common = ("train.epochs=2", "train.checkpoint_every=3", "train.log_every=1", "train.strategy=ddp")
+    cfg = _cfg(tmp_path, tiny_llama, data, *common, "train.max_failures=0")
+    storage = tmp_path / "ray_train"
+
+    def kill_after_checkpoint() -> bool:
+        if max(_registered_steps(storage), default=0) >= 7:  # the step-6 checkpoint is registered
+            for pid in own_processes("RayTrainWorker"):
+                os.kill(pid, signal.SIGKILL)
+            return True
+        return False
+
+    with pytest.raises(Exception):  # noqa: B017 (Ray's worker-group error, whichever class this Ray version raises)
+        run_killing(lambda: run_train(cfg, progress=False), kill_after_checkpoint)
+    assert not (tmp_path / "checkpoint").exists() and len(list(storage.glob("train-*/checkpoint_*"))) >= 1
+
+    # a rerun differing only in how it is watched resumes
+    summary = run_train(_cfg(tmp_path, tiny_llama, data, *common, "train.log_every=2"), progress=False)
+    final = json.loads((Path(summary["out"]) / "nat_ray_train.json").read_text())
+    assert summary["step"] == summary["total_steps"] == 24
+    assert 6 <= final["resumed_from_step"] < 24 and final["resumed_from_step"] % 3 == 0, final["resumed_from_step"]
+    assert not storage.exists()
 
 
 def test_smollm2_few_steps_on_real_strategyqa_nat_examples(
