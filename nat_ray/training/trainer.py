@@ -247,14 +247,24 @@ def resumable_run(storage: Path, key: str, report) -> str:  # type: ignore[no-un
     checkpoints."""
     name = f"train-{key}"
     storage.mkdir(parents=True, exist_ok=True)
-    stale = [p for p in storage.iterdir() if p.name not in (name, f"{name}.metrics.jsonl")]
+    stale = [p for p in storage.iterdir() if p.name not in (name, metrics_log(storage, name).name)]
     for p in stale:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
     if stale:
         report(f"removed {len(stale)} leftover(s) of other training runs from {storage}")
     if (storage / name).is_dir() and any((storage / name).glob("checkpoint_*")):
         report(f"resuming the interrupted run in {storage / name} from its latest checkpoint")
+    else:  # stopped before its first checkpoint: it starts at step 1 again, and so does its log
+        metrics_log(storage, name).unlink(missing_ok=True)
     return name
+
+
+def metrics_log(storage: Path, name: str) -> Path:
+    """The run's metrics log (one JSON line per logging step, written by the controller; kept across a resume)."""
+    return storage / f"{name}.metrics.jsonl"
 
 
 TRAIN_POLL_S = 0.25  # seconds between Ray Train controller polls (see run_train)
@@ -305,7 +315,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict:
         datasets["dev"] = ray.data.from_items(dev)
     storage = (Path(cfg.out) / "ray_train").resolve()
     name = resumable_run(storage, key, report)
-    live = storage / f"{name}.metrics.jsonl"
+    live = metrics_log(storage, name)
     events = Queue(actor_options={"num_cpus": 0}) if progress else None
     trainer = TorchTrainer(
         train_loop_per_worker,

@@ -37,3 +37,9 @@ def test_a_run_keeps_its_own_checkpoints_and_removes_other_runs_leftovers(tmp_pa
 
     fresh = tmp_path / "fresh"
     assert resumable_run(fresh, "cccc", said.append) == "train-cccc" and fresh.is_dir() and len(said) == 2
+
+    # stopped before its first checkpoint: its run starts over, and so does its metrics log
+    (fresh / "train-cccc").mkdir()
+    (fresh / "train-cccc.metrics.jsonl").write_text('{"step": 1}\n')
+    assert resumable_run(fresh, "cccc", said.append) == "train-cccc" and len(said) == 2
+    assert not (fresh / "train-cccc.metrics.jsonl").exists()
