@@ -23,6 +23,19 @@ def start_engines(cfg: PolicyConfig, run_id: str) -> list[Any]:
     handles = [remote.options(name=f"nat-ray-engine-{run_id}-{i}").remote(**kwargs) for i in range(cfg.replicas)]
     # surface load errors (missing folder, not a causal LM) now, before any episode is scheduled
     ray.get([h.__ray_ready__.remote() for h in handles])
-    if hasattr(engine_cls, "precision"):  # which precision the engines chose, and why (the log is the user's only view)
-        print(f"engine: {ray.get(handles[0].precision.remote())}", file=sys.stderr)
+    precision = engine_precision(handles)
+    if precision is not None:  # which precision the engines chose, and why (said now; the eval records it too)
+        print(f"engine: {precision}", file=sys.stderr)
     return handles
+
+
+def engine_precision(handles: list[Any]) -> str | None:
+    """What the engines compute in (their ``precision()``: the dtype's name first, then why); None for an engine
+    class without one, or no engines."""
+    if not handles:
+        return None
+    try:
+        method = handles[0].precision
+    except AttributeError:
+        return None
+    return ray.get(method.remote())

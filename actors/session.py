@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from actors.engine import start_engines
+from actors.engine import engine_precision, start_engines
 from actors.pool import ElasticPool
 from actors.tools import CalculatorActor, SearchActor
 from nat_ray.config import PolicyConfig
@@ -48,6 +48,7 @@ class ActorSession:
         self._check_resources(env_workers_min, on_cluster)
         self.pools: dict[str, tuple[str, Any]] = {}
         self.engines: list[Any] = []
+        self.precision: str | None = None  # what the engines compute in (an endpoint's is not ours to know)
         self.events: Any = None
         try:
             if "calculate" in needs:
@@ -57,6 +58,7 @@ class ActorSession:
                 self.pools["search"] = self._search_pool(search_cache)
             if policy.kind in ENGINES:
                 self.engines = start_engines(policy, self.run_id)
+                self.precision = engine_precision(self.engines)
             # progress only: a restarted queue loses the events it held, never an episode
             self.events_name = f"nat-ray-events-{self.run_id}"
             self.events = Queue(
@@ -144,8 +146,9 @@ class ActorSession:
         }
 
     def stats(self) -> dict:
-        """Tool pools' counters, and how many engine actors this session started (once, for all its data sets)."""
-        out: dict = {"engines_started": len(self.engines)}
+        """Tool pools' counters, how many engine actors this session started (once, for all its data sets) and what
+        they compute in."""
+        out: dict = {"engines_started": len(self.engines), "precision": self.precision}
         out |= {tool: ray.get(h.stats.remote()) for tool, (_, h) in self.pools.items()}
         if "search" in self.pools:
             out["search"]["members"] = ray.get(self.pools["search"][1].member_stats.remote())

@@ -1,8 +1,8 @@
 """In-cluster engines by policy kind: the one registry that the config, the engine actors and the drivers read.
 
 An engine is a class with the interface ``nat_ray.policy.engine_client.EnginePolicy`` calls (``async
-generate(messages, params) -> Completion``; ``precision()`` where it chooses one), started as Ray actors by
-``actors.engine``. Adding one is one class and one entry::
+generate(messages, params) -> Completion``; ``precision()`` where it chooses one: the dtype's name first, then
+why), started as Ray actors by ``actors.engine``. Adding one is one class and one entry::
 
     from nat_ray.engines import EngineKind, register_engine
 

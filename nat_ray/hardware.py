@@ -6,8 +6,11 @@ the hardware lacks it is an error naming the key, because emulated bf16 runs sev
 
 from __future__ import annotations
 
+import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nat_ray.errors import InputError
 
@@ -36,6 +39,23 @@ def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
     return [f for f in CPU_BF16_FLAGS if f in flags]
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name ("AMD EPYC", "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"), or what Python knows."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """This machine as a result's reader needs it: runs of one study can span machines (a resumed stage, a copied run
+    folder), and the same config computes in bf16 on one CPU and float32 on another."""
+    return {"cpu": cpu_model(cpuinfo), "cpus": os.cpu_count(), "bf16": cpu_bf16_flags(cpuinfo)}
 
 
 def bf16_support(cuda: bool, cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[bool, str]:

@@ -161,6 +161,7 @@ class StageManifest(StrictModel):
     seconds: float | None = None
     started_at: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
+    machine: dict[str, Any] = Field(default_factory=dict)  # where the driver ran it (nat_ray.hardware.machine)
     complete: bool = False
 
     @model_validator(mode="before")

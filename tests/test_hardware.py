@@ -45,3 +45,12 @@ def test_asking_for_bf16_without_the_hardware_is_one_line_naming_the_key(tmp_pat
     assert message.startswith(f"{key}: {value}") and "\n" not in message and "emulated" in message
     has = _cpuinfo(tmp_path / "a", "amx_bf16")
     assert resolve_bf16(value, key, cuda=False, cpuinfo=has).bf16
+
+
+def test_machine_names_the_cpu_its_cores_and_its_bf16(tmp_path: Path) -> None:
+    from nat_ray.hardware import machine
+
+    path = _cpuinfo(tmp_path, "avx512_bf16")
+    path.write_text("model name\t: AMD EPYC\n" + path.read_text())
+    assert machine(path)["cpu"] == "AMD EPYC" and machine(path)["bf16"] == ["avx512_bf16"] and machine(path)["cpus"]
+    assert machine(tmp_path / "missing")["cpu"]  # not Linux: what Python knows

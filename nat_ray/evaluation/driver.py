@@ -27,11 +27,12 @@ from nat_ray.evaluation.plan import (
     plan_eval,
     resolve_template,
 )
+from nat_ray.hardware import machine
 from nat_ray.records import METRICS, EvalMetrics
 from nat_ray.rollout.driver import check_endpoint, start_ray, validate_search
 from nat_ray.rollout.stream import run_episodes, steady_rate
 from nat_ray.rollout.writer import TrajectoryWriter
-from nat_ray.storage import dataset_manifest, read_trajectories, write_record
+from nat_ray.storage import dataset_manifest, read_record, read_trajectories, write_record
 
 
 def _policy_info(cfg: RunConfig, training: dict | None) -> dict:
@@ -72,7 +73,9 @@ def run_eval(cfg: RunConfig, progress: bool = True) -> dict:
     todo = [s for p in plans for s in p.specs if s.key not in writers[p.name].done]
     run: dict = {"episodes_run": 0, "resumed_from": sum(w.resumed for w in writers.values())}
     if todo:
-        run |= _generate(cfg, plans, writers, todo, progress)
+        run |= _generate(cfg, plans, writers, todo, progress) | {"machine": machine()}
+    else:  # nothing left to run: where the episodes were computed is what the last eval that ran them said
+        run |= _computed_in(out / METRICS)
     total = {p.name: len(p.specs) for p in plans}
     for name, w in writers.items():
         w.close(complete=len(w.done) >= total[name])
@@ -109,12 +112,19 @@ def _generate(cfg: RunConfig, plans: list[DatasetPlan], writers: dict, todo: lis
             w.flush()
     return {
         "engines_started": session.pop("engines_started"),
+        "precision": session.pop("precision"),  # the engines' own account (None for an endpoint: not ours to know)
         "tool_pools": session,
         "episodes_run": len(todo),
         "seconds": round(stats.seconds, 3),
         "episodes_per_s": len(todo) / stats.seconds if stats.seconds > 0 else None,
         "steady_episodes_per_s": steady_rate(stats.episodes_at),
     }
+
+
+def _computed_in(metrics: Path) -> dict:
+    """The precision and machine an earlier ``metrics.json`` recorded for the episodes, if it recorded them."""
+    old = read_record(metrics, EvalMetrics) if metrics.exists() else None
+    return {k: old.run[k] for k in ("precision", "machine") if old is not None and k in old.run}
 
 
 def _split_by_task(batch: pa.Table) -> dict[str, pa.Table]:

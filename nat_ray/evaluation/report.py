@@ -32,6 +32,7 @@ from nat_ray.evaluation.math_skill import (
 from nat_ray.evaluation.report_paired import Episodes, paired_section
 from nat_ray.evaluation.report_plots import dev_perplexity
 from nat_ray.evaluation.report_plots import plots as report_plots
+from nat_ray.evaluation.report_where import where_section
 from nat_ray.evaluation.skill import SKILL_TEXT, is_yesno, skill_table, yesno_skill
 from nat_ray.records import (
     COMPARISONS,
@@ -300,11 +301,13 @@ def write_report(
         "",
         *[_variant_line(run, v, template.get(v["name"])) for v in variants],
         "",
+        *where_section(run, rows),
         "## Plots",
         "",
         *[f"![{p}]({p})" for p in plots],
         "",
-        f"Stage time, summed: {total:.0f} s. Config, versions, hardware and data hashes: `run.json`.",
+        f"Stage time, summed: {total:.0f} s. Config, versions, data hashes and the machine that wrote this report: "
+        "`run.json` (each stage's machine: its `_stage.json`).",
     ]  # fmt: skip
     (report / REPORT_README).write_text("\n".join(text) + "\n")
     hardware = {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}

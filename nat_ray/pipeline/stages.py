@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nat_ray.hardware import machine
 from nat_ray.records import STAGE_FILE, StageManifest, config_hash, read_stage, versions
 from nat_ray.storage import write_record
 
@@ -107,6 +108,7 @@ def run_stage(
         "inputs": upstream,
     }
     base["versions"] = versions()
+    base["machine"] = machine()  # (a resumed stage records the machine that finished it)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_record(folder / STAGE_FILE, StageManifest(**base, started_at=started))
     say(f"pipeline: {label}: running")

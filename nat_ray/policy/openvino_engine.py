@@ -40,6 +40,7 @@ _PRECISION: dict[str, dict[str, str]] = {
     "float32": {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"},
     "bfloat16": {"INFERENCE_PRECISION_HINT": "bf16"},
 }
+_OV_TYPES = {"bf16": "bfloat16", "f32": "float32", "f16": "float16"}  # OpenVINO's element types, by torch's names
 
 
 def _cache_gb(path: Path, rows: int, tokens_per_row: int = 1024) -> float:
@@ -103,9 +104,14 @@ class OVEngine:
         self._thread.start()
 
     def precision(self) -> str:
-        if self.dtype == "auto":
-            return "auto (the IR's and OpenVINO's CPU defaults: bf16 where the CPU has it; KV cache f16 in exports)"
-        return f"{self.dtype} (inference precision and KV cache)"
+        """The arithmetic the replies are computed in, its name first (as every engine's), and why."""
+        if self.dtype != "auto":
+            return f"{self.dtype} (policy.dtype: {self.dtype}; inference precision and KV cache)"
+        import openvino as ov
+
+        hint = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()  # what this CPU's plugin does
+        name = _OV_TYPES.get(hint, hint)
+        return f"{name} (policy.dtype: auto -> OpenVINO's CPU default here; KV cache as the IR sets it)"
 
     def _config(self, params: SamplingParams) -> Any:
         gc = self._og.GenerationConfig()

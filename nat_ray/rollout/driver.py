@@ -17,6 +17,7 @@ from pathlib import Path
 from nat_ray.config import PolicyConfig, RunConfig, dump_config
 from nat_ray.engines import serves_checkpoints
 from nat_ray.errors import InputError
+from nat_ray.hardware import machine
 from nat_ray.policy.base import PolicyError
 from nat_ray.prompts import PromptTemplate, get_template
 from nat_ray.ray_init import init_ray
@@ -106,6 +107,7 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
     try:
         stats, pool_stats = run_episodes(cfg, rc, todo, {settings.task.name: settings}, writer.add, bar)
         pool_stats.pop("engines_started")
+        precision = pool_stats.pop("precision")
         complete = True
     finally:
         bar.n = len(writer.done)  # what is in the output, whatever the events said
@@ -122,6 +124,8 @@ def run_rollout(cfg: RunConfig, progress: bool = True) -> dict:
         "steady_policy_calls_per_s": steady_rate(stats.calls_at),
         "tool_pools": pool_stats,
         "env_workers": stats.env_workers,
+        "precision": precision,  # the engines' (None for an endpoint)
+        "machine": machine(),
         "out": str(Path(cfg.trajectories_dir())),
     }
     return meta

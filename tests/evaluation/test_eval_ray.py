@@ -90,6 +90,7 @@ def test_a_nat_checkpoint_is_evaluated_through_the_engine_with_its_hint(
     assert metrics["template"] == "zero-shot-target-aware"
     assert metrics["policy"]["training"] == {"mode": "nat", "template": "zero-shot-target-aware"}
     assert metrics["run"]["engines_started"] == 1
+    assert metrics["run"]["precision"].startswith("float32 (policy.dtype: float32") and metrics["run"]["machine"]["cpu"]
     for name in ("gsm8k", "multiarith"):
         trajs = assert_exactly_once(tmp_path / "eval" / name, 3)
         assert all(t.model == str(checkpoint) for t in trajs)

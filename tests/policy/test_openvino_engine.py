@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nat_ray.errors import InputError
+from nat_ray.hardware import resolve_bf16
 from nat_ray.policy.base import SamplingParams
 
 
@@ -40,6 +41,10 @@ def test_openvino_replies_are_cut_at_the_stop_string_and_counted(openvino_ir: st
             return await asyncio.gather(*(engine.generate(c, plain) for c in convs), engine.generate(convs[0], stop))
 
         a, b, cut = asyncio.run(ask())
+        # policy.dtype auto: OpenVINO's CPU default, which follows the same rule as train.bf16 auto
+        assert engine.precision().startswith(
+            resolve_bf16("auto", "policy.dtype", cuda=False).name + " (policy.dtype: auto"
+        )
         assert a.text.strip() and b.text.strip() and 0 < a.completion_tokens <= 12 and a.prompt_tokens > 5
         assert " " not in cut.text.strip() and cut.completion_tokens < 24
     finally:
