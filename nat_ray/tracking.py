@@ -151,7 +151,8 @@ class MlflowTracker:
 
         label = f"{stage.stage} {stage.variant}" if stage.variant else stage.stage
         tags = {"mlflow.parentRunId": self.parent, "nat_ray.stage": stage.stage, "nat_ray.status": status,
-                "nat_ray.config_hash": stage.config_hash, "nat_ray.variant": stage.variant or ""}  # fmt: skip
+                "nat_ray.config_hash": stage.config_hash, "nat_ray.variant": stage.variant or "",
+                "nat_ray.cpu": (stage.machine or {}).get("cpu") or ""}  # fmt: skip
         started = _ms(stage.started_at)
         run = self.client.create_run(self.experiment_id, start_time=started, run_name=label, tags=tags)
         run_id, now = run.info.run_id, int(time.time() * 1000)

@@ -33,7 +33,8 @@ def _eval_folder(folder: Path) -> StageManifest:
     folder.mkdir(parents=True)
     datasets = {"gsm8k": {"n": 10, "accuracy": 0.3, "accuracy_ci95": [0.1, 0.6], "errors": 0, "avg_turns": 2.5}}
     write_record(folder / METRICS, EvalMetrics.new(datasets=datasets, math_average=0.3))
-    return StageManifest(stage="eval", variant="nat", config_hash="def", counts={"gsm8k.accuracy": 0.3}, complete=True)
+    return StageManifest(stage="eval", variant="nat", config_hash="def", counts={"gsm8k.accuracy": 0.3},
+                         machine={"cpu": "AMD EPYC", "cpus": 2, "bf16": ["avx512_bf16"]}, complete=True)  # fmt: skip
 
 
 def test_a_pipeline_s_stages_read_back_through_mlflow(tmp_path: Path) -> None:
@@ -64,7 +65,8 @@ def test_a_pipeline_s_stages_read_back_through_mlflow(tmp_path: Path) -> None:
     assert train.info.end_time - train.info.start_time == 12500
     ev = children["eval nat"].data
     assert ev.metrics["gsm8k.accuracy_ci95_low"] == 0.1 and ev.metrics["math_average"] == 0.3
-    assert ev.tags["nat_ray.status"] == "skipped"
+    assert ev.tags["nat_ray.status"] == "skipped" and ev.tags["nat_ray.cpu"] == "AMD EPYC"  # where it ran
+    assert train.data.tags["nat_ray.cpu"] == ""  # a stage recorded before machines were
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "report")] == ["report/table.md"]
     assert (tmp_path / "run/mlartifacts").is_dir()
 
