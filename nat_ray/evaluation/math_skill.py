@@ -12,7 +12,11 @@ Per math data set, over the graded episodes:
   observation of the same episode (an operand from nowhere is a made-up number);
 - ``answer_is_last_observation``: among finished episodes with at least one calculator answer, the share whose
   answer equals the last one (a model that copies its last observation, right or wrong);
-- ``loop_rate``: the share of episodes that repeat a reply verbatim.
+- ``loop_rate``: the share of episodes that repeat a reply verbatim;
+- ``calls_per_episode``; ``multi_call_share``: the share of episodes with two or more ``calculate`` actions, and
+  ``accuracy_multi_call`` / ``accuracy_single_call``: the accuracy of those and of the rest. A two-step question is
+  rarely answered in one call, so a model that goes deeper gains on MultiArith (two operations a question) and loses
+  on SVAMP (mostly one): these say whether a change in accuracy is a change in depth or in what each call gets right.
 
 :func:`pooled_skill` gives the same over every math set a model was evaluated on (the report's ``all math`` row): a
 main job of 250 + 250 questions is sized to separate a model from its floor over the 500, not on each half.
@@ -97,10 +101,13 @@ def math_skill(trajectories: Iterable[Trajectory]) -> dict:
     graded = [t for t in trajectories if t.label != Label.ERROR]
     floor, rule = copy_floor(graded)
     calls = valid = operands = grounded = answered_after_calc = copies_last = loops = 0
+    by_depth: dict[bool, list[bool]] = {True: [], False: []}  # two or more calculator calls: the episodes' rewards
     for t in graded:
         known = set(numbers(t.question))
         last_observation: str | None = None
-        for expression, observation in _calc_steps(t):
+        steps = _calc_steps(t)
+        by_depth[len(steps) >= 2].append(bool(t.reward))
+        for expression, observation in steps:
             calls += 1
             for x in numbers(expression):
                 operands += 1
@@ -121,7 +128,15 @@ def math_skill(trajectories: Iterable[Trajectory]) -> dict:
         "grounded_operands": grounded / operands if operands else None,
         "answer_is_last_observation": copies_last / answered_after_calc if answered_after_calc else None,
         "loop_rate": loops / len(graded) if graded else None,
+        "calls_per_episode": calls / len(graded) if graded else None,
+        "multi_call_share": len(by_depth[True]) / len(graded) if graded else None,
+        "accuracy_multi_call": _share(by_depth[True]),
+        "accuracy_single_call": _share(by_depth[False]),
     }
+
+
+def _share(rewards: list[bool]) -> float | None:
+    return sum(rewards) / len(rewards) if rewards else None
 
 
 def looped(t: Trajectory) -> bool:
@@ -192,7 +207,10 @@ MATH_SKILL_TEXT = (
     "scored by the same grader on the same questions. A row shows skill where its interval's lower end is above the "
     "floor and above the base model's accuracy. Calculator: the share of `calculate` actions that evaluated; "
     "grounded: the share of their operands found in the question or an earlier observation; copies last: the share of "
-    "answers equal to the last observation; loops: episodes that repeat a reply verbatim."
+    "answers equal to the last observation; loops: episodes that repeat a reply verbatim; calls: `calculate` actions "
+    "per episode; 2+ calls: the share of episodes with two or more, and the accuracy of those and of the rest (a "
+    "question that needs two operations is rarely answered with one: how deep a model goes moves its accuracy between "
+    "sets of one-step and two-step questions)."
 )
 
 
@@ -202,8 +220,9 @@ def math_skill_table(cells: dict[tuple[str, str], dict], base: dict[str, float |
     ``metrics.json`` entry merged with :func:`math_skill`; ``base`` the base model's accuracy per data set."""
     lines = [
         "| variant | dataset | accuracy [95% CI] | base | copy floor (rule) | above base and floor | "
-        "calculator valid | grounded operands | copies last observation | loops |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "calculator valid | grounded operands | copies last observation | loops | calls | 2+ calls (accuracy: "
+        "2+ / fewer) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (name, d), m in cells.items():
         lo, hi = m["accuracy_ci95"]
@@ -212,6 +231,12 @@ def math_skill_table(cells: dict[tuple[str, str], dict], base: dict[str, float |
         lines.append(
             f"| {name} | {d} | {pct(m['accuracy'])} [{pct(lo)}, {pct(hi)}] | {pct(b)} | {pct(floor)} "
             f"({m['copy_floor_rule'] or '-'}) | {above} | {pct(m['calc_valid'])} | {pct(m['grounded_operands'])} | "
-            f"{pct(m['answer_is_last_observation'])} | {pct(m['loop_rate'])} |"
+            f"{pct(m['answer_is_last_observation'])} | {pct(m['loop_rate'])} | {_num(m.get('calls_per_episode'))} | "
+            f"{pct(m.get('multi_call_share'))} ({pct(m.get('accuracy_multi_call'))} / "
+            f"{pct(m.get('accuracy_single_call'))}) |"
         )
     return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"

@@ -15,8 +15,9 @@ Per data set, over the episodes that were not lost to infrastructure (``label !=
 - yes/no sets (StrategyQA) also: ``answered``, ``yes_share``, ``majority_accuracy``, ``kappa``, ``kappa_ci95`` —
   whether the answers depend on the truth at all (``nat_ray.evaluation.skill``);
 - math sets also: ``copy_floor`` (and ``copy_floor_rule``), ``calc_calls``, ``calc_valid``, ``grounded_operands``,
-  ``answer_is_last_observation``, ``loop_rate`` — skill beside answering a copied number, and how the calculator was
-  used (``nat_ray.evaluation.math_skill``).
+  ``answer_is_last_observation``, ``loop_rate``, ``calls_per_episode``, ``multi_call_share`` (with
+  ``accuracy_multi_call`` / ``accuracy_single_call``) — skill beside answering a copied number, and how the
+  calculator was used (``nat_ray.evaluation.math_skill``).
 
 ``math_average`` is the mean accuracy over the math sets present (GSM8K, ASDiv, SVAMP, MultiArith), as the paper's
 tables average them.

@@ -57,6 +57,12 @@ def test_calculator_validity_grounding_copying_and_loops() -> None:
     assert m["grounded_operands"] == 7 / 8
     assert m["answer_is_last_observation"] == 1 / 2 and m["loop_rate"] == 1 / 2
     assert m["copy_floor"] == 0.0 and m["copy_floor_rule"] == "first"
+    assert m["calls_per_episode"] == 5 / 2 and m["multi_call_share"] == 1.0  # two calls and three
+    assert m["accuracy_multi_call"] == 1 / 2 and m["accuracy_single_call"] is None
+    one = _t("3", q, "19", [("Thought: all at once.\nAction: calculate[4*6-5]", "Observation: 19"),
+                            ("Thought: done.\nAction: finish[19]", "Observation: Episode finished")], "19")  # fmt: skip
+    m = math_skill([good, made_up, one])
+    assert m["multi_call_share"] == 2 / 3 and m["accuracy_multi_call"] == 1 / 2 and m["accuracy_single_call"] == 1.0
 
 
 def test_metrics_json_carries_the_math_skill_on_math_sets_only() -> None:
@@ -88,6 +94,7 @@ def test_the_report_sets_each_math_row_beside_the_base_model_and_the_copy_floor(
     # vanilla: 30 of 40 right [59.8, 85.8], base 0; the floor: the first number is 6 in 1 of 40 questions (the sum
     # too: a tie goes to the first rule); operands of 2*3 found in the question only where i is 2 or 3: 2 of 60
     assert "| vanilla | gsm8k | 75.0 [59.8, 85.8] | 0.0 | 2.5 (first) | yes | 100.0 | 3.3 | 100.0 | 0.0 |" in readme
+    assert "| 100.0 | 3.3 | 100.0 | 0.0 | 0.75 | 0.0 (- / 75.0) |" in readme  # 30 one-call episodes, 10 with none
     assert "| base | gsm8k | 0.0 [0.0, 8.8] | 0.0 | 2.5 (first) | no | - | - | - | 0.0 |" in readme
 
 

@@ -92,7 +92,8 @@ def test_math_average_and_the_whole_shape() -> None:
     keys = {"n", "questions", "accuracy", "accuracy_ci95", "action_error_rate", "avg_turns", "errors", "finish_reasons"}
     skill = {"answered", "yes_share", "majority_accuracy", "kappa", "kappa_ci95"}  # yes/no sets only
     math = {"copy_floor", "copy_floor_rule", "calc_calls", "calc_valid", "grounded_operands",
-            "answer_is_last_observation", "loop_rate"}  # math sets only  # fmt: skip
+            "answer_is_last_observation", "loop_rate", "calls_per_episode", "multi_call_share",
+            "accuracy_multi_call", "accuracy_single_call"}  # math sets only  # fmt: skip
     assert all(set(m) == keys | (skill if d == "strategyqa" else math) for d, m in out["datasets"].items())
     assert "math_average" not in eval_metrics({"strategyqa": by["strategyqa"]}, {}, "t")
 
