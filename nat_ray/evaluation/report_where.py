@@ -22,7 +22,7 @@ def _first_word(text: str | None) -> str:
 
 
 def _machines(run: Path, name: str) -> list[str]:
-    """The CPUs the row's train, eval and held-out stages recorded (the eval's own record for a row without them)."""
+    """The CPUs the row's train, eval and held-out stages recorded, in that order, each once."""
     layout = RunLayout(run)
     seen: list[str] = []
     for folder in (layout.model(name), layout.eval_dir(name), layout.heldout_dir(name)):
@@ -35,7 +35,8 @@ def _machines(run: Path, name: str) -> list[str]:
 
 def where_rows(run: Path, rows: dict[str, EvalMetrics]) -> list[dict[str, str]]:
     """Per report row: ``name``, ``trained`` (train precision; ``-`` for base and teacher), ``evaluated`` (the eval's
-    engines' precision) and ``machines``."""
+    engines' precision) and ``machines`` (its stages' CPUs, else the machine its ``metrics.json`` names: an eval run
+    outside a pipeline)."""
     out = []
     for name, metrics in rows.items():
         record = read_record(RunLayout(run).model(name) / TRAIN_RECORD, TrainingRecord)
