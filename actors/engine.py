@@ -4,7 +4,6 @@ when that also fails."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import ray
@@ -23,9 +22,6 @@ def start_engines(cfg: PolicyConfig, run_id: str) -> list[Any]:
     handles = [remote.options(name=f"nat-ray-engine-{run_id}-{i}").remote(**kwargs) for i in range(cfg.replicas)]
     # surface load errors (missing folder, not a causal LM) now, before any episode is scheduled
     ray.get([h.__ray_ready__.remote() for h in handles])
-    precision = engine_precision(handles)
-    if precision is not None:  # which precision the engines chose, and why (said now; the eval records it too)
-        print(f"engine: {precision}", file=sys.stderr)
     return handles
 
 

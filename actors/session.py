@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ class ActorSession:
                 self.pools["search"] = self._search_pool(search_cache)
             if policy.kind in ENGINES:
                 self.engines = start_engines(policy, self.run_id)
-                self.precision = engine_precision(self.engines)
+                self.precision = engine_precision(self.engines)  # asked once: the log and the records share it
+                if self.precision is not None:  # which precision the engines chose, and why (the eval records it)
+                    print(f"engine: {self.precision}", file=sys.stderr)
             # progress only: a restarted queue loses the events it held, never an episode
             self.events_name = f"nat-ray-events-{self.run_id}"
             self.events = Queue(
