@@ -15,6 +15,7 @@
     nat-ray pipeline --config FILE [key=value ...]       collect -> build -> train -> eval -> report
     nat-ray report RUN_DIR [--with RUN_DIR]              tables + plots of a run
     nat-ray compare EVAL_A EVAL_B [--names A B]          two evals of the same questions, paired
+    nat-ray pool-seeds RUN_DIR RUN_DIR [...] --out DIR   one report over runs that differ in train.seed
     nat-ray models prepare NAME               smollm2, mpnet, minilm
     nat-ray models export-openvino MODEL [--out DIR]   OpenVINO IR for policy.kind openvino (else made on first use)
     nat-ray data prepare [NAME ...] [--from DIR]   the public data files, checked, into NAT_RAY_DATA_DIR
@@ -167,6 +168,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pool_seeds(args: argparse.Namespace) -> int:
+    from nat_ray.evaluation.report_seeds import write_seeds_report
+
+    counts = write_seeds_report(args.run_dirs, args.out)
+    print((Path(args.out) / TABLE).read_text())
+    print(json.dumps({"report": str(args.out), **counts}))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from nat_ray.evaluation import report_paired as rp
 
@@ -266,6 +276,15 @@ def make_parser() -> argparse.ArgumentParser:
         "(e.g. the session study's 0.5x beside the negatives study's 1x and 4x)",
     )
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "pool-seeds",
+        help="one report over pipeline runs of the same study that differ in their training seed (train.seed): "
+        "rows <variant>-seed<N>, mean ± sd, and every comparison pooled over the seeds",
+    )
+    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="pipeline run folders, one per training seed")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the pooled report goes")
+    p.set_defaults(func=cmd_pool_seeds)
 
     add_setup_commands(sub)
     return parser
