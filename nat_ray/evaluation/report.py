@@ -33,6 +33,7 @@ from nat_ray.evaluation.report_paired import Episodes, paired_section
 from nat_ray.evaluation.report_plots import dev_perplexity
 from nat_ray.evaluation.report_plots import plots as report_plots
 from nat_ray.evaluation.report_where import where_section
+from nat_ray.evaluation.set_depth import depth_table
 from nat_ray.evaluation.skill import SKILL_TEXT, is_yesno, skill_table, yesno_skill
 from nat_ray.records import (
     COMPARISONS,
@@ -291,6 +292,7 @@ def write_report(
         *paired,
         *_skill_section(episodes, rows),
         *_math_section(episodes, rows),
+        *(depth_table(run, variants) if math else []),
         "## Behaviour (the paper's Table 6) and held-out perplexity",
         "",
         behaviour_table(rows, run),

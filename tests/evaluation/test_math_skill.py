@@ -7,9 +7,9 @@ from pathlib import Path
 from nat_ray.evaluation.math_skill import copy_answers, copy_floor, math_skill, numbers
 from nat_ray.evaluation.metrics import dataset_metrics, eval_metrics
 from nat_ray.evaluation.report import write_report
-from nat_ray.records import EvalMetrics
-from nat_ray.storage import write_record, write_trajectories
-from nat_ray.types import FinishReason, Label, Trajectory, Turn
+from nat_ray.records import DatasetManifest, EvalMetrics, RunLayout
+from nat_ray.storage import write_examples, write_record, write_trajectories
+from nat_ray.types import Example, FinishReason, Label, Trajectory, Turn
 
 
 def _t(qid: str, question: str, gt: str, replies: list[tuple[str, str]], prediction: str | None) -> Trajectory:
@@ -88,9 +88,17 @@ def test_the_report_sets_each_math_row_beside_the_base_model_and_the_copy_floor(
         write_trajectories(trajs, run / "eval" / name / "gsm8k")
         metrics = eval_metrics({"gsm8k": trajs}, {"kind": "transformers"}, "zero-shot")
         write_record(run / "eval" / name / "metrics.json", EvalMetrics.new(**metrics))
+    turns = [
+        Turn(role="assistant", content="Action: calculate[2*3]", loss=True),
+        Turn(role="user", content="Observation: 6"),
+        Turn(role="assistant", content="Action: finish[6]", loss=True),
+    ]
+    gold = Example(id="0", label="positive", messages=turns)  # fmt: skip
+    write_examples([gold], RunLayout(run).set_file("vanilla"), DatasetManifest(kind="training-set"))
     write_report(run, {"out": str(run)}, [{"name": "vanilla", "mode": "vanilla", "neg_num": 0}])
     readme = (run / "report/README.md").read_text()
     assert "## Skill on math (beside the base model and a copied number)" in readme
+    assert "| vanilla | positive | 1 | 1.00 | 100.0 | 100.0 |" in readme  # the depth of what vanilla was shown
     # vanilla: 30 of 40 right [59.8, 85.8], base 0; the floor: the first number is 6 in 1 of 40 questions (the sum
     # too: a tie goes to the first rule); operands of 2*3 found in the question only where i is 2 or 3: 2 of 60
     assert "| vanilla | gsm8k | 75.0 [59.8, 85.8] | 0.0 | 2.5 (first) | yes | 100.0 | 3.3 | 100.0 | 0.0 |" in readme
