@@ -135,13 +135,21 @@ def seeds_table(rows: dict[str, EvalMetrics]) -> str | None:
     if not groups:
         return None
     datasets = list(dict.fromkeys(d for ms in groups.values() for m in ms for d in m.datasets))
-    lines = ["| variant (seeds) | " + " | ".join(datasets) + " |", "|" + "---|" * (len(datasets) + 1)]
+    pooled = any(pooled_accuracy(m.datasets) is not None for ms in groups.values() for m in ms)
+    head = [*datasets, *(["all math, pooled"] if pooled else [])]
+    lines = ["| variant (seeds) | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
+
+    def cell(accs: list[float]) -> str:
+        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        return f"{statistics.mean(accs):.1f} ± {sd:.1f}" if accs else ""
+
     for name, ms in groups.items():
         cells = []
         for d in datasets:
-            accs = [100 * m.datasets[d]["accuracy"] for m in ms if m.datasets.get(d, {}).get("accuracy") is not None]
-            sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-            cells.append(f"{statistics.mean(accs):.1f} ± {sd:.1f}" if accs else "")
+            cells.append(cell([100 * m.datasets[d]["accuracy"] for m in ms
+                               if m.datasets.get(d, {}).get("accuracy") is not None]))  # fmt: skip
+        if pooled:
+            cells.append(cell([100 * p["accuracy"] for m in ms if (p := pooled_accuracy(m.datasets)) is not None]))
         lines.append(f"| {name} ({len(ms)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from nat_ray.errors import InputError
 from nat_ray.evaluation.report import _math_section, _skill_section, accuracy_table, seeds_table
 from nat_ray.evaluation.report_paired import Episodes, paired_section
 from nat_ray.evaluation.report_plots import dev_perplexity
+from nat_ray.evaluation.set_depth import depth_rows, depth_section
 from nat_ray.records import COMPARISONS, METRICS, REPORT_README, RUN_RECORD, TABLE, EvalMetrics, RunLayout, RunRecord
 from nat_ray.storage import read_record, write_json
 
@@ -114,6 +115,10 @@ def write_seeds_report(runs: Sequence[str | Path], out: str | Path) -> dict:
     differ = config_differences(configs)
     seeds = seeds_table(rows)
     ppl = _perplexity_table(ordered, owners)
+    depth: list[str] = []  # each seed's sets (regenerated negatives differ by seed: its own vanilla's failures)
+    for run in paths:
+        own = {v["name"].rsplit("-seed", 1)[0]: v for v in ordered if owners[v["name"]] == run}  # folder: row
+        depth += depth_rows(run, [v | {"name": k} for k, v in own.items()], {k: v["name"] for k, v in own.items()})
     text = [
         f"# Report over training seeds: {', '.join(p.name for p in paths)}",
         "",
@@ -134,6 +139,7 @@ def write_seeds_report(runs: Sequence[str | Path], out: str | Path) -> dict:
         *paired,
         *_skill_section(episodes, rows),
         *_math_section(episodes, rows),
+        *depth_section(depth),
         *(["## Held-out perplexity", "", ppl, ""] if ppl else []),
     ]
     (out / REPORT_README).write_text("\n".join(text) + "\n")

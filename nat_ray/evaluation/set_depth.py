@@ -8,7 +8,7 @@ against the gold solutions' 4%, and NUT trained on both answered 60% of test que
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from nat_ray.errors import InputError
@@ -44,21 +44,33 @@ def set_depth(examples: Iterable[Example]) -> dict[str, dict]:
     }
 
 
-def depth_table(run: Path, variants: Sequence[dict]) -> list[str]:
-    """The report's section: one row per label of each SFT variant's set."""
+def depth_rows(run: Path, variants: Sequence[dict], shown: Mapping[str, str] | None = None) -> list[str]:
+    """One table row per label of each SFT variant's set in ``run`` (``shown``: a variant's row name, where it is
+    not its folder's)."""
     lines = []
     for v in variants:
+        name = (shown or {}).get(v["name"], v["name"])
         path = RunLayout(run).set_file(v["name"])
         if v.get("mode") not in SFT_MODES or not path.exists():
             continue
         try:
             depth = set_depth(read_examples(path))
         except InputError as exc:  # (a set that cannot be read is said, not skipped silently)
-            lines.append(f"| {v['name']} | not read: {exc} | | | | |")
+            lines.append(f"| {name} | not read: {exc} | | | | |")
             continue
         for label, x in depth.items():
-            lines.append(f"| {v['name']} | {label} | {x['n']} | {x['calls_per_example']:.2f} | "
+            lines.append(f"| {name} | {label} | {x['n']} | {x['calls_per_example']:.2f} | "
                          f"{pct(x['one_call_share'])} | {pct(x['finished_share'])} |")  # fmt: skip
+    return lines
+
+
+def depth_table(run: Path, variants: Sequence[dict]) -> list[str]:
+    """The report's section (none without an SFT set)."""
+    return depth_section(depth_rows(run, variants))
+
+
+def depth_section(lines: list[str]) -> list[str]:
+    """The section around :func:`depth_rows`' rows (one run's or several)."""
     if not lines:
         return []
     head = [

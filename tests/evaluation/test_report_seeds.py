@@ -12,9 +12,9 @@ from nat_ray.cli import main
 from nat_ray.errors import InputError
 from nat_ray.evaluation.metrics import eval_metrics, group_by_task
 from nat_ray.evaluation.report_seeds import config_differences, write_seeds_report
-from nat_ray.records import RUN_RECORD, RunLayout, RunRecord
-from nat_ray.storage import write_json, write_record, write_trajectories
-from nat_ray.types import FinishReason, Label, Trajectory
+from nat_ray.records import RUN_RECORD, DatasetManifest, RunLayout, RunRecord
+from nat_ray.storage import write_examples, write_json, write_record, write_trajectories
+from nat_ray.types import Example, FinishReason, Label, Trajectory, Turn
 
 
 def _t(qid: int, task: str, right: bool) -> Trajectory:
@@ -40,6 +40,10 @@ def _run(folder: Path, seed: int, right: dict[str, set[int]], lr: float = 1e-4) 
         for task, group in group_by_task(trajs).items():
             write_trajectories(group, layout.eval_dir(name) / task)
         write_json(layout.eval_dir(name) / "metrics.json", eval_metrics(group_by_task(trajs), {}, "zero-shot"))
+    calls = [Turn(role="assistant", content=f"Action: calculate[1+{k}]", loss=True) for k in range(seed)]
+    failure = Example(id="0", label="negative", messages=[*calls, Turn(role="assistant", content="Action: finish[3]",
+                      loss=True)])  # fmt: skip
+    write_examples([failure], layout.set_file("nut"), DatasetManifest(kind="training-set"))
     config = {"out": str(folder), "train": {"seed": seed, "lr": lr}, "study": {"modes": ["vanilla", "nut"]}}
     write_record(layout.report / RUN_RECORD, RunRecord.new(config=config, variants=variants))
     return folder
@@ -63,7 +67,11 @@ def test_two_seeds_are_paired_per_seed_and_pooled(tmp_path: Path, capsys) -> Non
     assert acc[("nut", "vanilla-steps", "multiarith", 2)] == (20, 5, 1)
     assert acc[("vanilla-steps", "vanilla", "all math (pooled)", 2)] == (40, 0, 1)
     text = (out / "README.md").read_text()
-    assert "| nut (2) | 45.0 ± 21.2 |" in text and "differ (beyond `out` and `train.seed`) in: nothing" in text
+    assert "| nut (2) | 45.0 ± 21.2 | 0.0 ± 0.0 | 22.5 ± 10.6 |" in text  # per set and over the math sets pooled
+    assert "differ (beyond `out` and `train.seed`) in: nothing" in text
+    # each seed's own set, under its row's name (seed 2's negatives call the calculator twice: its own failures)
+    assert "| nut-seed1 | negative | 1 | 1.00 | 100.0 | 100.0 |" in text
+    assert "| nut-seed2 | negative | 1 | 2.00 | 0.0 | 100.0 |" in text
 
     assert main(["pool-seeds", str(a), str(b), "--out", str(tmp_path / "cli")]) == 0
     assert '"pooled": ' in capsys.readouterr().out
