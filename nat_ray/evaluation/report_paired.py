@@ -68,11 +68,11 @@ def _comparisons(
     groups = [((a, b), [(a, b)]) for a, b in pairs] + list(pooled_over_seeds(pairs, variants).items())
     for (a, b), members in groups:  # one pair, or the same pair over every training seed, pooled
         datasets = set.intersection(*(set(rows[x].datasets) & set(rows[y].datasets) for x, y in members))
-        _pair(episodes, a, b, members, sorted(datasets), (made, loops, refused))
+        add_pair(episodes, a, b, members, sorted(datasets), (made, loops, refused))
     return with_holm(made), with_holm(loops), refused
 
 
-def _pair(
+def add_pair(
     episodes: Episodes,
     a: str,
     b: str,
@@ -119,7 +119,7 @@ def compare_evals(a: Path, b: Path, names: tuple[str, str]) -> tuple[list[Compar
         held = f"{a} ({', '.join(sets[0])}) and {b} ({', '.join(sets[1])})"
         raise InputError(f"nat-ray compare: {held} share no data set")
     out: tuple[list[Comparison], list[Comparison], list[str]] = ([], [], [])
-    _pair(Episodes(None, dict(zip(names, (a, b), strict=True))), *names, [names], shared, out)
+    add_pair(Episodes(None, dict(zip(names, (a, b), strict=True))), *names, [names], shared, out)
     return with_holm(out[0]), with_holm(out[1]), out[2]
 
 

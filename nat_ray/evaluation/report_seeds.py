@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from nat_ray.errors import InputError
+from nat_ray.evaluation.compare import Comparison, with_holm
 from nat_ray.evaluation.report import _math_section, _skill_section, accuracy_table, seeds_table
-from nat_ray.evaluation.report_paired import Episodes, paired_section
+from nat_ray.evaluation.report_paired import Episodes, add_pair, comparison_rows, comparisons_table, paired_section
 from nat_ray.evaluation.report_plots import dev_perplexity
 from nat_ray.evaluation.set_depth import depth_rows, depth_section
 from nat_ray.records import COMPARISONS, METRICS, REPORT_README, RUN_RECORD, TABLE, EvalMetrics, RunLayout, RunRecord
@@ -98,6 +99,28 @@ def _perplexity_table(variants: list[dict], runs: dict[str, Path]) -> str | None
     return "\n".join(["| variant | held-out perplexity |", "|---|---|", *(f"| {n} | {p:.4f} |" for n, p in cells)])
 
 
+SEED_TEXT = (
+    "The same variant under two training seeds, paired as the comparisons above (Holm over these rows apart): what "
+    "the seed alone moves. A comparison above whose difference is no larger than these is one the test questions "
+    "separate but another seed may not repeat — their intervals resample the questions, not the training run."
+)
+
+
+def seed_comparisons(episodes: Episodes, variants: list[dict], rows: dict[str, EvalMetrics]) -> list[Comparison]:
+    """Each variant's seeds against each other (every pair of them), on the data sets both rows share."""
+    by: dict[str, list[str]] = {}
+    for v in variants:
+        if v["name"] in rows:
+            by.setdefault(v["name"].rsplit("-seed", 1)[0], []).append(v["name"])
+    made: list[Comparison] = []
+    for names in by.values():
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                shared = sorted(set(rows[a].datasets) & set(rows[b].datasets))
+                add_pair(episodes, a, b, [(a, b)], shared, (made, [], []))
+    return with_holm(made)
+
+
 def write_seeds_report(runs: Sequence[str | Path], out: str | Path) -> dict:
     """The pooled report of ``runs`` (one per training seed) into ``out``: README.md, table.md, comparisons.json."""
     paths = [Path(r) for r in runs]
@@ -111,6 +134,8 @@ def write_seeds_report(runs: Sequence[str | Path], out: str | Path) -> dict:
     table = accuracy_table(rows)
     (out / TABLE).write_text(table + "\n")
     paired, comparisons = paired_section(episodes, variants, rows)
+    by_seed = seed_comparisons(episodes, ordered, rows)
+    comparisons += [r | {"outcome": "seed"} for r in comparison_rows(by_seed, [])]
     write_json(out / COMPARISONS, comparisons)
     differ = config_differences(configs)
     seeds = seeds_table(rows)
@@ -119,6 +144,7 @@ def write_seeds_report(runs: Sequence[str | Path], out: str | Path) -> dict:
     for run in paths:
         own = {v["name"].rsplit("-seed", 1)[0]: v for v in ordered if owners[v["name"]] == run}  # folder: row
         depth += depth_rows(run, [v | {"name": k} for k, v in own.items()], {k: v["name"] for k, v in own.items()})
+    seed_text = ["## What the training seed alone moves", "", SEED_TEXT, "", comparisons_table(by_seed, []), ""]
     text = [
         f"# Report over training seeds: {', '.join(p.name for p in paths)}",
         "",
@@ -137,11 +163,12 @@ def write_seeds_report(runs: Sequence[str | Path], out: str | Path) -> dict:
         "",
         *(["## Over training seeds (mean ± standard deviation of accuracy, %)", "", seeds, ""] if seeds else []),
         *paired,
+        *(seed_text if by_seed else []),
         *_skill_section(episodes, rows),
         *_math_section(episodes, rows),
         *depth_section(depth),
         *(["## Held-out perplexity", "", ppl, ""] if ppl else []),
     ]
     (out / REPORT_README).write_text("\n".join(text) + "\n")
-    pooled = sum(1 for c in comparisons if c.get("seeds", 1) > 1)
+    pooled = sum(1 for c in comparisons if c.get("seeds", 1) > 1 and c["outcome"] == "accuracy")
     return {"rows": len(rows), "comparisons": len(comparisons), "pooled": pooled, "config_differences": differ}

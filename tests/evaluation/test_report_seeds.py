@@ -66,9 +66,15 @@ def test_two_seeds_are_paired_per_seed_and_pooled(tmp_path: Path, capsys) -> Non
     # the control against its own variant and the variant it was matched to, per seed and pooled
     assert acc[("nut", "vanilla-steps", "multiarith", 2)] == (20, 5, 1)
     assert acc[("vanilla-steps", "vanilla", "all math (pooled)", 2)] == (40, 0, 1)
+    # what the seed alone moved: vanilla seed 1 right on 0-1, seed 2 on 0-3 (0 and 2 discordant)
+    seed = {(r["a"], r["b"], r["dataset"]): (r["n_pairs"], r["a_only"], r["b_only"]) for r in rows
+            if r["outcome"] == "seed"}  # fmt: skip
+    assert seed[("vanilla-seed1", "vanilla-seed2", "multiarith")] == (10, 0, 2)
+    assert {a.rsplit("-seed", 1)[0] for a, _, _ in seed} == {"vanilla", "nut", "vanilla-steps"}
     text = (out / "README.md").read_text()
     assert "| nut (2) | 45.0 ± 21.2 | 0.0 ± 0.0 | 22.5 ± 10.6 |" in text  # per set and over the math sets pooled
     assert "differ (beyond `out` and `train.seed`) in: nothing" in text
+    assert "## What the training seed alone moves" in text
     # each seed's own set, under its row's name (seed 2's negatives call the calculator twice: its own failures)
     assert "| nut-seed1 | negative | 1 | 1.00 | 100.0 | 100.0 |" in text
     assert "| nut-seed2 | negative | 1 | 2.00 | 0.0 | 100.0 |" in text
