@@ -182,11 +182,12 @@ def pooled_over_seeds(
     groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for a, b in pairs:
         if a in seeded and (b in seeded or b == "base"):
-            groups[(_unseeded(a), _unseeded(b))].append((a, b))
+            groups[(unseeded(a), unseeded(b))].append((a, b))
     return {k: v for k, v in groups.items() if len(v) > 1}
 
 
-def _unseeded(name: str) -> str:
+def unseeded(name: str) -> str:
+    """A seeds study's variant named without its training seed (``nat-seed1`` -> ``nat``)."""
     return re.sub(r"-seed\d+$", "", name)
 
 

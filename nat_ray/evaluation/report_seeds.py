@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nat_ray.errors import InputError
-from nat_ray.evaluation.compare import Comparison, with_holm
+from nat_ray.evaluation.compare import Comparison, unseeded, with_holm
 from nat_ray.evaluation.report import _math_section, _skill_section, accuracy_table, seeds_table
 from nat_ray.evaluation.report_paired import Episodes, add_pair, comparison_rows, comparisons_table, paired_section
 from nat_ray.evaluation.report_plots import dev_perplexity
@@ -92,7 +92,7 @@ def gather(runs: Sequence[Path]) -> tuple[list[dict], dict[str, EvalMetrics], di
 
 def _perplexity_table(variants: list[dict], runs: dict[str, Path]) -> str | None:
     """Each row's held-out perplexity (``study.heldout``) where its run measured it."""
-    cells = [(v["name"], dev_perplexity(runs[v["name"]], v["name"].rsplit("-seed", 1)[0])) for v in variants]
+    cells = [(v["name"], dev_perplexity(runs[v["name"]], unseeded(v["name"]))) for v in variants]
     cells = [(n, p) for n, p in cells if p is not None]
     if not cells:
         return None
@@ -111,7 +111,7 @@ def seed_comparisons(episodes: Episodes, variants: list[dict], rows: dict[str, E
     by: dict[str, list[str]] = {}
     for v in variants:
         if v["name"] in rows:
-            by.setdefault(v["name"].rsplit("-seed", 1)[0], []).append(v["name"])
+            by.setdefault(unseeded(v["name"]), []).append(v["name"])
     made: list[Comparison] = []
     for names in by.values():
         for i, a in enumerate(names):
@@ -125,8 +125,8 @@ def write_seeds_report(runs: Sequence[str | Path], out: str | Path) -> dict:
     """The pooled report of ``runs`` (one per training seed) into ``out``: README.md, table.md, comparisons.json."""
     paths = [Path(r) for r in runs]
     variants, rows, evals, owners, configs = gather(paths)
-    study = list(dict.fromkeys(v["name"].rsplit("-seed", 1)[0] for v in variants))  # the first run's order
-    ordered = sorted(variants, key=lambda v: (study.index(v["name"].rsplit("-seed", 1)[0]), v["train_seed"]))
+    study = list(dict.fromkeys(unseeded(v["name"]) for v in variants))  # the first run's order
+    ordered = sorted(variants, key=lambda v: (study.index(unseeded(v["name"])), v["train_seed"]))
     rows = {v["name"]: rows[v["name"]] for v in ordered if v["name"] in rows}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +142,7 @@ def write_seeds_report(runs: Sequence[str | Path], out: str | Path) -> dict:
     ppl = _perplexity_table(ordered, owners)
     depth: list[str] = []  # each seed's sets (regenerated negatives differ by seed: its own vanilla's failures)
     for run in paths:
-        own = {v["name"].rsplit("-seed", 1)[0]: v for v in ordered if owners[v["name"]] == run}  # folder: row
+        own = {unseeded(v["name"]): v for v in ordered if owners[v["name"]] == run}  # folder: row
         depth += depth_rows(run, [v | {"name": k} for k, v in own.items()], {k: v["name"] for k, v in own.items()})
     seed_text = ["## What the training seed alone moves", "", SEED_TEXT, "", comparisons_table(by_seed, []), ""]
     text = [
