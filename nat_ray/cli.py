@@ -144,11 +144,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from nat_ray.config import load_config
     from nat_ray.pipeline.driver import run_pipeline, validate
-    from nat_ray.pipeline.power_plan import plan_lines
+    from nat_ray.pipeline.power_plan import plan_lines, plan_source
 
     cfg = load_config(args.config, args.overrides)
-    if args.plan_from is not None and not RunLayout(Path(args.plan_from)).report.is_dir():
-        raise InputError(f"--plan-from {args.plan_from}: not a pipeline run folder with a report (report/ missing)")
+    if args.plan_from is not None and not plan_source(Path(args.plan_from)):
+        raise InputError(f"--plan-from {args.plan_from}: not a pipeline run folder with a report (report/ missing) "
+                         "nor a `nat-ray pool-seeds` folder")  # fmt: skip
     if args.plan or args.plan_from is not None:
         print("\n".join(plan_lines(validate(cfg), Path(args.plan_from) if args.plan_from else None)))
         return 0

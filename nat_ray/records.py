@@ -202,6 +202,7 @@ TRAIN_LOG = "metrics.jsonl"  # in a checkpoint folder: one line per logged optim
 METRICS = "metrics.json"  # in an eval folder
 RUN_RECORD = "run.json"  # in the report folder: every stage's record
 COMPARISONS = "comparisons.json"  # in the report folder: the paired comparisons (nat_ray.evaluation.compare)
+POOLED_RUNS = "runs.json"  # in a `nat-ray pool-seeds` folder: the run folders it pooled
 TABLE = "table.md"
 REPORT_README = "README.md"
 LOSS_PLOT = "loss.png"

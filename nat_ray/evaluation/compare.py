@@ -21,9 +21,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
 
 from nat_ray.errors import InputError
+from nat_ray.evaluation.crossed import Crossed
 from nat_ray.evaluation.metrics import mcnemar_exact
 from nat_ray.reformat import HINT_MODES
 from nat_ray.types import Label, Trajectory
@@ -47,13 +50,17 @@ class Comparison:
     p_mcnemar: float
     p_holm: float | None = None
     seeds: int = 1  # > 1: the same pair over several training seeds, pooled
+    crossed: Crossed | None = None  # with seeds > 1: the difference with the seeds random too (crossed.py)
 
     @property
     def label(self) -> str:
         return f"{self.a} − {self.b}" + (f" ({self.seeds} seeds pooled)" if self.seeds > 1 else "")
 
     def row(self) -> dict:
-        return asdict(self) | {"diff_ci95": list(self.diff_ci95)}
+        row = asdict(self) | {"diff_ci95": list(self.diff_ci95)}
+        if self.crossed is not None:  # (JSON: lists for tuples, as diff_ci95)
+            row["crossed"] |= {"ci95": list(self.crossed.ci95), "per_seed": list(self.crossed.per_seed)}
+        return row
 
 
 def _outcomes(trajectories: Iterable[Trajectory]) -> dict[tuple[str, int], bool]:
@@ -64,8 +71,6 @@ def paired_bootstrap(
     per_question: Sequence[tuple[float, float]], n_boot: int = BOOTSTRAP, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile interval of mean(a) − mean(b), resampling the questions (each a pair of its mean scores)."""
-    import numpy as np
-
     n = len(per_question)
     if n == 0:
         return (0.0, 0.0)
@@ -118,7 +123,32 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 def with_holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
     adjusted = holm([c.p_mcnemar for c in comparisons])
-    return [Comparison(**{**asdict(c), "p_holm": p}) for c, p in zip(comparisons, adjusted, strict=True)]
+    return [replace(c, p_holm=p) for c, p in zip(comparisons, adjusted, strict=True)]
+
+
+def with_crossed_holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """Holm's adjustment over the crossed tests (seeds random) of the comparisons that have one, apart from the
+    McNemar tests' (the other rows are returned as they are)."""
+    have = [i for i, c in enumerate(comparisons) if c.crossed is not None]
+    adjusted = dict(zip(have, holm([comparisons[i].crossed.p for i in have]), strict=True))  # type: ignore[union-attr]
+    return [
+        replace(c, crossed=replace(c.crossed, p_holm=adjusted[i])) if i in adjusted else c  # type: ignore[arg-type]
+        for i, c in enumerate(comparisons)
+    ]
+
+
+def seed_matrix(a: Sequence[Sequence[Trajectory]], b: Sequence[Sequence[Trajectory]]) -> np.ndarray:
+    """Seeds × questions: under each seed (``a[i]`` against ``b[i]``), each question's difference (a right − b
+    right over its matched samples), on the questions every seed's pair shares."""
+    per_seed = []
+    for ta, tb in zip(a, b, strict=True):
+        oa, ob = _outcomes(ta), _outcomes(tb)
+        by_question: dict[str, list[float]] = defaultdict(list)
+        for key in oa.keys() & ob.keys():
+            by_question[key[0]].append(float(oa[key]) - float(ob[key]))
+        per_seed.append({q: sum(v) / len(v) for q, v in by_question.items()})
+    shared = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
+    return np.array([[s[q] for q in shared] for s in per_seed], dtype=np.float64).reshape(len(per_seed), len(shared))
 
 
 def implied_pairs(variants: Sequence[dict], evaluated: Iterable[str]) -> list[tuple[str, str]]:

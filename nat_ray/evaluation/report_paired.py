@@ -9,14 +9,18 @@ from pathlib import Path
 
 from nat_ray.errors import InputError
 from nat_ray.evaluation.compare import (
+    ALPHA,
     Comparison,
     compare,
     implied_pairs,
     pooled_over_seeds,
     reindexed,
+    seed_matrix,
     verdict,
+    with_crossed_holm,
     with_holm,
 )
+from nat_ray.evaluation.crossed import crossed_difference
 from nat_ray.evaluation.math_skill import POOLED, is_math, looped
 from nat_ray.records import EvalMetrics, RunLayout
 from nat_ray.storage import read_trajectories
@@ -26,6 +30,13 @@ PAIRED_TEXT = (
     "Each comparison on the episodes both rows ran (same question, same sample): the difference in accuracy with a "
     "95% paired bootstrap interval over the questions, the exact McNemar test on the discordant pairs (a only: a right "
     "and b wrong), and Holm's adjustment over every comparison below (`comparisons.json`)."
+)
+CROSSED_TEXT = (
+    "The comparisons pooled over training seeds again, with the seeds random as well as the questions: would another "
+    "seed repeat the difference? Each seed's difference on the same questions; the spread of the difference with the "
+    "seed alone (its standard deviation, from the two-way ANOVA of seeds × questions); and a 95% interval and t test "
+    "on Satterthwaite's degrees of freedom that count both (`nat_ray/evaluation/crossed.py`), Holm over these rows "
+    "apart (`comparisons.json`, `crossed`). With few seeds the degrees of freedom are few and the interval wide."
 )
 LOOPS_TEXT = (
     "The same pairs on the share of episodes that loop (repeat a reply verbatim until the turn limit): the difference "
@@ -69,7 +80,7 @@ def _comparisons(
     for (a, b), members in groups:  # one pair, or the same pair over every training seed, pooled
         datasets = set.intersection(*(set(rows[x].datasets) & set(rows[y].datasets) for x, y in members))
         add_pair(episodes, a, b, members, sorted(datasets), (made, loops, refused))
-    return with_holm(made), with_holm(loops), refused
+    return with_crossed_holm(with_holm(made)), with_holm(loops), refused
 
 
 def add_pair(
@@ -84,13 +95,15 @@ def add_pair(
     refused): on each data set, over the math sets pooled, and the loops on math."""
     made, loops, refused = out
     paired: dict[str, tuple[list[Trajectory], list[Trajectory]]] = {}
+    by_seed: dict[str, tuple[list[list[Trajectory]], list[list[Trajectory]]]] = {}  # (a's, b's), one per seed
     for d in datasets:
         if not all(episodes.has(x, d) and episodes.has(y, d) for x, y in members):
             continue
         try:  # (an eval folder whose episodes are gone cannot be paired: said, not guessed)
-            ta = [t for i, (x, _) in enumerate(members) for t in reindexed(episodes(x, d), i)]
-            tb = [t for i, (_, y) in enumerate(members) for t in reindexed(episodes(y, d), i)]
-            made.append(dataclasses.replace(compare(a, ta, b, tb, d), seeds=len(members)))
+            by_seed[d] = ([episodes(x, d) for x, _ in members], [episodes(y, d) for _, y in members])
+            ta = [t for i, seed in enumerate(by_seed[d][0]) for t in reindexed(seed, i)]
+            tb = [t for i, seed in enumerate(by_seed[d][1]) for t in reindexed(seed, i)]
+            made.append(_with_seeds(compare(a, ta, b, tb, d), by_seed[d]))
             paired[d] = (ta, tb)
         except InputError as exc:
             refused.append(str(exc))
@@ -98,11 +111,25 @@ def add_pair(
     if len(sets) >= 2:  # a question is its set's: ids are made unique across the sets before pairing
         ta = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][0]]
         tb = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][1]]
-        made.append(dataclasses.replace(compare(a, ta, b, tb, POOLED), seeds=len(members)))
+        pooled = tuple([_set_ids(by_seed, sets, side, i) for i in range(len(members))] for side in (0, 1))
+        made.append(_with_seeds(compare(a, ta, b, tb, POOLED), pooled))
         paired[POOLED] = (ta, tb)
     for d in [POOLED] if len(sets) >= 2 else sets:  # the loops, paired as accuracy is
         ta, tb = paired[d]
         loops.append(dataclasses.replace(compare(a, _looped(ta), b, _looped(tb), d), seeds=len(members)))
+
+
+def _set_ids(by_seed: dict, sets: list[str], side: int, seed: int) -> list[Trajectory]:
+    """One seed's episodes of one side over the math ``sets``, each id made its set's."""
+    return [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in by_seed[d][side][seed]]
+
+
+def _with_seeds(c: Comparison, by_seed: tuple[list[list[Trajectory]], list[list[Trajectory]]]) -> Comparison:
+    """A comparison with its number of seeds and, over two or more, its difference with the seeds random too."""
+    seeds = len(by_seed[0])
+    y = seed_matrix(*by_seed) if seeds > 1 else None
+    crossed = crossed_difference(y) if y is not None and y.shape[1] >= 2 else None
+    return dataclasses.replace(c, seeds=seeds, crossed=crossed)
 
 
 def compare_evals(a: Path, b: Path, names: tuple[str, str]) -> tuple[list[Comparison], list[Comparison], list[str]]:
@@ -146,6 +173,33 @@ def comparisons_table(comparisons: list[Comparison], refused: list[str]) -> str:
     return "\n".join(lines)
 
 
+def crossed_table(comparisons: list[Comparison]) -> str:
+    """The comparisons with a crossed test (pooled over two or more seeds): per seed, the seed's spread, the
+    interval with the seeds random, and whether another seed would likely repeat the sign."""
+    lines = [
+        "| comparison | dataset | seeds × questions | each seed, points | seed sd, points | difference, points "
+        "[95% CI, seeds random] | df | p | Holm p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for c in comparisons:
+        x = c.crossed
+        if x is None:
+            continue
+        lo, hi = x.ci95
+        p = x.p_holm if x.p_holm is not None else x.p
+        each = ", ".join(f"{100 * d:+.1f}" for d in x.per_seed)
+        lines.append(
+            f"| {c.a} − {c.b} | {c.dataset} | {x.seeds} × {x.questions} | {each} | {100 * x.components.seed**0.5:.1f}"
+            f" | {100 * x.diff:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {x.df:.1f} | {x.p:.2g} | {p:.2g} |"
+        )
+        held = p < ALPHA and (lo > 0 or hi < 0)
+        verdicts.append(f"- {c.a} − {c.b} on {c.dataset}, seeds random: {100 * x.diff:+.1f} points "
+                        f"[{100 * lo:+.1f}, {100 * hi:+.1f}], p = {p:.2g} — "
+                        f"{'holds over seeds' if held else 'not shown to hold over seeds'}")  # fmt: skip
+    return "\n".join([*lines, "", *verdicts])
+
+
 def paired_section(
     episodes: Episodes, variants: list[dict], rows: dict[str, EvalMetrics]
 ) -> tuple[list[str], list[dict]]:
@@ -154,6 +208,8 @@ def paired_section(
     paired, loops, refused = _comparisons(episodes, variants, rows)
     text = ["## Paired comparisons", "", PAIRED_TEXT, "", comparisons_table(paired, refused), ""]
     text = text if paired or refused else []
+    if any(c.crossed is not None for c in paired):
+        text += ["### Over training seeds and questions", "", CROSSED_TEXT, "", crossed_table(paired), ""]
     if loops:
         text += ["### Loops, paired", "", LOOPS_TEXT, "", comparisons_table(loops, []), ""]
     return text, comparison_rows(paired, loops)

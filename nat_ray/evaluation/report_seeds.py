@@ -22,7 +22,17 @@ from nat_ray.evaluation.report import _math_section, _skill_section, accuracy_ta
 from nat_ray.evaluation.report_paired import Episodes, add_pair, comparison_rows, comparisons_table, paired_section
 from nat_ray.evaluation.report_plots import dev_perplexity
 from nat_ray.evaluation.set_depth import depth_rows, depth_section
-from nat_ray.records import COMPARISONS, METRICS, REPORT_README, RUN_RECORD, TABLE, EvalMetrics, RunLayout, RunRecord
+from nat_ray.records import (
+    COMPARISONS,
+    METRICS,
+    POOLED_RUNS,
+    REPORT_README,
+    RUN_RECORD,
+    TABLE,
+    EvalMetrics,
+    RunLayout,
+    RunRecord,
+)
 from nat_ray.storage import read_record, write_json
 
 # config keys that may differ between replications (where the run lies, which seed trained it)
@@ -137,6 +147,7 @@ def write_seeds_report(runs: Sequence[str | Path], out: str | Path) -> dict:
     by_seed = seed_comparisons(episodes, ordered, rows)
     comparisons += [r | {"outcome": "seed"} for r in comparison_rows(by_seed, [])]
     write_json(out / COMPARISONS, comparisons)
+    write_json(out / POOLED_RUNS, [str(p) for p in paths])  # (where `--plan-from` this folder reads eval rates)
     differ = config_differences(configs)
     seeds = seeds_table(rows)
     ppl = _perplexity_table(ordered, owners)

@@ -1,6 +1,8 @@
 """``nat-ray pipeline --plan`` (and the first lines of every run): per comparison the study implies, the smallest
 difference its test questions can detect, and what the eval will cost at the rates measured in this run folder (or
-in the one ``--plan-from`` names: a finished run whose variants disagree as the planned study's will)."""
+in the one ``--plan-from`` names: a finished run whose variants disagree as the planned study's will). Where that
+folder's report pooled training seeds (a seeds study, or ``nat-ray pool-seeds``'s folder), the paper's effects are
+also sized with the seed random: the power at the study's seeds and the seeds 80% needs (``crossed.py``)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nat_ray.evaluation.compare import implied_pairs
+from nat_ray.evaluation.crossed import Components, crossed_power, seeds_needed
 from nat_ray.evaluation.math_skill import POOLED, is_math
 from nat_ray.evaluation.plan import questions_path
 from nat_ray.evaluation.power import ASSUMED_DISCORDANT, mcnemar_power, min_detectable_difference, possible
-from nat_ray.records import COMPARISONS, METRICS, EvalMetrics, RunLayout
+from nat_ray.records import COMPARISONS, METRICS, POOLED_RUNS, EvalMetrics, RunLayout
 from nat_ray.storage import read_json_file, read_record
 from nat_ray.tasks import get_task, load_questions_file
 
@@ -33,9 +36,17 @@ def paper_effects(task: str) -> dict[tuple[str, str], float]:
 
 
 def _comparisons(out: Path) -> list[dict]:
-    """A previous report's comparison rows in the run folder ``out`` (none without one)."""
-    path = RunLayout(out).report / COMPARISONS
-    return read_json_file(path) if path.exists() else []
+    """A previous report's comparison rows in the run folder ``out`` or, for ``nat-ray pool-seeds``'s folder, in
+    ``out`` itself (none without one)."""
+    for path in (RunLayout(out).report / COMPARISONS, out / COMPARISONS):
+        if path.exists():
+            return read_json_file(path)
+    return []
+
+
+def plan_source(out: Path) -> bool:
+    """Whether ``--plan-from`` can read ``out``: a run folder with a report, or a ``pool-seeds`` folder."""
+    return RunLayout(out).report.is_dir() or (out / POOLED_RUNS).exists()
 
 
 def measured_discordant(rows: list[dict], dataset: str | None = None) -> float | None:
@@ -62,13 +73,15 @@ def discordant_share(rows: list[dict], dataset: str, folder: str) -> tuple[float
 
 
 def measured_rate(out: Path) -> float | None:
-    """Eval episodes per second over the evals this run folder already ran."""
+    """Eval episodes per second over the evals this run folder already ran (a ``pool-seeds`` folder: its runs')."""
     episodes = seconds = 0.0
-    evals = RunLayout(out).evals
-    for folder in sorted(evals.iterdir()) if evals.is_dir() else []:
-        m = read_record(folder / METRICS, EvalMetrics)
-        if m is not None and m.run.get("episodes_run") and m.run.get("seconds"):
-            episodes, seconds = episodes + m.run["episodes_run"], seconds + m.run["seconds"]
+    runs = read_json_file(out / POOLED_RUNS) if (out / POOLED_RUNS).exists() else [str(out)]
+    for run in runs:
+        evals = RunLayout(Path(run)).evals
+        for folder in sorted(evals.iterdir()) if evals.is_dir() else []:
+            m = read_record(folder / METRICS, EvalMetrics)
+            if m is not None and m.run.get("episodes_run") and m.run.get("seconds"):
+                episodes, seconds = episodes + m.run["episodes_run"], seconds + m.run["seconds"]
     return episodes / seconds if seconds else None
 
 
@@ -125,10 +138,16 @@ def plan_lines(plan: PipelinePlan, source: Path | None = None) -> list[str]:
             f"discordant share {psi:.2f} ({where}); detectable at 80% power, alpha 0.05: {detectable}"
         )
         effects = paper_effects(task.name)
-        lines += _paper_lines([(a, b) for a, b in pairs if (mode[a], mode[b]) in effects], mode, effects, n, psi)
+        paper = [(a, b) for a, b in pairs if (mode[a], mode[b]) in effects]
+        lines += _paper_lines(paper, mode, effects, n, psi)
+        lines += _seed_lines(report, task.name, paper, mode, effects, (questions, len(seeds or [0]), folder))
         if seeds:
             lines.append(_pooled_line(f"{len(seeds)} training seeds", n * len(seeds), psi, effects, _SEEDS_NOTE))
     lines += _pooled_over_datasets(sizes, seeds)
+    if len(sizes) >= 2 and all(is_math(name) for name, _, _ in sizes):
+        paper = [(a, b) for a, b in pairs if (mode[a], mode[b]) in MATH_EFFECTS]
+        questions = sum(k for _, k, _ in sizes) // ec.samples
+        lines += _seed_lines(report, POOLED, paper, mode, MATH_EFFECTS, (questions, len(seeds or [0]), folder))
     rate = measured_rate(source)
     where = "here" if own_folder else f"in {source}"
     cost = f"~{episodes / rate / 60:.0f} min at the {rate:.2f} episodes/s measured {where}" if rate else ""
@@ -176,4 +195,44 @@ def _pooled_over_datasets(sizes: list[tuple[str, int, float]], seeds: list[int] 
     if seeds:
         seeded = f"{what} and {len(seeds)} training seeds"
         lines.append(_pooled_line(seeded, n * len(seeds), psi, effects, _SEEDS_NOTE, indent=""))
+    return lines
+
+
+def _seed_lines(
+    report: list[dict],
+    dataset: str,
+    pairs: list[tuple[str, str]],
+    mode: dict[str, str],
+    effects: dict[tuple[str, str], float],
+    size: tuple[int, int, str],
+) -> list[str]:
+    """Per paper effect, its power with the training seed random as well (``size``: the questions, the study's
+    seeds, the folder that measured the spread), where the plan's report pooled seeds on ``dataset``."""
+    questions, seeds, folder = size
+    measured = [r for r in report if r.get("dataset") == dataset and r.get("crossed") and
+                r.get("outcome", "accuracy") == "accuracy"]  # fmt: skip
+    if not measured:
+        return []
+    # a pair's own seed variance rests on its few seeds (1 degree of freedom at 2): the plan takes the mean over
+    # every pooled comparison of the data set instead, the pair's own shown beside it
+    seed = sum(r["crossed"]["components"]["seed"] for r in measured) / len(measured)
+    lines, done = [], set()
+    for a, b in pairs:
+        if (mode[a], mode[b]) in done:
+            continue
+        done.add((mode[a], mode[b]))
+        own = next((r for r in measured if (r["a"], r["b"]) == (a, b)), None)
+        comp = Components(**(own or measured[0])["crossed"]["components"])
+        comp = Components(seed=seed, question=comp.question, residual=comp.residual)
+        mine = f"; this pair's own {100 * own['crossed']['components']['seed'] ** 0.5:.1f}" if own else ""
+        effect = effects[(mode[a], mode[b])]
+        need = seeds_needed(comp, questions, effect)
+        powers = ", ".join(
+            f"{crossed_power(comp, k, questions, effect):.0%} at {k}" for k in sorted({2, 3, 5, seeds}) if k > 1
+        )
+        lines.append(
+            f"plan:   {a} - {b} on {dataset}, seeds random (seed sd {100 * seed**0.5:.1f} points: the mean seed "
+            f"variance of the {len(measured)} pooled comparisons of {folder} report{mine}): the paper's "
+            f"+{100 * effect:.0f} has power {powers} seeds; 80% needs " + (f"{need} seeds" if need else "more than 100")
+        )
     return lines

@@ -121,6 +121,31 @@ def test_math_plans_test_the_papers_math_gains_per_set_and_pooled_over_the_sets(
     assert missing.returncode == 2 and "--plan-from" in missing.stderr and "report" in missing.stderr
 
 
+def test_a_pooled_seeds_report_sizes_the_papers_gains_with_the_seed_random(data_dir, tmp_path) -> None:
+    """`--plan-from` a `nat-ray pool-seeds` folder: its comparisons' seed variances say how many training seeds the
+    paper's gains need, the seed variance taken as the mean over the folder's pooled comparisons."""
+    from nat_ray.evaluation.crossed import Components, crossed_power, seeds_needed
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    comps = [{"seed": 0.0, "question": 0.001, "residual": 0.15}, {"seed": 0.0008, "question": 0.001, "residual": 0.15}]
+    rows = [{"a": a, "b": b, "dataset": "all math (pooled)", "n_pairs": 1000, "a_only": 60, "b_only": 60,
+             "seeds": 2, "crossed": {"components": c}}
+            for (a, b), c in zip([("nat-regenerated", "nut-regenerated"), ("nut-regenerated", "vanilla")], comps,
+                                 strict=True)]  # fmt: skip
+    (seeds / "comparisons.json").write_text(json.dumps(rows))
+    (seeds / "runs.json").write_text("[]")
+    r = run_cli("pipeline", "--config", "configs/quickstart.yaml", f"out={tmp_path / 'run'}", "--plan-from", str(seeds))
+    assert r.returncode == 0, r.stderr
+    comp = Components(seed=0.0004, question=0.001, residual=0.15)  # the mean seed variance, this pair's others
+    powers = ", ".join(f"{crossed_power(comp, k, 500, 0.03):.0%} at {k}" for k in (2, 3, 5))
+    line = (f"plan:   nat-regenerated - nut-regenerated on all math (pooled), seeds random (seed sd 2.0 points: the "
+            f"mean seed variance of the 2 pooled comparisons of {seeds}'s report; this pair's own 0.0): the paper's "
+            f"+3 has power {powers} seeds; 80% needs {seeds_needed(comp, 500, 0.03)} seeds")  # fmt: skip
+    assert line in r.stdout
+    assert r.stdout.strip().splitlines()[-1].endswith("(no rate measured)")  # its runs evaluated nothing
+
+
 def test_the_math_study_is_planned_over_the_four_sets_in_full(data_dir, tmp_path) -> None:
     r = run_cli("pipeline", "--config", "configs/study_math.yaml", "--plan", f"out={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr

@@ -63,6 +63,12 @@ def test_two_seeds_are_paired_per_seed_and_pooled(tmp_path: Path, capsys) -> Non
     assert acc[("nut-seed1", "vanilla-seed1", "multiarith", 1)] == (10, 4, 0)
     assert acc[("nut-seed2", "vanilla-seed2", "multiarith", 1)] == (10, 0, 1)
     assert acc[("nut", "vanilla", "multiarith", 2)] == (20, 4, 1)
+    # with the seeds random too: each seed's difference on the same 10 questions (+4 and −1 of 10)
+    crossed = next(r["crossed"] for r in rows if (r["a"], r["b"], r["dataset"], r["seeds"]) ==
+                   ("nut", "vanilla", "multiarith", 2))  # fmt: skip
+    assert crossed["per_seed"] == pytest.approx([0.4, -0.1]) and crossed["diff"] == pytest.approx(0.15)
+    assert crossed["seeds"] == 2 and crossed["questions"] == 10 and crossed["p_holm"] >= crossed["p"]
+    assert all(r["crossed"] is None for r in rows if r["seeds"] == 1)
     # the control against its own variant and the variant it was matched to, per seed and pooled
     assert acc[("nut", "vanilla-steps", "multiarith", 2)] == (20, 5, 1)
     assert acc[("vanilla-steps", "vanilla", "all math (pooled)", 2)] == (40, 0, 1)
@@ -75,6 +81,9 @@ def test_two_seeds_are_paired_per_seed_and_pooled(tmp_path: Path, capsys) -> Non
     assert "| nut (2) | 45.0 ± 21.2 | 0.0 ± 0.0 | 22.5 ± 10.6 |" in text  # per set and over the math sets pooled
     assert "differ (beyond `out` and `train.seed`) in: nothing" in text
     assert "## What the training seed alone moves" in text
+    assert "### Over training seeds and questions" in text
+    assert "| nut − vanilla | multiarith | 2 × 10 | +40.0, -10.0 |" in text
+    assert json.loads((out / "runs.json").read_text()) == [str(a), str(b)]  # what `--plan-from` reads rates from
     # each seed's own set, under its row's name (seed 2's negatives call the calculator twice: its own failures)
     assert "| nut-seed1 | negative | 1 | 1.00 | 100.0 | 100.0 |" in text
     assert "| nut-seed2 | negative | 1 | 2.00 | 0.0 | 100.0 |" in text
