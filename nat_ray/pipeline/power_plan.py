@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nat_ray.evaluation.compare import implied_pairs
+from nat_ray.evaluation.compare import implied_pairs, unseeded
 from nat_ray.evaluation.crossed import Components, crossed_power, seeds_needed
 from nat_ray.evaluation.math_skill import POOLED, is_math
 from nat_ray.evaluation.plan import questions_path
@@ -216,22 +216,23 @@ def _seed_lines(
     # a pair's own seed variance rests on its few seeds (1 degree of freedom at 2): the plan takes the mean over
     # every pooled comparison of the data set instead, the pair's own shown beside it
     seed = sum(r["crossed"]["components"]["seed"] for r in measured) / len(measured)
-    lines, done = [], set()
-    for a, b in pairs:
-        if (mode[a], mode[b]) in done:
-            continue
-        done.add((mode[a], mode[b]))
-        own = next((r for r in measured if (r["a"], r["b"]) == (a, b)), None)
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for a, b in pairs:  # one line per paper effect: every pair of its two modes shares the seed variance taken
+        groups.setdefault((mode[a], mode[b]), []).append((a, b))
+    lines = []
+    for (ma, mb), members in groups.items():
+        named = {(unseeded(a), unseeded(b)) for a, b in members}  # (a seeds study's rows are pooled unseeded)
+        own = next((r for r in measured if (r["a"], r["b"]) in named), None)
         comp = Components(**(own or measured[0])["crossed"]["components"])
         comp = Components(seed=seed, question=comp.question, residual=comp.residual)
-        mine = f"; this pair's own {100 * own['crossed']['components']['seed'] ** 0.5:.1f}" if own else ""
-        effect = effects[(mode[a], mode[b])]
+        mine = f"; {own['a']} - {own['b']}'s own {100 * own['crossed']['components']['seed'] ** 0.5:.1f}" if own else ""
+        effect = effects[(ma, mb)]
         need = seeds_needed(comp, questions, effect)
         powers = ", ".join(
             f"{crossed_power(comp, k, questions, effect):.0%} at {k}" for k in sorted({2, 3, 5, seeds}) if k > 1
         )
         lines.append(
-            f"plan:   {a} - {b} on {dataset}, seeds random (seed sd {100 * seed**0.5:.1f} points: the mean seed "
+            f"plan:   {ma} - {mb} on {dataset}, seeds random (seed sd {100 * seed**0.5:.1f} points: the mean seed "
             f"variance of the {len(measured)} pooled comparisons of {folder} report{mine}): the paper's "
             f"+{100 * effect:.0f} has power {powers} seeds; 80% needs " + (f"{need} seeds" if need else "more than 100")
         )

@@ -139,8 +139,8 @@ def test_a_pooled_seeds_report_sizes_the_papers_gains_with_the_seed_random(data_
     assert r.returncode == 0, r.stderr
     comp = Components(seed=0.0004, question=0.001, residual=0.15)  # the mean seed variance, this pair's others
     powers = ", ".join(f"{crossed_power(comp, k, 500, 0.03):.0%} at {k}" for k in (2, 3, 5))
-    line = (f"plan:   nat-regenerated - nut-regenerated on all math (pooled), seeds random (seed sd 2.0 points: the "
-            f"mean seed variance of the 2 pooled comparisons of {seeds}'s report; this pair's own 0.0): the paper's "
+    line = (f"plan:   nat - nut on all math (pooled), seeds random (seed sd 2.0 points: the mean seed variance of "
+            f"the 2 pooled comparisons of {seeds}'s report; nat-regenerated - nut-regenerated's own 0.0): the paper's "
             f"+3 has power {powers} seeds; 80% needs {seeds_needed(comp, 500, 0.03)} seeds")  # fmt: skip
     assert line in r.stdout
     assert r.stdout.strip().splitlines()[-1].endswith("(no rate measured)")  # its runs evaluated nothing
