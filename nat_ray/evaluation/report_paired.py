@@ -36,7 +36,8 @@ CROSSED_TEXT = (
     "seed repeat the difference? Each seed's difference on the same questions; the spread of the difference with the "
     "seed alone (its standard deviation, from the two-way ANOVA of seeds × questions); and a 95% interval and t test "
     "on Satterthwaite's degrees of freedom that count both (`nat_ray/evaluation/crossed.py`), Holm over these rows "
-    "apart (`comparisons.json`, `crossed`). With few seeds the degrees of freedom are few and the interval wide."
+    "apart (`comparisons.json`, `crossed`). With few seeds the degrees of freedom are few and the interval wide; with "
+    "two the test is liberal (about 10% at a nominal 5% in simulation), a pointer rather than a test."
 )
 LOOPS_TEXT = (
     "The same pairs on the share of episodes that loop (repeat a reply verbatim until the turn limit): the difference "
