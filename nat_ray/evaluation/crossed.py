@@ -17,9 +17,9 @@ interval is wide because the design is, and it assumes seed effects that are rou
 models at ~9% on 1,596 questions, equal on average, the seed moving their difference by an sd of 0-4 points; 1,000
 draws each) it rejected 0.6-7.2% of the time at 3 seeds and 0.9-5.7% at 5, but 1.9-11.0% at 2: with one degree of
 freedom for the seeds Satterthwaite's t is liberal, and two seeds are read as a pointer, not a test. Testing the
-questions alone, as the pooled rows do, rejected 37-66% of the time wherever the seed moved anything. No library does this
-for a crossed design (statsmodels' meta-analysis takes the seeds as independent studies, which they are not: they
-answer the same questions), hence the few lines here.
+questions alone, as the pooled rows do, rejected 37-66% of the time wherever the seed moved anything. No library
+does this for a crossed design (statsmodels' meta-analysis takes the seeds as independent studies, which they are
+not: they answer the same questions), hence the few lines here.
 """
 
 from __future__ import annotations
