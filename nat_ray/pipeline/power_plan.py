@@ -14,6 +14,7 @@ from nat_ray.evaluation.crossed import Components, crossed_power, seeds_needed
 from nat_ray.evaluation.math_skill import POOLED, is_math
 from nat_ray.evaluation.plan import questions_path
 from nat_ray.evaluation.power import ASSUMED_DISCORDANT, mcnemar_power, min_detectable_difference, possible
+from nat_ray.pipeline.cost_plan import cost_lines
 from nat_ray.records import COMPARISONS, METRICS, POOLED_RUNS, EvalMetrics, RunLayout
 from nat_ray.storage import read_json_file, read_record
 from nat_ray.tasks import get_task, load_questions_file
@@ -152,6 +153,7 @@ def plan_lines(plan: PipelinePlan, source: Path | None = None) -> list[str]:
     where = "here" if own_folder else f"in {source}"
     cost = f"~{episodes / rate / 60:.0f} min at the {rate:.2f} episodes/s measured {where}" if rate else ""
     lines.append(f"plan: {len(pairs)} comparison(s); eval {episodes:,} episodes ({cost or 'no rate measured'})")
+    lines += cost_lines(plan, source, where, (episodes / len(rows) / rate, episodes / rate) if rate else None)
     if cfg.study and cfg.study.controls:
         lines.append(f"plan: and study.controls {', '.join(cfg.study.controls)}: one more trained model and eval per "
                      "variant that trains less than the target (decided once the sets are built)")  # fmt: skip
