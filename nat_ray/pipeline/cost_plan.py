@@ -30,7 +30,8 @@ class Rates:
     heldout: float | None
 
 
-def _runs(source: Path) -> list[Path]:
+def source_runs(source: Path) -> list[Path]:
+    """The run folders a plan's source stands for: a ``pool-seeds`` folder's runs, else the folder itself."""
     pooled = source / POOLED_RUNS
     return [Path(r) for r in read_json_file(pooled)] if pooled.exists() else [source]
 
@@ -52,7 +53,7 @@ def measured_rates(source: Path) -> Rates:
     examples: dict[str, float] = {}
     rollout = [0.0, 0.0]
     heldout: list[float] = []
-    for run in _runs(source):
+    for run in source_runs(source):
         layout = RunLayout(run)
         record = read_record(layout.report / RUN_RECORD, RunRecord)
         modes = {v["name"]: v["mode"] for v in (record.variants if record else [])}

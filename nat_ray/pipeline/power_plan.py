@@ -14,7 +14,7 @@ from nat_ray.evaluation.crossed import Components, crossed_power, seeds_needed
 from nat_ray.evaluation.math_skill import POOLED, is_math
 from nat_ray.evaluation.plan import questions_path
 from nat_ray.evaluation.power import ASSUMED_DISCORDANT, mcnemar_power, min_detectable_difference, possible
-from nat_ray.pipeline.cost_plan import cost_lines
+from nat_ray.pipeline.cost_plan import cost_lines, source_runs
 from nat_ray.records import COMPARISONS, METRICS, POOLED_RUNS, EvalMetrics, RunLayout
 from nat_ray.storage import read_json_file, read_record
 from nat_ray.tasks import get_task, load_questions_file
@@ -76,9 +76,8 @@ def discordant_share(rows: list[dict], dataset: str, folder: str) -> tuple[float
 def measured_rate(out: Path) -> float | None:
     """Eval episodes per second over the evals this run folder already ran (a ``pool-seeds`` folder: its runs')."""
     episodes = seconds = 0.0
-    runs = read_json_file(out / POOLED_RUNS) if (out / POOLED_RUNS).exists() else [str(out)]
-    for run in runs:
-        evals = RunLayout(Path(run)).evals
+    for run in source_runs(out):
+        evals = RunLayout(run).evals
         for folder in sorted(evals.iterdir()) if evals.is_dir() else []:
             m = read_record(folder / METRICS, EvalMetrics)
             if m is not None and m.run.get("episodes_run") and m.run.get("seconds"):
