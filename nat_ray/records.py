@@ -233,9 +233,13 @@ class RunLayout:
         """Near misses of the collected correct trajectories (``study.negative_source: near-miss``)."""
         return self.out / "near-miss"
 
+    @property
+    def rounds(self) -> Path:
+        return self.out / "rounds"
+
     def round_trajectories(self, variant: str) -> Path:
         """The trajectories a round's variant is built from: its previous round's model rolled out (study.rounds)."""
-        return self.out / "rounds" / variant
+        return self.rounds / variant
 
     @property
     def sets(self) -> Path:
@@ -261,9 +265,13 @@ class RunLayout:
     def eval_dir(self, name: str) -> Path:
         return self.evals / name
 
+    @property
+    def heldout(self) -> Path:
+        return self.out / "heldout"
+
     def heldout_dir(self, name: str) -> Path:
         """A model's perplexity on the held-out gold trajectories (``study.heldout``): its stage record's counts."""
-        return self.out / "heldout" / name
+        return self.heldout / name
 
     @property
     def report(self) -> Path:

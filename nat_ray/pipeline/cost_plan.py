@@ -63,9 +63,9 @@ def measured_rates(source: Path) -> Rates:
                 for key in ("all", modes.get(s.variant or "", "all")):
                     seconds[key] = seconds.get(key, 0.0) + float(s.seconds or 0)
                     examples[key] = examples.get(key, 0.0) + float(steps) * float(batch)
-        for s in _stages([layout.regenerated, *_children(layout.round_trajectories("-").parent)]):
+        for s in _stages([layout.regenerated, *_children(layout.rounds)]):
             rollout = [rollout[0] + float(s.seconds or 0), rollout[1] + float(s.counts.get("trajectories") or 0)]
-        heldout += [float(s.seconds or 0) for s in _stages(_children(layout.heldout_dir("-").parent))]
+        heldout += [float(s.seconds or 0) for s in _stages(_children(layout.heldout))]
     train = {k: seconds[k] / examples[k] for k in seconds if examples[k]}
     return Rates(
         train, rollout[0] / rollout[1] if rollout[1] else None, sum(heldout) / len(heldout) if heldout else None
