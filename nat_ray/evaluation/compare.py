@@ -80,18 +80,23 @@ def paired_bootstrap(
     return (float(stats[int(0.025 * n_boot)]), float(stats[min(n_boot - 1, int(0.975 * n_boot))]))
 
 
+def _question_means(
+    oa: dict[tuple[str, int], bool], ob: dict[tuple[str, int], bool], keys: Iterable[tuple[str, int]]
+) -> dict[str, tuple[float, float]]:
+    """{question: (a's mean score, b's)} over its matched samples ``keys``, in the order the keys first name it."""
+    by_question: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for key in keys:
+        by_question[key[0]].append((oa[key], ob[key]))
+    return {q: (sum(x for x, _ in v) / len(v), sum(y for _, y in v) / len(v)) for q, v in by_question.items()}
+
+
 def compare(a_name: str, a: Iterable[Trajectory], b_name: str, b: Iterable[Trajectory], dataset: str) -> Comparison:
     """The paired comparison of two variants' episodes on one data set; refused when they share no question."""
     oa, ob = _outcomes(a), _outcomes(b)
     keys = sorted(oa.keys() & ob.keys())
     if not keys:
         raise InputError(f"{a_name} vs {b_name} on {dataset}: no question evaluated by both; nothing to pair")
-    by_question: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    for key in keys:
-        by_question[key[0]].append((oa[key], ob[key]))
-    per_question = [
-        (sum(x for x, _ in v) / len(v), sum(y for _, y in v) / len(v)) for v in by_question.values()
-    ]  # fmt: skip
+    per_question = list(_question_means(oa, ob, keys).values())
     a_only = sum(oa[k] and not ob[k] for k in keys)
     b_only = sum(ob[k] and not oa[k] for k in keys)
     diff = sum(x - y for x, y in per_question) / len(per_question)
@@ -143,10 +148,7 @@ def seed_matrix(a: Sequence[Sequence[Trajectory]], b: Sequence[Sequence[Trajecto
     per_seed = []
     for ta, tb in zip(a, b, strict=True):
         oa, ob = _outcomes(ta), _outcomes(tb)
-        by_question: dict[str, list[float]] = defaultdict(list)
-        for key in oa.keys() & ob.keys():
-            by_question[key[0]].append(float(oa[key]) - float(ob[key]))
-        per_seed.append({q: sum(v) / len(v) for q, v in by_question.items()})
+        per_seed.append({q: x - y for q, (x, y) in _question_means(oa, ob, oa.keys() & ob.keys()).items()})
     shared = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
     return np.array([[s[q] for q in shared] for s in per_seed], dtype=np.float64).reshape(len(per_seed), len(shared))
 
