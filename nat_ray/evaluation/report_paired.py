@@ -96,36 +96,45 @@ def add_pair(
     refused): on each data set, over the math sets pooled, and the loops on math."""
     made, loops, refused = out
     paired: dict[str, tuple[list[Trajectory], list[Trajectory]]] = {}
-    by_seed: dict[str, tuple[list[list[Trajectory]], list[list[Trajectory]]]] = {}  # (a's, b's), one per seed
+    by_seed: dict[str, Sides] = {}
     for d in datasets:
         if not all(episodes.has(x, d) and episodes.has(y, d) for x, y in members):
             continue
         try:  # (an eval folder whose episodes are gone cannot be paired: said, not guessed)
             by_seed[d] = ([episodes(x, d) for x, _ in members], [episodes(y, d) for _, y in members])
-            ta = [t for i, seed in enumerate(by_seed[d][0]) for t in reindexed(seed, i)]
-            tb = [t for i, seed in enumerate(by_seed[d][1]) for t in reindexed(seed, i)]
-            made.append(_with_seeds(compare(a, ta, b, tb, d), by_seed[d]))
-            paired[d] = (ta, tb)
+            paired[d] = _paired(a, b, by_seed[d], d, made)
         except InputError as exc:
             refused.append(str(exc))
     sets = [d for d in paired if is_math(d)]
     if len(sets) >= 2:  # a question is its set's: ids are made unique across the sets before pairing
-        ta = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][0]]
-        tb = [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in paired[d][1]]
         pooled = tuple([_set_ids(by_seed, sets, side, i) for i in range(len(members))] for side in (0, 1))
-        made.append(_with_seeds(compare(a, ta, b, tb, POOLED), pooled))
-        paired[POOLED] = (ta, tb)
+        paired[POOLED] = _paired(a, b, pooled, POOLED, made)
     for d in [POOLED] if len(sets) >= 2 else sets:  # the loops, paired as accuracy is
         ta, tb = paired[d]
         loops.append(dataclasses.replace(compare(a, _looped(ta), b, _looped(tb), d), seeds=len(members)))
 
 
-def _set_ids(by_seed: dict, sets: list[str], side: int, seed: int) -> list[Trajectory]:
+# each side's episodes, one list per training seed: (a's, b's)
+Sides = tuple[list[list[Trajectory]], list[list[Trajectory]]]
+
+
+def _paired(
+    a: str, b: str, sides: Sides, dataset: str, made: list[Comparison]
+) -> tuple[list[Trajectory], list[Trajectory]]:
+    """The comparison of ``sides`` on ``dataset`` added to ``made``, each seed's episodes pooled (their sample
+    indexes moved apart); the pooled episodes back, for the loops."""
+    ta = [t for i, seed in enumerate(sides[0]) for t in reindexed(seed, i)]
+    tb = [t for i, seed in enumerate(sides[1]) for t in reindexed(seed, i)]
+    made.append(_with_seeds(compare(a, ta, b, tb, dataset), sides))
+    return ta, tb
+
+
+def _set_ids(by_seed: dict[str, Sides], sets: list[str], side: int, seed: int) -> list[Trajectory]:
     """One seed's episodes of one side over the math ``sets``, each id made its set's."""
     return [t.model_copy(update={"id": f"{d}/{t.id}"}) for d in sets for t in by_seed[d][side][seed]]
 
 
-def _with_seeds(c: Comparison, by_seed: tuple[list[list[Trajectory]], list[list[Trajectory]]]) -> Comparison:
+def _with_seeds(c: Comparison, by_seed: Sides) -> Comparison:
     """A comparison with its number of seeds and, over two or more, its difference with the seeds random too."""
     seeds = len(by_seed[0])
     y = seed_matrix(*by_seed) if seeds > 1 else None
