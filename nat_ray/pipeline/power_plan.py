@@ -159,16 +159,21 @@ def plan_lines(plan: PipelinePlan, source: Path | None = None) -> list[str]:
     return lines
 
 
+def _by_modes(pairs: list[tuple[str, str]], mode: dict[str, str]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """The pairs grouped by their two modes (one paper effect each), in the order first seen."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for a, b in pairs:
+        groups.setdefault((mode[a], mode[b]), []).append((a, b))
+    return groups
+
+
 def _paper_lines(
     pairs: list[tuple[str, str]], mode: dict[str, str], effects: dict[tuple[str, str], float], n: int, psi: float
 ) -> list[str]:
     """Per paper effect, whether its comparisons can detect it: one line for all pairs of the same two modes (their
     power is one figure: the same n, share and effect), naming the first."""
-    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for a, b in pairs:
-        groups.setdefault((mode[a], mode[b]), []).append((a, b))
     lines = []
-    for key, members in groups.items():
+    for key, members in _by_modes(pairs, mode).items():
         effect, (a, b) = effects[key], members[0]
         name = f"{a} - {b}" + (f" (and {len(members) - 1} more {key[0]} - {key[1]})" if len(members) > 1 else "")
         if not possible(psi, effect):
@@ -217,11 +222,8 @@ def _seed_lines(
     # a pair's own seed variance rests on its few seeds (1 degree of freedom at 2): the plan takes the mean over
     # every pooled comparison of the data set instead, the pair's own shown beside it
     seed = sum(r["crossed"]["components"]["seed"] for r in measured) / len(measured)
-    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for a, b in pairs:  # one line per paper effect: every pair of its two modes shares the seed variance taken
-        groups.setdefault((mode[a], mode[b]), []).append((a, b))
     lines = []
-    for (ma, mb), members in groups.items():
+    for (ma, mb), members in _by_modes(pairs, mode).items():  # every pair of two modes shares the seed variance
         named = {(unseeded(a), unseeded(b)) for a, b in members}  # (a seeds study's rows are pooled unseeded)
         own = next((r for r in measured if (r["a"], r["b"]) in named), None)
         comp = Components(**(own or measured[0])["crossed"]["components"])
