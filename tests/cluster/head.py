@@ -27,6 +27,8 @@ from pathlib import Path
 from nat_ray.ray_init import private_token_env
 
 VENV_BIN = Path(sys.executable).parent
+# what `ray start` exits with when its fixed 30 s wait for the new raylet to register with the GCS runs out
+_START_TIMED_OUT = "timed out during startup"
 
 
 @dataclass
@@ -109,15 +111,24 @@ def _stop(proc: subprocess.Popen, temp_dir: Path) -> None:
     proc.wait(timeout=15)
 
 
-@contextlib.contextmanager
-def local_head(
-    num_cpus: float = 4,
-    env: dict[str, str] | None = None,
-    extra_args: tuple[str, ...] = (),
-    dashboard: bool = True,
-    timeout: float = 300,  # leaves as soon as the head is up; the margin is for a loaded CI machine
-    port: int | None = None,
-) -> Iterator[Head]:
+@dataclass
+class _Started:
+    proc: subprocess.Popen
+    gcs: str
+    dashboard: str | None
+    temp_dir: Path
+    env: dict[str, str]
+    log: Path
+
+    def stop(self) -> None:
+        _stop(self.proc, self.temp_dir)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.log.unlink(missing_ok=True)
+
+
+def _start(
+    num_cpus: float, env: dict[str, str] | None, extra_args: tuple[str, ...], dashboard: bool, port: int | None
+) -> _Started:
     # short: Ray's unix socket paths live under it and must stay under ~107 characters
     temp_dir = Path(tempfile.mkdtemp(prefix="nr-", dir="/tmp"))
     log = temp_dir.parent / f"{temp_dir.name}.log"
@@ -139,11 +150,37 @@ def local_head(
             [*cmd, *extra_args], env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     dashboard_url = f"http://127.0.0.1:{dash}" if dashboard else None
+    return _Started(proc, f"127.0.0.1:{port}", dashboard_url, temp_dir, full_env, log)
+
+
+@contextlib.contextmanager
+def local_head(
+    num_cpus: float = 4,
+    env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
+    dashboard: bool = True,
+    timeout: float = 300,  # leaves as soon as the head is up; the margin is for a loaded CI machine
+    port: int | None = None,
+    attempts: int = 3,
+) -> Iterator[Head]:
+    """Started again (a new temp dir, ports and token) when Ray's own fixed 30 s wait for the head's raylet to
+    register runs out: on a 2-core CI machine the other pytest worker's training can starve a new GCS that long. The
+    product's embedded start does the same (``nat_ray.ray_init.start_local``)."""
+    for attempt in range(1, attempts + 1):
+        head = _start(num_cpus, env, extra_args, dashboard, port)
+        try:
+            _wait_up(head.proc, head.log, head.dashboard, timeout)
+            break
+        except RuntimeError as exc:
+            head.stop()
+            if attempt == attempts or _START_TIMED_OUT not in str(exc):
+                raise
+            print(f"the Ray head did not start (attempt {attempt} of {attempts}); starting it again", file=sys.stderr)
+        except BaseException:
+            head.stop()
+            raise
     try:
-        _wait_up(proc, log, dashboard_url, timeout)
-        token = Path(auth["RAY_AUTH_TOKEN_PATH"]).read_text()
-        yield Head(f"127.0.0.1:{port}", dashboard_url or "", temp_dir, full_env, token, log)
+        token = Path(head.env["RAY_AUTH_TOKEN_PATH"]).read_text()
+        yield Head(head.gcs, head.dashboard or "", head.temp_dir, head.env, token, head.log)
     finally:
-        _stop(proc, temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        log.unlink(missing_ok=True)
+        head.stop()
