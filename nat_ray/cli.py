@@ -14,7 +14,7 @@
     nat-ray chat --model DIR --task TASK [--hint correct|incorrect|none]
     nat-ray pipeline --config FILE [key=value ...]       collect -> build -> train -> eval -> report
     nat-ray report RUN_DIR [--with RUN_DIR]              tables + plots of a run
-    nat-ray compare EVAL_A EVAL_B [--names A B]          two evals of the same questions, paired
+    nat-ray compare EVAL_A EVAL_B [--names A B] [--seed EVAL_A EVAL_B ...]   two evals of the same questions, paired
     nat-ray pool-seeds RUN_DIR RUN_DIR [...] --out DIR   one report over runs that differ in train.seed
     nat-ray models prepare NAME               smollm2, mpnet, minilm
     nat-ray models export-openvino MODEL [--out DIR]   OpenVINO IR for policy.kind openvino (else made on first use)
@@ -183,8 +183,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     a, b = Path(args.a), Path(args.b)
     names = tuple(args.names) if args.names else (a.name, b.name)
-    paired, loops, refused = rp.compare_evals(a, b, names)
+    more = [(Path(x), Path(y)) for x, y in args.seed or []]
+    paired, loops, refused = rp.compare_evals(a, b, names, more)
     print("\n".join([rp.PAIRED_TEXT, "", rp.comparisons_table(paired, refused)]))
+    if more:
+        print("\n".join(["", rp.CROSSED_TEXT, "", rp.crossed_table(paired)]))
     if loops:
         print("\n".join(["", rp.LOOPS_TEXT, "", rp.comparisons_table(loops, [])]))
     if args.out:
@@ -263,6 +266,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("a", metavar="EVAL_A", help="an eval's output folder (<eval.out>: one folder per data set)")
     p.add_argument("b", metavar="EVAL_B")
     p.add_argument("--names", nargs=2, metavar=("A", "B"), help="row names (default: the folders' names)")
+    p.add_argument(
+        "--seed",
+        nargs=2,
+        action="append",
+        metavar=("EVAL_A", "EVAL_B"),
+        help="the same two recipes under another training seed (repeat it): pooled over the seeds, seeds random too",
+    )
     p.add_argument("--out", metavar="FILE", help="also write the comparisons as JSON")
     p.set_defaults(func=cmd_compare)
 

@@ -5,6 +5,7 @@ episodes read once for these and for the skill sections (``report.py``)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from nat_ray.errors import InputError
@@ -142,22 +143,36 @@ def _with_seeds(c: Comparison, by_seed: Sides) -> Comparison:
     return dataclasses.replace(c, seeds=seeds, crossed=crossed)
 
 
-def compare_evals(a: Path, b: Path, names: tuple[str, str]) -> tuple[list[Comparison], list[Comparison], list[str]]:
-    """``nat-ray compare``: two eval folders (``<eval.out>``, one subfolder per data set) on the data sets both hold,
-    paired as the report pairs its rows; accuracy and loops each Holm-adjusted over their rows."""
+def compare_evals(
+    a: Path, b: Path, names: tuple[str, str], more: Sequence[tuple[Path, Path]] = ()
+) -> tuple[list[Comparison], list[Comparison], list[str]]:
+    """``nat-ray compare``: two eval folders (``<eval.out>``, one subfolder per data set) on the data sets every
+    folder holds, paired as the report pairs its rows; accuracy and loops each Holm-adjusted over their rows.
+
+    ``more``: the same two recipes under other training seeds, one pair of folders each (``--seed A B``), from any
+    run folders — two studies' models, say: each pair is paired on its own questions, and the comparison is pooled
+    over the pairs with the seeds random as well (``Comparison.crossed``), as ``pool-seeds`` pools a study's."""
     if names[0] == names[1]:
         raise InputError(f"nat-ray compare: both evals are named {names[0]!r}: name them apart (--names A B)")
-    sets = [sorted(p.name for p in f.iterdir() if p.is_dir()) if f.is_dir() else [] for f in (a, b)]
-    for folder, found in zip((a, b), sets, strict=True):
+    pairs = [(a, b), *more]
+    folders = [f for pair in pairs for f in pair]
+    sets = [sorted(p.name for p in f.iterdir() if p.is_dir()) if f.is_dir() else [] for f in folders]
+    for folder, found in zip(folders, sets, strict=True):
         if not found:
             raise InputError(f"nat-ray compare: {folder} holds no eval (no data set folder)")
-    shared = sorted(set(sets[0]) & set(sets[1]))
+    shared = sorted(set.intersection(*map(set, sets)))
     if not shared:
-        held = f"{a} ({', '.join(sets[0])}) and {b} ({', '.join(sets[1])})"
+        held = " and ".join(f"{f} ({', '.join(found)})" for f, found in zip(folders, sets, strict=True))
         raise InputError(f"nat-ray compare: {held} share no data set")
+    # one key per folder: a pair's own names alone, or each seed's pair apart
+    keys = [names] if not more else [(f"{names[0]}@{i}", f"{names[1]}@{i}") for i in range(len(pairs))]
+    folder_of = {}
+    for (x, y), (kx, ky) in zip(pairs, keys, strict=True):
+        folder_of |= {kx: x, ky: y}
+    episodes = Episodes(None, folder_of)
     out: tuple[list[Comparison], list[Comparison], list[str]] = ([], [], [])
-    add_pair(Episodes(None, dict(zip(names, (a, b), strict=True))), *names, [names], shared, out)
-    return with_holm(out[0]), with_holm(out[1]), out[2]
+    add_pair(episodes, *names, keys, shared, out)
+    return with_crossed_holm(with_holm(out[0])), with_holm(out[1]), out[2]
 
 
 def _looped(trajectories: list[Trajectory]) -> list[Trajectory]:

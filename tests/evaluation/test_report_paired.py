@@ -54,3 +54,26 @@ def test_evals_that_cannot_be_paired_are_refused_by_name(tmp_path: Path) -> None
         compare_evals(a, b, ("a", "b"))
     with pytest.raises(InputError, match="holds no eval"):
         compare_evals(a, tmp_path / "missing", ("a", "b"))
+
+
+def test_two_recipes_over_seeds_from_other_run_folders_are_pooled_with_the_seeds_random(tmp_path: Path, capsys) -> None:
+    # three seeds, each pair from its own run folders; on multiarith a beats b by 4, 2 and 3 of 10 questions
+    right_a, right_b = [set(range(6)), set(range(4)), set(range(5))], [{0, 1}, {0, 1}, {0, 1}]
+    pairs = [(_eval(tmp_path / f"study-seed{s}" / "gold500", {"multiarith": ra, "svamp": {0}}),
+              _eval(tmp_path / f"other-seed{s}" / "vanilla-steps", {"multiarith": rb, "svamp": {0}}))
+             for s, ra, rb in zip((42, 43, 44), right_a, right_b, strict=True)]  # fmt: skip
+    (a, b), more = pairs[0], pairs[1:]
+    paired, _, refused = compare_evals(a, b, ("gold500", "vanilla-steps"), more)
+    ma = next(c for c in paired if c.dataset == "multiarith")
+    assert (ma.seeds, ma.n_pairs, ma.a_only, ma.b_only) == (3, 30, 9, 0) and not refused
+    assert ma.label == "gold500 − vanilla-steps (3 seeds pooled)"
+    assert [round(d, 6) for d in ma.crossed.per_seed] == [0.4, 0.2, 0.3] and ma.crossed.diff == pytest.approx(0.3)
+    assert ma.crossed.p_holm is not None  # Holm over the seeds-random rows
+
+    argv = ["compare", str(a), str(b), "--names", "gold500", "vanilla-steps"]
+    assert main([*argv, *(x for pair in more for x in ("--seed", str(pair[0]), str(pair[1])))]) == 0
+    printed = capsys.readouterr().out
+    assert "| gold500 − vanilla-steps | multiarith | 3 × 10 | +40.0, +20.0, +30.0 |" in printed
+
+    with pytest.raises(InputError, match="share no data set"):
+        compare_evals(a, b, ("x", "y"), [(_eval(tmp_path / "gsm", {"gsm8k": {0}}), b)])
