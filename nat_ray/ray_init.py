@@ -59,7 +59,8 @@ def init_ray(address: str | None = None) -> None:
     print(f"ray: joined the cluster at {target} ({len(nodes)} nodes, {cpus:g} CPUs)", file=sys.stderr)
 
 
-_START_TIMED_OUT = "timed out during startup"
+# what Ray raises (and `ray start` prints) when its fixed 30 s wait for a new node's raylet to register runs out
+START_TIMED_OUT = "timed out during startup"
 # Ray's own switch for a loopback-only node (its default on macOS and Windows, where it avoids firewall prompts): with
 # it off, the node's address is 127.0.0.1, and Ray 2.60 binds every server of the node to that address.
 _CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -139,7 +140,7 @@ def start_local(start: Callable[[], object], attempts: int = 2) -> None:
                 start()
             return
         except Exception as exc:
-            if attempt == attempts or _START_TIMED_OUT not in str(exc):
+            if attempt == attempts or START_TIMED_OUT not in str(exc):
                 raise
             for p in me.children(recursive=True):
                 if p.pid not in before:

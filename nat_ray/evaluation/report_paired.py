@@ -166,10 +166,7 @@ def compare_evals(
         raise InputError(f"nat-ray compare: {held} share no data set")
     # one key per folder: a pair's own names alone, or each seed's pair apart
     keys = [names] if not more else [(f"{names[0]}@{i}", f"{names[1]}@{i}") for i in range(len(pairs))]
-    folder_of = {}
-    for (x, y), (kx, ky) in zip(pairs, keys, strict=True):
-        folder_of |= {kx: x, ky: y}
-    episodes = Episodes(None, folder_of)
+    episodes = Episodes(None, dict(zip([k for pair in keys for k in pair], folders, strict=True)))
     out: tuple[list[Comparison], list[Comparison], list[str]] = ([], [], [])
     add_pair(episodes, *names, keys, shared, out)
     return with_crossed_holm(with_holm(out[0])), with_holm(out[1]), out[2]

@@ -24,11 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nat_ray.ray_init import private_token_env
+from nat_ray.ray_init import START_TIMED_OUT, private_token_env
 
 VENV_BIN = Path(sys.executable).parent
-# what `ray start` exits with when its fixed 30 s wait for the new raylet to register with the GCS runs out
-_START_TIMED_OUT = "timed out during startup"
 
 
 @dataclass
@@ -111,24 +109,17 @@ def _stop(proc: subprocess.Popen, temp_dir: Path) -> None:
     proc.wait(timeout=15)
 
 
-@dataclass
-class _Started:
-    proc: subprocess.Popen
-    gcs: str
-    dashboard: str | None
-    temp_dir: Path
-    env: dict[str, str]
-    log: Path
-
-    def stop(self) -> None:
-        _stop(self.proc, self.temp_dir)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-        self.log.unlink(missing_ok=True)
+def _discard(proc: subprocess.Popen, head: Head) -> None:
+    _stop(proc, head.temp_dir)
+    shutil.rmtree(head.temp_dir, ignore_errors=True)
+    head.log.unlink(missing_ok=True)
 
 
 def _start(
     num_cpus: float, env: dict[str, str] | None, extra_args: tuple[str, ...], dashboard: bool, port: int | None
-) -> _Started:
+) -> tuple[subprocess.Popen, Head]:
+    """``ray start --head`` launched (not waited for) with its own temp dir, ports and token: the process and the
+    head it will be."""
     # short: Ray's unix socket paths live under it and must stay under ~107 characters
     temp_dir = Path(tempfile.mkdtemp(prefix="nr-", dir="/tmp"))
     log = temp_dir.parent / f"{temp_dir.name}.log"
@@ -149,8 +140,9 @@ def _start(
         proc = subprocess.Popen(
             [*cmd, *extra_args], env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    dashboard_url = f"http://127.0.0.1:{dash}" if dashboard else None
-    return _Started(proc, f"127.0.0.1:{port}", dashboard_url, temp_dir, full_env, log)
+    token = Path(auth["RAY_AUTH_TOKEN_PATH"]).read_text()
+    dashboard_url = f"http://127.0.0.1:{dash}" if dashboard else ""
+    return proc, Head(f"127.0.0.1:{port}", dashboard_url, temp_dir, full_env, token, log)
 
 
 @contextlib.contextmanager
@@ -167,20 +159,19 @@ def local_head(
     register runs out: on a 2-core CI machine the other pytest worker's training can starve a new GCS that long. The
     product's embedded start does the same (``nat_ray.ray_init.start_local``)."""
     for attempt in range(1, attempts + 1):
-        head = _start(num_cpus, env, extra_args, dashboard, port)
+        proc, head = _start(num_cpus, env, extra_args, dashboard, port)
         try:
-            _wait_up(head.proc, head.log, head.dashboard, timeout)
+            _wait_up(proc, head.log, head.dashboard or None, timeout)
             break
         except RuntimeError as exc:
-            head.stop()
-            if attempt == attempts or _START_TIMED_OUT not in str(exc):
+            _discard(proc, head)
+            if attempt == attempts or START_TIMED_OUT not in str(exc):
                 raise
             print(f"the Ray head did not start (attempt {attempt} of {attempts}); starting it again", file=sys.stderr)
         except BaseException:
-            head.stop()
+            _discard(proc, head)
             raise
     try:
-        token = Path(head.env["RAY_AUTH_TOKEN_PATH"]).read_text()
-        yield Head(head.gcs, head.dashboard or "", head.temp_dir, head.env, token, head.log)
+        yield head
     finally:
-        head.stop()
+        _discard(proc, head)
