@@ -251,7 +251,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="collect -> build -> train -> eval -> report, from one config (resumable)")
     p.add_argument("--config", required=True)
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars; the stage lines still print")
     p.add_argument(
         "--plan", action="store_true", help="print what each comparison can detect and the cost; run nothing"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from nat_ray.config import (
@@ -134,7 +135,9 @@ def validate(cfg: RunConfig) -> PipelinePlan:
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
-    say: Say = (lambda m: print(m, flush=True)) if progress else (lambda _m: None)
+    # the stage lines are the run's log (a `ray job logs` or a redirected stdout reads them): they print whatever
+    # ``progress`` says, which is about the bars of training and rollouts
+    say: Say = partial(print, flush=True)
     plan = validate(cfg)
     if plan.mirror is not None:  # stages finished elsewhere (a lost head, another machine) are not redone
         for rel in plan.mirror.pull():

@@ -42,7 +42,9 @@ def test_two_rounds_of_nat_beside_dpo_and_kto_resume_inside_round_two(
     # round 2's rollout: 4 train questions x 2 temperatures, one episode at a time, each written as it ends
     args += ["rollout={task: strategyqa, limit: 4, temperatures: [0.2, 0.7], max_turns: 2, episodes_per_worker: 1, "
              "flush_every: 1}"]  # fmt: skip
-    cmd = [sys.executable, "-m", "nat_ray.cli", "pipeline", "--config", str(REPO / "configs/ci_pipeline.yaml"), *args]
+    # --no-progress: the bars go, the stage lines this test reads stay (they are the run's log)
+    config = str(REPO / "configs/ci_pipeline.yaml")
+    cmd = [sys.executable, "-m", "nat_ray.cli", "pipeline", "--no-progress", "--config", config, *args]
 
     # 1. killed inside a stage: round 2's rollout, after some of its episodes are written
     rolled = run / "rounds/nat-r2"
