@@ -135,8 +135,8 @@ def validate(cfg: RunConfig) -> PipelinePlan:
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
-    # the stage lines are the run's log (a `ray job logs` or a redirected stdout reads them): they print whatever
-    # ``progress`` says, which is about the bars of training and rollouts
+    # the stage lines are the run's log (a `ray job logs` or a redirected stdout reads them): they print whether or
+    # not ``progress`` is set, which is about the bars of training and rollouts only
     say: Say = partial(print, flush=True)
     plan = validate(cfg)
     if plan.mirror is not None:  # stages finished elsewhere (a lost head, another machine) are not redone
