@@ -16,6 +16,7 @@
     nat-ray report RUN_DIR [--with RUN_DIR]              tables + plots of a run
     nat-ray compare EVAL_A EVAL_B [--names A B] [--seed EVAL_A EVAL_B ...]   two evals of the same questions, paired
     nat-ray pool-seeds RUN_DIR RUN_DIR [...] --out DIR   one report over runs that differ in train.seed
+    nat-ray verdict FILE --out DIR            named comparisons across run folders and seeds, Holm over them all
     nat-ray models prepare NAME               smollm2, mpnet, minilm
     nat-ray models export-openvino MODEL [--out DIR]   OpenVINO IR for policy.kind openvino (else made on first use)
     nat-ray data prepare [NAME ...] [--from DIR]   the public data files, checked, into NAT_RAY_DATA_DIR
@@ -43,7 +44,7 @@ from nat_ray.cli_setup import add_setup_commands
 from nat_ray.cli_tools import add_tool_commands
 from nat_ray.errors import InputError, NatRayError, first_validation_error
 from nat_ray.ray_init import leave_ray
-from nat_ray.records import METRICS, TABLE, RunLayout
+from nat_ray.records import METRICS, REPORT_README, TABLE, RunLayout
 from nat_ray.storage import write_json
 
 
@@ -178,6 +179,14 @@ def cmd_pool_seeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verdict(args: argparse.Namespace) -> int:
+    from nat_ray.evaluation.verdict import write_verdict
+
+    counts = write_verdict(args.file, args.out)
+    print(json.dumps({"report": str(Path(args.out) / REPORT_README), **counts}))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from nat_ray.evaluation import report_paired as rp
 
@@ -296,6 +305,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="pipeline run folders, one per training seed")
     p.add_argument("--out", required=True, metavar="DIR", help="where the pooled report goes")
     p.set_defaults(func=cmd_pool_seeds)
+
+    p = sub.add_parser(
+        "verdict",
+        help="the comparisons a file names, over variants in any run folders under their training seeds: seeds "
+        "random, Holm over every row (configs/verdict/math.yaml)",
+    )
+    p.add_argument("file", metavar="FILE", help="the verdict file: runs (seed: folder), variants, comparisons")
+    p.add_argument("--out", required=True, metavar="DIR", help="where README.md and comparisons.json go")
+    p.set_defaults(func=cmd_verdict)
 
     add_setup_commands(sub)
     return parser
