@@ -312,7 +312,7 @@ def make_parser() -> argparse.ArgumentParser:
         "random, Holm over every row (configs/verdict/math.yaml)",
     )
     p.add_argument("file", metavar="FILE", help="the verdict file: runs (seed: folder), variants, comparisons")
-    p.add_argument("--out", required=True, metavar="DIR", help="where README.md and comparisons.json go")
+    p.add_argument("--out", required=True, metavar="DIR", help="where README.md, comparisons.json and verdict.json go")
     p.set_defaults(func=cmd_verdict)
 
     add_setup_commands(sub)

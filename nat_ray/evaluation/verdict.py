@@ -43,6 +43,8 @@ from nat_ray.records import COMPARISONS, METRICS, REPORT_README, EvalMetrics
 from nat_ray.storage import atomic_file, read_record, write_json
 from nat_ray.types import StrictModel
 
+VERDICT_CONFIG = "verdict.json"
+
 
 class VerdictConfig(StrictModel):
     """The verdict file: the seeds' run folders, the variants' eval folders, the comparisons to make."""
@@ -145,7 +147,8 @@ def _skill_over_seeds(cfg: VerdictConfig, episodes: Episodes, rows: dict[str, Ev
 
 
 def write_verdict(path: str | Path, out: str | Path, base: str | Path = ".") -> dict:
-    """The verdict of the file ``path`` (folders relative to ``base``) into ``out``: README.md, comparisons.json."""
+    """The verdict of the file ``path`` (folders relative to ``base``) into ``out``: README.md, comparisons.json and
+    the validated file as ``verdict.json``."""
     cfg = load_verdict(path)
     folders, missing = _folders(cfg, Path(base))
     rows = {k: m for k, f in folders.items() if (m := read_record(f / METRICS, EvalMetrics)) is not None}
@@ -209,5 +212,6 @@ def write_verdict(path: str | Path, out: str | Path, base: str | Path = ".") -> 
     with atomic_file(out / REPORT_README) as tmp:
         tmp.write_text("\n".join(text) + "\n", encoding="utf-8")
     write_json(out / COMPARISONS, comparison_rows(paired, loops))
+    write_json(out / VERDICT_CONFIG, cfg.model_dump(mode="json"))  # what was asked, beside the answer
     return {"rows": len(rows), "comparisons": len(paired), "seeds_random": len(paired) - len(one_seed),
             "missing": len(missing), "refused": len(made[2])}  # fmt: skip

@@ -13,7 +13,7 @@ from nat_ray.cli import main
 from nat_ray.errors import InputError
 from nat_ray.evaluation.compare import holm
 from nat_ray.evaluation.metrics import eval_metrics, group_by_task
-from nat_ray.evaluation.verdict import load_verdict, write_verdict
+from nat_ray.evaluation.verdict import VerdictConfig, load_verdict, write_verdict
 from nat_ray.storage import write_json, write_trajectories
 from nat_ray.types import FinishReason, Label, Trajectory, Turn
 
@@ -69,6 +69,7 @@ def test_comparisons_across_run_folders_pool_the_seeds_and_share_one_holm(tmp_pa
     assert [r["p_holm"] for r in acc.values()] == pytest.approx(holm(ps))
     crossed = [r["crossed"] for r in acc.values() if r["crossed"]]
     assert [c["p_holm"] for c in crossed] == pytest.approx(holm([c["p"] for c in crossed]))
+    assert VerdictConfig.model_validate_json((out / "verdict.json").read_text()) == load_verdict(path)
     text = (out / "README.md").read_text()
     assert text.startswith("# Math verdict") and "gold under seed 2" in text
     assert "| nut | 2 | 22.5 ± 10.6 |" in text  # pooled over 20 questions per seed: 6/20 and 3/20
