@@ -58,6 +58,8 @@ class VerdictConfig(StrictModel):
     @model_validator(mode="after")
     def _known_names(self) -> VerdictConfig:
         for name, pattern in self.variants.items():
+            if name == "base" or "-seed" in name:
+                raise ValueError(f"variants.{name}: 'base' and names with '-seed' are the report's own rows")
             try:
                 pattern.format(run="", seed=0)
             except (KeyError, IndexError, ValueError):
@@ -66,8 +68,6 @@ class VerdictConfig(StrictModel):
             for name in (a, b):
                 if name not in self.variants:
                     raise ValueError(f"comparisons[{i}]: {name!r} is not a variant ({', '.join(self.variants)})")
-            if "base" in (a, b):
-                raise ValueError(f"comparisons[{i}]: 'base' is the untrained model's row, not a variant")
             if a == b:
                 raise ValueError(f"comparisons[{i}]: {a!r} against itself")
         return self
@@ -89,7 +89,7 @@ def load_verdict(path: str | Path) -> VerdictConfig:
         raise InputError(f"{path}: {where}{err['msg'].removeprefix('Value error, ')}") from None
 
 
-def _folders(cfg: VerdictConfig, base: Path) -> tuple[dict[str, Path], list[str]]:
+def _folders(cfg: VerdictConfig, base: Path, path: str | Path) -> tuple[dict[str, Path], list[str]]:
     """{``<variant>-seed<N>``: eval folder} for every variant and seed whose folder holds an eval; the missing, said."""
     found: dict[str, Path] = {}
     missing: list[str] = []
@@ -102,7 +102,7 @@ def _folders(cfg: VerdictConfig, base: Path) -> tuple[dict[str, Path], list[str]
                 missing.append(f"{name} under seed {seed} ({rel}: no {METRICS})")
     if cfg.base is not None:
         if not (base / cfg.base / METRICS).is_file():
-            raise InputError(f"base: {base / cfg.base}: no {METRICS} (an eval's output folder)")
+            raise InputError(f"{path}: base: {cfg.base}: no {METRICS} under {base.resolve()} (an eval's output folder)")
         found["base"] = base / cfg.base
     return found, missing
 
@@ -130,8 +130,8 @@ def _skill_over_seeds(cfg: VerdictConfig, episodes: Episodes, rows: dict[str, Ev
             skills.append(math_skill([t for d in sets for t in episodes(row, d)]))
             n = sum(rows[row].datasets[d]["n"] for d in sets)
             accs.append(sum(rows[row].datasets[d]["accuracy"] * rows[row].datasets[d]["n"] for d in sets) / n)
-            folder = episodes.folder(row)
-            ppl = dev_perplexity(folder.parents[1], folder.name)
+            folder = episodes.folder(row)  # (a run's eval folder: <run>/eval/<variant>)
+            ppl = dev_perplexity(folder.parents[1], folder.name) if len(folder.parents) > 1 else None
             ppls += [ppl] if ppl is not None else []
         if not skills:
             continue
@@ -150,7 +150,7 @@ def write_verdict(path: str | Path, out: str | Path, base: str | Path = ".") -> 
     """The verdict of the file ``path`` (folders relative to ``base``) into ``out``: README.md, comparisons.json and
     the validated file as ``verdict.json``."""
     cfg = load_verdict(path)
-    folders, missing = _folders(cfg, Path(base))
+    folders, missing = _folders(cfg, Path(base), path)
     rows = {k: m for k, f in folders.items() if (m := read_record(f / METRICS, EvalMetrics)) is not None}
     if not any(k != "base" for k in rows):
         raise InputError(f"{path}: no eval found under {Path(base).resolve()} (the folders are relative to it): "

@@ -53,9 +53,10 @@ def test_comparisons_across_run_folders_pool_the_seeds_and_share_one_holm(tmp_pa
     _eval(tmp_path / "s2/eval/nut", set(range(3)))
     _eval(tmp_path / "s2/eval/vanilla", set(range(4)))
     _eval(tmp_path / "gold-seed1/eval/vanilla", set(range(8)))
-    path, out = _file(tmp_path), tmp_path / "verdict"
+    _eval(tmp_path / "base", set())
+    path, out = _file(tmp_path, base="base"), tmp_path / "verdict"
     counts = write_verdict(path, out, base=tmp_path)
-    assert counts == {"rows": 5, "comparisons": 6, "seeds_random": 3, "missing": 1, "refused": 0}
+    assert counts == {"rows": 6, "comparisons": 6, "seeds_random": 3, "missing": 1, "refused": 0}
     rows = json.loads((out / "comparisons.json").read_text())
     acc = {(r["a"], r["b"], r["dataset"]): r for r in rows if r["outcome"] == "accuracy"}
     ma = acc[("nut", "vanilla", "multiarith")]
@@ -73,12 +74,13 @@ def test_comparisons_across_run_folders_pool_the_seeds_and_share_one_holm(tmp_pa
     text = (out / "README.md").read_text()
     assert text.startswith("# Math verdict") and "gold under seed 2" in text
     assert "| nut | 2 | 22.5 ± 10.6 |" in text  # pooled over 20 questions per seed: 6/20 and 3/20
+    assert "| base | 1 | 0.0 |" in text and "| nut-seed1 | multiarith | 60.0 [31.3, 83.2] | 0.0 |" in text
     assert "(Under one seed only, so not in the table above: gold − nut.)" in text
     assert main(["verdict", str(path), "--out", str(tmp_path / "again")]) == 2  # folders are relative to the cwd
-    assert "no eval found" in capsys.readouterr().err
+    assert "verdict.yaml: base: base: no metrics.json under" in capsys.readouterr().err
     monkeypatch.chdir(tmp_path)
     assert main(["verdict", "verdict.yaml", "--out", "again"]) == 0
-    assert json.loads(capsys.readouterr().out)["rows"] == 5
+    assert json.loads(capsys.readouterr().out)["rows"] == 6
     assert (tmp_path / "again/README.md").read_text() == text.replace("--out " + str(out), "--out again").replace(
         str(path), "verdict.yaml"
     )
@@ -91,6 +93,10 @@ def test_bad_verdict_files_are_refused_by_field(tmp_path: Path) -> None:
         load_verdict(_file(tmp_path, seeds=[1, 2]))
     with pytest.raises(InputError, match=r"verdict.yaml: variants.nut: '\{rn\}/eval/nut': only \{run\} and \{seed\}"):
         load_verdict(_file(tmp_path, variants={"nut": "{rn}/eval/nut", "vanilla": "x", "gold": "y"}))
+    with pytest.raises(InputError, match=r"variants.base: 'base' and names with '-seed' are the report's own rows"):
+        load_verdict(_file(tmp_path, variants={"base": "b", "nut": "n", "vanilla": "v", "gold": "g"}))
+    with pytest.raises(InputError, match=r"verdict.yaml: no eval found under .*nut under seed 1 \(s1/eval/nut: no"):
+        write_verdict(_file(tmp_path), tmp_path / "o", base=tmp_path)
     (tmp_path / "bad.yaml").write_text("runs: {1: s1\n")
     with pytest.raises(InputError, match=r"bad.yaml:\d+: malformed YAML"):
         load_verdict(tmp_path / "bad.yaml")
