@@ -102,7 +102,13 @@ def test_bad_verdict_files_are_refused_by_field(tmp_path: Path) -> None:
         load_verdict(tmp_path / "bad.yaml")
 
 
-def test_shipped_verdict_file_loads() -> None:
+@pytest.mark.parametrize("path", sorted((REPO / "configs/verdict").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_verdict_file_loads(path: Path) -> None:
+    cfg = load_verdict(path)
+    assert cfg.comparisons and len(cfg.runs) >= 2  # a verdict is over training seeds
+
+
+def test_the_math_verdict_asks_the_issues_question() -> None:
     cfg = load_verdict(REPO / "configs/verdict/math.yaml")
     assert {"vanilla", "nut", "nat", "rft", "dpo", "kto", "control", "gold500"} <= set(cfg.variants)
     assert ("nat", "nut") in cfg.comparisons
