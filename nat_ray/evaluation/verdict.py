@@ -26,7 +26,7 @@ from pydantic import Field, ValidationError, model_validator
 from nat_ray.errors import InputError
 from nat_ray.evaluation.compare import Comparison, with_crossed_holm, with_holm
 from nat_ray.evaluation.fmt import pct
-from nat_ray.evaluation.math_skill import is_math, math_skill
+from nat_ray.evaluation.math_skill import is_math, math_skill, pooled_accuracy
 from nat_ray.evaluation.report import _math_section, accuracy_table, seeds_table
 from nat_ray.evaluation.report_paired import (
     CROSSED_TEXT,
@@ -128,8 +128,8 @@ def _skill_over_seeds(cfg: VerdictConfig, episodes: Episodes, rows: dict[str, Ev
             if not sets:
                 continue
             skills.append(math_skill([t for d in sets for t in episodes(row, d)]))
-            n = sum(rows[row].datasets[d]["n"] for d in sets)
-            accs.append(sum(rows[row].datasets[d]["accuracy"] * rows[row].datasets[d]["n"] for d in sets) / n)
+            cells = {d: rows[row].datasets[d] for d in sets}
+            accs.append((pooled_accuracy(cells) or cells[sets[0]])["accuracy"])  # (one math set: its own)
             folder = episodes.folder(row)  # (a run's eval folder: <run>/eval/<variant>)
             ppl = dev_perplexity(folder.parents[1], folder.name) if len(folder.parents) > 1 else None
             ppls += [ppl] if ppl is not None else []
